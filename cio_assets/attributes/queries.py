@@ -1,0 +1,226 @@
+"""SQL for the attribute snapshot: who changed in a range of days, and their history, per chunk of people.
+
+Every query reads only rows that pass timestamp hygiene (`row_is_valid`) and filters in the
+database; per-order work (the top item's category) is done by the database too. Results come back
+per order, refund or subscription for one chunk of people, and `compute.py` turns them into state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+from sqlalchemy import ColumnElement, Connection, FromClause, Table, and_, literal, select
+
+from cio_assets.hygiene.rules import Bounds, row_is_valid
+from cio_assets.identity.membership import PeopleChunk
+from cio_assets.identity.normalize import normalize_email, normalize_phone
+from cio_assets.identity.resolve import IdentityResolver
+from cio_assets.partitions import PartitionRange
+from cio_assets.settings import Settings
+from cio_assets.sources.reads import read_frame, read_frames
+from cio_assets.sources.tables import customers, order_items, orders, refunds, subscriptions
+from cio_assets.timestamps import to_source_naive, to_unix_seconds
+
+
+@dataclass(frozen=True)
+class ChangeSource:
+    """A timestamp whose movement means a person's attributes may have changed."""
+
+    table: Table
+    timestamp: str
+    select_from: FromClause | None = None  # a join, when the person's keys live in another table
+
+    def person_keys(self) -> list[ColumnElement]:
+        """(customer_id, email) as the order resolver expects them."""
+        if self.table is customers:
+            return [customers.c.id.label("customer_id"), customers.c.email]
+        if self.table is subscriptions:
+            return [subscriptions.c.customer_id, literal(None).label("email")]
+        return [orders.c.customer_id, orders.c.email]
+
+
+CHANGE_SOURCES: tuple[ChangeSource, ...] = (
+    ChangeSource(customers, "created_at"),
+    ChangeSource(customers, "updated_at"),
+    ChangeSource(orders, "paid_at"),
+    ChangeSource(orders, "updated_at"),
+    ChangeSource(refunds, "created_at", select_from=refunds.join(orders, refunds.c.order_id == orders.c.id)),
+    ChangeSource(subscriptions, "started_at"),
+    ChangeSource(subscriptions, "canceled_at"),
+    ChangeSource(subscriptions, "updated_at"),
+)
+
+
+def in_range(column: ColumnElement, table: Table, prange: PartitionRange, settings: Settings) -> ColumnElement[bool]:
+    """SQL: the naive source column falls inside the range (or anywhere before its end, for history)."""
+    zone = settings.zone_of(table.name)
+    upper = column < to_source_naive(prange.end, zone)
+    return upper if prange.start is None else and_(column >= to_source_naive(prange.start, zone), upper)
+
+
+def changed_people(
+    conn: Connection, resolver: IdentityResolver, prange: PartitionRange, settings: Settings
+) -> tuple[pd.DataFrame, int]:
+    """Distinct (person_id, day) pairs whose inputs moved in the range, and how many rows had no person."""
+    pairs: list[pd.DataFrame] = []
+    unresolved = 0
+    for source in CHANGE_SOURCES:
+        column = source.table.c[source.timestamp]
+        statement = select(*source.person_keys(), column.label("ts")).where(
+            column.is_not(None), in_range(column, source.table, prange, settings)
+        )
+        if source.select_from is not None:
+            statement = statement.select_from(source.select_from)
+        for frame in read_frames(conn, statement, settings.chunk_size * 10):
+            frame["person_id"] = [
+                resolver.person_for_order(c, e) for c, e in zip(frame["customer_id"], frame["email"], strict=True)
+            ]
+            unresolved += int(frame["person_id"].isna().sum())
+            frame = frame[frame["person_id"].notna()]
+            ts = to_unix_seconds(frame["ts"], settings.zone_of(source.table.name))
+            pairs.append(pd.DataFrame({"person_id": frame["person_id"], "day": prange.day_of(ts)}).drop_duplicates())
+    if not pairs:
+        return pd.DataFrame(columns=["person_id", "day"]), unresolved
+    return pd.concat(pairs, ignore_index=True).drop_duplicates().reset_index(drop=True), unresolved
+
+
+@dataclass
+class History:
+    """Everything the snapshot needs about one chunk of people, one row per source row."""
+
+    customers: pd.DataFrame  # person_id, customer_id, email, phone, first/last name, opt-ins, created_at
+    orders: pd.DataFrame  # person_id, order_id, paid_at, total, category
+    refunds: pd.DataFrame  # person_id, refunded_at, amount
+    subscriptions: pd.DataFrame  # person_id, status, started_at, canceled_at, updated_at
+
+
+def read_history(
+    conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
+) -> History:
+    return History(
+        customers=_customers(conn, chunk, resolver, settings, bounds),
+        orders=_paid_orders(conn, chunk, resolver, settings, bounds),
+        refunds=_refunds(conn, chunk, resolver, settings, bounds),
+        subscriptions=_subscriptions(conn, chunk, resolver, settings, bounds),
+    )
+
+
+def _with_person(frame: pd.DataFrame, resolver: IdentityResolver, chunk: PeopleChunk) -> pd.DataFrame:
+    frame["person_id"] = [
+        resolver.person_for_order(c, e) for c, e in zip(frame.pop("customer_id"), frame.pop("email"), strict=True)
+    ]
+    return frame[frame["person_id"].isin(set(chunk.person_ids))].reset_index(drop=True)
+
+
+def _paid(settings: Settings, bounds: Bounds) -> ColumnElement[bool]:
+    return and_(orders.c.status == "paid", row_is_valid(orders, settings, bounds))
+
+
+def _top_category():
+    """The category of the order's most valuable line (ties: the first line)."""
+    line_value = order_items.c.quantity * order_items.c.unit_price
+    return (
+        select(order_items.c.category)
+        .where(order_items.c.order_id == orders.c.id)
+        .order_by(line_value.desc(), order_items.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _customers(
+    conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
+) -> pd.DataFrame:
+    columns = ["customer_id", "email", "phone", "first_name", "last_name", "email_opt_in", "sms_opt_in", "created_at"]
+    if not chunk.customer_ids:
+        return pd.DataFrame(columns=["person_id", *columns])
+    frame = read_frame(
+        conn,
+        select(
+            customers.c.id.label("customer_id"),
+            customers.c.email,
+            customers.c.phone,
+            customers.c.country,
+            customers.c.first_name,
+            customers.c.last_name,
+            customers.c.accepts_email_marketing.label("email_opt_in"),
+            customers.c.accepts_sms_marketing.label("sms_opt_in"),
+            customers.c.created_at,
+        ).where(customers.c.id.in_(chunk.customer_ids), row_is_valid(customers, settings, bounds)),
+    )
+    frame["person_id"] = [resolver.person_for_customer(c) for c in frame["customer_id"]]
+    frame["email"] = [normalize_email(e).value for e in frame["email"]]
+    frame["phone"] = [normalize_phone(p, c).value for p, c in zip(frame["phone"], frame.pop("country"), strict=True)]
+    frame["created_at"] = to_unix_seconds(frame["created_at"], settings.zone_of(customers.name))
+    frame["email_opt_in"] = frame["email_opt_in"].astype(bool)
+    frame["sms_opt_in"] = frame["sms_opt_in"].astype(bool)
+    return frame
+
+
+def _paid_orders(
+    conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
+) -> pd.DataFrame:
+    frame = read_frame(
+        conn,
+        select(
+            orders.c.id.label("order_id"),
+            orders.c.customer_id,
+            orders.c.email,
+            orders.c.paid_at,
+            orders.c.total,
+            _top_category().label("category"),
+        ).where(_paid(settings, bounds), chunk.owns_order()),
+    )
+    frame["paid_at"] = to_unix_seconds(frame["paid_at"], settings.zone_of(orders.name))
+    frame["total"] = frame["total"].astype(float)
+    return _with_person(frame, resolver, chunk)
+
+
+def _refunds(
+    conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
+) -> pd.DataFrame:
+    frame = read_frame(
+        conn,
+        select(
+            refunds.c.id.label("refund_id"),
+            orders.c.customer_id,
+            orders.c.email,
+            refunds.c.created_at.label("refunded_at"),
+            refunds.c.amount,
+        )
+        .select_from(refunds.join(orders, refunds.c.order_id == orders.c.id))
+        .where(_paid(settings, bounds), row_is_valid(refunds, settings, bounds), chunk.owns_order()),
+    )
+    frame["refunded_at"] = to_unix_seconds(frame["refunded_at"], settings.zone_of(refunds.name))
+    frame["amount"] = frame["amount"].astype(float)
+    return _with_person(frame, resolver, chunk)
+
+
+def _subscriptions(
+    conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
+) -> pd.DataFrame:
+    columns = ["person_id", "status", "started_at", "canceled_at", "updated_at"]
+    if not chunk.customer_ids:
+        return pd.DataFrame(columns=columns)
+    frame = read_frame(
+        conn,
+        select(
+            subscriptions.c.customer_id,
+            subscriptions.c.status,
+            subscriptions.c.started_at,
+            subscriptions.c.canceled_at,
+            subscriptions.c.updated_at,
+        ).where(subscriptions.c.customer_id.in_(chunk.customer_ids), row_is_valid(subscriptions, settings, bounds)),
+    )
+    zone = settings.zone_of(subscriptions.name)
+    for column in ("started_at", "canceled_at", "updated_at"):
+        frame[column] = to_unix_seconds(frame[column], zone)
+    frame["person_id"] = [resolver.person_for_customer(c) for c in frame.pop("customer_id")]
+    return frame[columns]
+
+
+def as_of_instants(prange: PartitionRange, bounds: Bounds) -> dict[str, datetime]:
+    """When each day's state holds: the end of the day, or now for the day in progress."""
+    return {day.key: min(day.end, bounds.now) for day in prange.days}

@@ -1,0 +1,71 @@
+"""The attribute snapshot's data contract, checked with Pandera before a row is written."""
+
+from __future__ import annotations
+
+import pandera.pandas as pa
+from pandera.typing import Series
+
+E164 = r"^\+[1-9]\d{6,14}$"
+SUBSCRIPTION_STATUSES = ["active", "paused", "canceled", "none"]
+TIMESTAMP_COLUMNS = ("created_at", "first_order_at", "last_order_at")
+
+
+class AttributeSnapshotSchema(pa.DataFrameModel):
+    """One authoritative row per person and day, every timestamp a sane Unix second."""
+
+    day: Series[str] = pa.Field(str_matches=r"^\d{4}-\d{2}-\d{2}$")
+    person_id: Series[str] = pa.Field(str_length={"min_value": 1, "max_value": 150})
+    as_of: Series[int] = pa.Field(gt=0)
+    email: Series[str] = pa.Field(nullable=True, str_matches=r"^[^@\s]+@[^@\s]+$")
+    phone: Series[str] = pa.Field(nullable=True, str_matches=E164)
+    first_name: Series[str] = pa.Field(nullable=True)
+    last_name: Series[str] = pa.Field(nullable=True)
+    created_at: Series[pa.Int64] = pa.Field(nullable=True)
+    first_order_at: Series[pa.Int64] = pa.Field(nullable=True)
+    last_order_at: Series[pa.Int64] = pa.Field(nullable=True)
+    total_orders: Series[int] = pa.Field(ge=0)
+    lifetime_value: Series[float] = pa.Field(ge=0)
+    lifetime_value_net: Series[float]
+    last_product_category: Series[str] = pa.Field(nullable=True)
+    is_refunder: Series[bool]
+    subscription_status: Series[str] = pa.Field(isin=SUBSCRIPTION_STATUSES)
+    vip_tier: Series[str]
+    email_opt_in: Series[bool]
+    sms_opt_in: Series[bool]
+    email_eligible: Series[bool]
+    sms_eligible: Series[bool]
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["day", "person_id"]
+
+    @pa.dataframe_check(error="a timestamp is later than the snapshot's as_of")
+    def timestamps_not_after_as_of(cls, frame):
+        ok = True
+        for column in TIMESTAMP_COLUMNS:
+            ok = ok & (frame[column].isna() | (frame[column] <= frame["as_of"]))
+        return ok
+
+    @pa.dataframe_check(error="order facts disagree: orders without dates, or first after last")
+    def order_facts_consistent(cls, frame):
+        has_orders = frame["total_orders"] > 0
+        dated = frame["first_order_at"].notna() & frame["last_order_at"].notna()
+        ordered = (frame["first_order_at"] <= frame["last_order_at"]).fillna(True)
+        return (has_orders == dated) & ordered
+
+    @pa.dataframe_check(error="eligible without opt-in or without a valid channel value")
+    def eligibility_implies_consent_and_channel(cls, frame):
+        email_ok = ~frame["email_eligible"] | (frame["email_opt_in"] & frame["email"].notna())
+        sms_ok = ~frame["sms_eligible"] | (frame["sms_opt_in"] & frame["phone"].notna())
+        return email_ok & sms_ok
+
+
+def attribute_snapshot_schema(floor_unix: int) -> pa.DataFrameSchema:
+    """The contract with the run's timestamp floor (configuration, so not a static field bound)."""
+    return AttributeSnapshotSchema.to_schema().update_columns(
+        {
+            column: {"checks": [pa.Check.ge(floor_unix, error=f"{column} before the timestamp floor")]}
+            for column in TIMESTAMP_COLUMNS
+        }
+    )

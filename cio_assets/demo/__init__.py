@@ -1,0 +1,1 @@
+"""A deterministic sample shop for demos, tests and benchmarks."""

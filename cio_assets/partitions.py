@@ -1,0 +1,76 @@
+"""Daily partitions in the business time zone, and the windows a (possibly multi-day) run covers.
+
+Every partitioned asset is range-aware: a backfill of many days is one run whose queries cover the
+whole range, then split rows into days. The first partition also covers all history before it, so a
+shop whose pipeline starts late still syncs every existing customer and event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+import pandas as pd
+
+from cio_assets.settings import PartitionSettings
+
+PARTITION_SETTINGS = PartitionSettings.from_env()
+
+# end_offset=1: today is a partition too (in progress), so new orders can reach Customer.io the same
+# day; re-running it later only adds what happened since.
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=PARTITION_SETTINGS.start_date,
+    timezone=PARTITION_SETTINGS.business_tz,
+    end_offset=1,
+)
+
+
+@dataclass(frozen=True)
+class Day:
+    key: str
+    start: datetime  # aware, UTC
+    end: datetime  # aware, UTC, exclusive
+
+
+@dataclass(frozen=True)
+class PartitionRange:
+    days: tuple[Day, ...]
+    includes_history: bool  # the range starts at the first partition, which also owns all earlier time
+    business_tz: str
+
+    @classmethod
+    def from_context(cls, context: dg.AssetExecutionContext) -> PartitionRange:
+        partitions_def = context.assets_def.partitions_def
+        assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+        return cls.for_keys(partitions_def, list(context.partition_keys))
+
+    @classmethod
+    def for_keys(cls, partitions_def: dg.TimeWindowPartitionsDefinition, keys: list[str]) -> PartitionRange:
+        days = []
+        for key in sorted(keys):
+            window = partitions_def.time_window_for_partition_key(key)
+            days.append(Day(key, window.start.astimezone(UTC), window.end.astimezone(UTC)))
+        first_key = partitions_def.get_first_partition_key()
+        return cls(tuple(days), includes_history=days[0].key == first_key, business_tz=partitions_def.timezone)
+
+    @property
+    def keys(self) -> list[str]:
+        return [day.key for day in self.days]
+
+    @property
+    def start(self) -> datetime | None:
+        """Lower bound of the range, or None when it reaches back to the beginning of history."""
+        return None if self.includes_history else self.days[0].start
+
+    @property
+    def end(self) -> datetime:
+        return self.days[-1].end
+
+    def day_of(self, unix_seconds: pd.Series) -> pd.Series:
+        """The partition key each instant falls in; instants before the first day go to it."""
+        stamps = pd.to_datetime(unix_seconds.astype("int64"), unit="s", utc=True).dt.tz_convert(self.business_tz)
+        keys = stamps.dt.strftime("%Y-%m-%d")
+        if self.includes_history:
+            keys = keys.where(keys >= self.days[0].key, self.days[0].key)
+        return keys

@@ -1,0 +1,62 @@
+"""The shop's tables as external assets, and how they are observed.
+
+The pipeline never writes them. A sensor (`sources/sensors.py`) records an observation of each
+table (row count and high-water marks) so the UI shows how fresh and how large the source is.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from sqlalchemy import Connection, Table, func, select
+
+from cio_assets.sources.tables import SOURCE_TABLES
+
+SOURCE_GROUP = "source"
+
+
+def source_key(table: Table) -> dg.AssetKey:
+    return dg.AssetKey(["source", table.name])
+
+
+source_tables = [
+    dg.AssetSpec(
+        source_key(table),
+        group_name=SOURCE_GROUP,
+        kinds={"mysql"},
+        description=f"Source table `{table.name}` (read only).",
+        metadata={
+            "dagster/table_name": table.name,
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(c.name, str(c.type)) for c in table.columns]
+            ),
+        },
+    )
+    for table in SOURCE_TABLES
+]
+
+
+def high_water_marks(table: Table) -> list:
+    """Aggregates that show a table moved: its largest id and its latest change time."""
+    marks = [func.count().label("row_count")]
+    if "id" in table.c:
+        marks.append(func.max(table.c.id).label("max_id"))
+    for column in ("updated_at", "linked_at", "created_at"):
+        if column in table.c:
+            marks.append(func.max(table.c[column]).label(f"max_{column}"))
+            break
+    return marks
+
+
+def observe_table(conn: Connection, table: Table) -> dict[str, object]:
+    row = conn.execute(select(*high_water_marks(table)).select_from(table)).mappings().one()
+    return {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in row.items()}
+
+
+def observe_sources(conn: Connection) -> list[dg.AssetObservation]:
+    observations = []
+    for table in SOURCE_TABLES:
+        marks = observe_table(conn, table)
+        metadata: dict[str, object] = {"dagster/row_count": int(marks.pop("row_count") or 0)}
+        metadata.update({key: value for key, value in marks.items() if value is not None})
+        observations.append(dg.AssetObservation(asset_key=source_key(table), metadata=metadata))
+    return observations

@@ -1,0 +1,149 @@
+"""Shared fixtures: a real MariaDB/MySQL per test session, a shop builder, and an asset runner.
+
+Every test session creates its own throwaway source and state databases on the server named by
+`CIO_TEST_MYSQL_URL` (default: the local MariaDB as root) and drops them at the end. Each test
+starts from empty tables. Nothing here mocks the database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+# Partitions are fixed when the package is imported: pin them before any cio_assets import.
+os.environ["CIO_START_DATE"] = "2026-10-01"
+os.environ["CIO_BUSINESS_TZ"] = "UTC"
+
+import dagster as dg
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, create_engine, make_url, select, text
+
+from cio_assets.attributes.assets import attribute_snapshot
+from cio_assets.events.assets import event_log
+from cio_assets.hygiene.assets import rejected_rows
+from cio_assets.identity.assets import identity_map
+from cio_assets.resources import SourceDatabase, StateDatabase
+from cio_assets.settings import Settings
+from cio_assets.sources.tables import source_metadata
+from cio_assets.state import tables as state_tables
+from cio_assets_tests.shop import ShopBuilder
+
+SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
+PIPELINE = [rejected_rows, identity_map, attribute_snapshot, event_log]
+
+
+@pytest.fixture(scope="session")
+def database_urls() -> Iterator[tuple[str, str]]:
+    server = create_engine(SERVER_URL)
+    name = f"cio_test_{uuid.uuid4().hex[:10]}"
+    names = (f"{name}_shop", f"{name}_state")
+    with server.begin() as conn:
+        for db in names:
+            conn.execute(text(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
+    base = make_url(SERVER_URL)
+    try:
+        yield tuple(base.set(database=db).render_as_string(hide_password=False) for db in names)  # type: ignore[misc]
+    finally:
+        with server.begin() as conn:
+            for db in names:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
+        server.dispose()
+
+
+@pytest.fixture
+def source_engine(database_urls: tuple[str, str]) -> Iterator[Engine]:
+    engine = create_engine(database_urls[0])
+    source_metadata.drop_all(engine)
+    source_metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def state_engine(database_urls: tuple[str, str]) -> Iterator[Engine]:
+    engine = create_engine(database_urls[1])
+    state_tables.state_metadata.drop_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def shop(source_engine: Engine) -> ShopBuilder:
+    return ShopBuilder(source_engine)
+
+
+class Pipeline:
+    """Runs the assets in-process against the test databases and reads back what they wrote."""
+
+    def __init__(self, source_url: str, state_url: str, state_engine: Engine) -> None:
+        self.source_url = source_url
+        self.state_url = state_url
+        self.state_engine = state_engine
+
+    def run(
+        self,
+        partition: str | None = None,
+        partition_range: tuple[str, str] | None = None,
+        settings: Settings | None = None,
+        assets: list | None = None,
+        raise_on_error: bool = True,
+    ) -> dg.ExecuteInProcessResult:
+        tags = {}
+        if partition_range:
+            tags = {
+                "dagster/asset_partition_range_start": partition_range[0],
+                "dagster/asset_partition_range_end": partition_range[1],
+            }
+        with dg.instance_for_test() as instance:
+            return dg.materialize(
+                assets or PIPELINE,
+                partition_key=partition,
+                tags=tags,
+                instance=instance,
+                raise_on_error=raise_on_error,
+                resources={
+                    "settings": settings or Settings(),
+                    "source": SourceDatabase(url=self.source_url),
+                    "state": StateDatabase(url=self.state_url),
+                },
+            )
+
+    def table(self, table, order_by: list[str] | None = None) -> pd.DataFrame:
+        with self.state_engine.connect() as conn:
+            statement = select(table)
+            if order_by:
+                statement = statement.order_by(*(table.c[c] for c in order_by))
+            result = conn.execute(statement)
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    def snapshot(self, day: str | None = None) -> pd.DataFrame:
+        frame = self.table(state_tables.attribute_snapshot, ["day", "person_id"])
+        return frame[frame["day"] == day].reset_index(drop=True) if day else frame
+
+    def person(self, person_id: str, day: str) -> dict:
+        rows = self.snapshot(day)
+        rows = rows[rows["person_id"] == person_id]
+        assert len(rows) == 1, f"expected one snapshot row for {person_id} on {day}, found {len(rows)}"
+        return rows.iloc[0].to_dict()
+
+    def events(self, name: str | None = None) -> pd.DataFrame:
+        frame = self.table(state_tables.event_log, ["event_id"])
+        return frame[frame["name"] == name].reset_index(drop=True) if name else frame
+
+
+@pytest.fixture
+def pipeline(database_urls: tuple[str, str], state_engine: Engine, source_engine: Engine) -> Pipeline:
+    return Pipeline(database_urls[0], database_urls[1], state_engine)
+
+
+def ts(value: str) -> datetime:
+    """A naive source DATETIME from 'YYYY-MM-DD HH:MM[:SS]'."""
+    return datetime.fromisoformat(value)
+
+
+def unix(value: str) -> int:
+    """Unix seconds of a UTC 'YYYY-MM-DD HH:MM[:SS]'."""
+    return int(datetime.fromisoformat(value + "+00:00").timestamp())
