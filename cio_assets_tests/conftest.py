@@ -117,7 +117,8 @@ class Pipeline:
             if order_by:
                 statement = statement.order_by(*(table.c[c] for c in order_by))
             result = conn.execute(statement)
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            # object dtype: integers stay integers and NULL stays None (no NaN that never equals itself)
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
 
     def snapshot(self, day: str | None = None) -> pd.DataFrame:
         frame = self.table(state_tables.attribute_snapshot, ["day", "person_id"])

@@ -35,6 +35,9 @@ SHARED_EMAIL = "shared_email"
 SHARED_PHONE = "shared_phone"
 ANONYMOUS_ID_MANY_PEOPLE = "anonymous_id_many_people"
 
+# Customer.io refuses a person id longer than this (bytes); such a person cannot be sent.
+MAX_ID_BYTES = 150
+
 IDENTITY_COLUMNS = ["identifier_type", "identifier", "person_id", "source"]
 CONFLICT_COLUMNS = ["kind", "identifier", "member", "survivor", "is_survivor"]
 UNRESOLVED_COLUMNS = ["source_table", "source_key", "identifier_type", "identifier", "reason"]
@@ -205,12 +208,11 @@ def _resolve_customers(
         customer_id = int(customer_id)
         if policy == CUSTOMER_ID:
             person_of_customer[customer_id] = str(survivor_of.get(customer_id, customer_id))
-        elif email is not None:
+        elif email is not None and _fits_as_id(email):
             person_of_customer[customer_id] = email
         else:
-            unresolved.append(
-                ("customers", str(customer_id), EMAIL, raw_email, "no valid e-mail for the email id policy")
-            )
+            why = "e-mail longer than the 150-byte id limit" if email else "no valid e-mail for the email id policy"
+            unresolved.append(("customers", str(customer_id), EMAIL, raw_email, why))
     identities.extend(
         (CUSTOMER_ID, str(customer_id), person_id, "customers") for customer_id, person_id in person_of_customer.items()
     )
@@ -251,12 +253,24 @@ def _resolve_guest_orders(
         email, reason = normalize_email(raw_email)
         if email is not None and email in person_of_email:
             continue
-        if email is not None and policy == EMAIL:
+        if email is not None and policy == EMAIL and _fits_as_id(email):
             person_of_email[email] = email
             identities.append((EMAIL, email, email, "orders"))
             continue
-        why = reason or ("guest e-mail matches no customer" if email else "guest order without e-mail")
+        why = reason or _why_guest_unresolved(email, policy)
         unresolved.append(("orders", str(int(order_id)), EMAIL, raw_email, why))
+
+
+def _fits_as_id(email: str) -> bool:
+    return len(email.encode()) <= MAX_ID_BYTES
+
+
+def _why_guest_unresolved(email: str | None, policy: str) -> str:
+    if email is None:
+        return "guest order without e-mail"
+    if policy == EMAIL:
+        return "e-mail longer than the 150-byte id limit"
+    return "guest e-mail matches no customer"
 
 
 def _resolve_anonymous_ids(

@@ -1,0 +1,108 @@
+"""Daily partitions: deterministic re-runs, single-run range backfills, history in the first partition."""
+
+import os
+import subprocess
+import sys
+
+from cio_assets_tests.conftest import unix
+
+
+def _busy_week(shop):
+    shop.customer(1, created_at="2026-09-20 08:00")
+    shop.customer(2, created_at="2026-10-02 08:00")
+    shop.order(1, total=10.0, paid_at="2026-09-25 10:00")
+    first = shop.order(1, total=20.0, paid_at="2026-10-02 10:00")
+    shop.order(2, total=35.0, paid_at="2026-10-03 11:00")
+    shop.refund(first, 5.0, created_at="2026-10-04 09:00")
+
+
+def _snapshot_and_events(pipeline):
+    return pipeline.snapshot().to_dict("records"), pipeline.events().to_dict("records")
+
+
+def test_rerunning_a_partition_writes_the_same_rows(shop, pipeline):
+    _busy_week(shop)
+
+    pipeline.run(partition_range=("2026-10-01", "2026-10-04"))
+    before = _snapshot_and_events(pipeline)
+    pipeline.run(partition="2026-10-03")
+    pipeline.run(partition_range=("2026-10-02", "2026-10-04"))
+
+    assert _snapshot_and_events(pipeline) == before
+
+
+def test_a_range_run_equals_running_each_day(shop, pipeline):
+    _busy_week(shop)
+
+    for day in ("2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04"):
+        pipeline.run(partition=day)
+    day_by_day = _snapshot_and_events(pipeline)
+    pipeline.state_engine.dispose()
+    from cio_assets.state.tables import state_metadata
+
+    state_metadata.drop_all(pipeline.state_engine)
+    result = pipeline.run(partition_range=("2026-10-01", "2026-10-04"))
+
+    assert _snapshot_and_events(pipeline) == day_by_day
+    materialized = result.asset_materializations_for_node("attribute_snapshot")
+    assert sorted(m.partition for m in materialized) == ["2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04"]
+
+
+def test_a_person_appears_on_each_day_their_inputs_changed(shop, pipeline):
+    _busy_week(shop)
+
+    pipeline.run(partition_range=("2026-10-01", "2026-10-04"))
+
+    rows = pipeline.snapshot()[["day", "person_id", "total_orders", "lifetime_value_net"]]
+    assert rows.values.tolist() == [
+        ["2026-10-01", "1", 1, 10.0],  # history before the start date lands in the first partition
+        ["2026-10-02", "1", 2, 30.0],
+        ["2026-10-02", "2", 0, 0.0],
+        ["2026-10-03", "2", 1, 35.0],
+        ["2026-10-04", "1", 2, 25.0],
+    ]
+
+
+def test_the_first_partition_owns_all_earlier_history(shop, pipeline):
+    shop.customer(1, created_at="2025-03-01 08:00")
+    shop.order(1, total=10.0, paid_at="2025-04-01 10:00")
+
+    pipeline.run(partition="2026-10-01")
+
+    person = pipeline.person("1", "2026-10-01")
+    assert (person["total_orders"], person["created_at"]) == (1, unix("2025-03-01 08:00"))
+    assert pipeline.events("order_placed")[["event_id", "day"]].values.tolist() == [["order_placed:1", "2026-10-01"]]
+    assert person["as_of"] == unix("2026-10-02 00:00")
+
+
+def test_a_later_partition_does_not_reach_back_into_history(shop, pipeline):
+    shop.customer(1, created_at="2025-03-01 08:00")
+    shop.order(1, total=10.0, paid_at="2025-04-01 10:00")
+
+    pipeline.run(partition="2026-10-05")
+
+    assert pipeline.snapshot().empty
+    assert pipeline.events().empty
+
+
+def test_the_cli_backfills_a_range_in_one_run(shop, pipeline, tmp_path):
+    _busy_week(shop)
+    env = {
+        **os.environ,
+        "CIO_MYSQL_URL": pipeline.source_url,
+        "CIO_STATE_URL": pipeline.state_url,
+        "DAGSTER_HOME": str(tmp_path),
+    }
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "cio_assets.definitions"]
+
+    ranged = subprocess.run(
+        [*command, "--select", "*", "--partition-range", "2026-10-01...2026-10-04"], env=env, capture_output=True, text=True
+    )
+    single = subprocess.run([*command, "--select", "*", "--partition", "2026-10-03"], env=env, capture_output=True, text=True)
+
+    assert ranged.returncode == 0, ranged.stderr[-3000:]
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert ranged.stderr.count("RUN_SUCCESS") == 1
+    assert len(pipeline.snapshot()) == 5
+    assert len(pipeline.events()) == 4
