@@ -251,12 +251,13 @@ def _drop_suppressed(frame: pd.DataFrame, x: Extraction) -> pd.DataFrame:
     people = sorted(p for p in frame["person_id"].dropna().unique())
     if not people:
         return frame
-    day_end = {day.key: min(unix(day.end), unix(x.bounds.now)) for day in x.prange.days}
+    # Exclusive: a payment at midnight belongs to the next day and must not reach back.
+    day_end = {day.key: min(unix(day.end), unix(x.bounds.now) + 1) for day in x.prange.days}
     frame["suppress_until"] = x.prange.day_of(frame["timestamp"]).map(day_end)
     paid = _paid_times(x, people, earliest=int(frame["last_activity"].min()))
     candidates = frame[["id", "person_id", "last_activity", "suppress_until"]].merge(paid, on="person_id")
     bought = candidates[
-        (candidates["paid_at"] > candidates["last_activity"]) & (candidates["paid_at"] <= candidates["suppress_until"])
+        (candidates["paid_at"] > candidates["last_activity"]) & (candidates["paid_at"] < candidates["suppress_until"])
     ]
     return frame[~frame["id"].isin(bought["id"])].drop(columns="suppress_until").reset_index(drop=True)
 

@@ -26,7 +26,9 @@ class EventLogSchema(pa.DataFrameModel):
 
     @pa.dataframe_check(error="event_id does not start with the event's name")
     def event_id_names_its_event(cls, frame):
-        starts = [event_id.startswith(f"{name}:") for event_id, name in zip(frame["event_id"], frame["name"], strict=True)]
+        starts = [
+            event_id.startswith(f"{name}:") for event_id, name in zip(frame["event_id"], frame["name"], strict=True)
+        ]
         return pd.Series(starts, index=frame.index, dtype=bool)
 
     @pa.check("properties", error="properties is not a JSON object")

@@ -6,7 +6,7 @@ carries a single-run backfill policy so that it joins a partition-range run once
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, Table, exists, or_, select
 
 from cio_assets.hygiene.rules import RULES, Bounds, rejection_reason, row_is_valid
 from cio_assets.identity.resolve import SHARED_EMAIL, IdentityResult, resolve_identity
@@ -84,9 +84,14 @@ def _customers(conn: Connection, settings: Settings, bounds: Bounds) -> pd.DataF
     return frame.drop(columns="created_at_rejection")
 
 
+def _without_known_customer(table: Table) -> ColumnElement[bool]:
+    """SQL: the row names no customer, or one that does not exist (deleted, or bad data)."""
+    return or_(table.c.customer_id.is_(None), ~exists().where(customers.c.id == table.c.customer_id))
+
+
 def _guest_orders(settings: Settings, bounds: Bounds):
-    return select(orders.c.id, orders.c.email).where(
-        orders.c.customer_id.is_(None), orders.c.status == "paid", row_is_valid(orders, settings, bounds)
+    return select(orders.c.id, orders.c.customer_id, orders.c.email).where(
+        _without_known_customer(orders), orders.c.status == "paid", row_is_valid(orders, settings, bounds)
     )
 
 
@@ -100,8 +105,8 @@ def _links(conn: Connection, settings: Settings) -> pd.DataFrame:
 
 def _carts_needing_identity(settings: Settings, bounds: Bounds):
     return select(carts.c.id, carts.c.customer_id, carts.c.anonymous_id, carts.c.email).where(
-        or_(carts.c.customer_id.is_(None), carts.c.anonymous_id.is_not(None)),
-        and_(row_is_valid(carts, settings, bounds)),
+        or_(_without_known_customer(carts), carts.c.anonymous_id.is_not(None)),
+        row_is_valid(carts, settings, bounds),
     )
 
 

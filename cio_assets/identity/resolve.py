@@ -120,9 +120,9 @@ def resolve_identity(
     """Build the identity map.
 
     customers: id, email, phone, country, created_at (Unix seconds; NA when missing or rejected)
-    guest_orders: id, email (paid orders without a customer id)
+    guest_orders: id, customer_id, email (paid orders naming no existing customer)
     links: anonymous_id, customer_id, linked_at (Unix seconds or NA)
-    carts: id, customer_id, anonymous_id, email (carts that carry an anonymous id or lack a customer)
+    carts: id, customer_id, anonymous_id, email (carts with an anonymous id or without an existing customer)
     """
     identities: list[tuple[str, str, str, str]] = []
     conflicts: list[tuple[str, str, str, str, bool]] = []
@@ -249,7 +249,9 @@ def _resolve_guest_orders(
     identities: list,
     unresolved: list,
 ) -> None:
-    for order_id, raw_email in zip(guest_orders["id"], guest_orders["email"], strict=True):
+    for order_id, customer_id, raw_email in zip(
+        guest_orders["id"], guest_orders["customer_id"], guest_orders["email"], strict=True
+    ):
         email, reason = normalize_email(raw_email)
         if email is not None and email in person_of_email:
             continue
@@ -258,6 +260,8 @@ def _resolve_guest_orders(
             identities.append((EMAIL, email, email, "orders"))
             continue
         why = reason or _why_guest_unresolved(email, policy)
+        if pd.notna(customer_id):
+            why = f"customer id {int(customer_id)} matches no customer; {why}"
         unresolved.append(("orders", str(int(order_id)), EMAIL, raw_email, why))
 
 
@@ -312,12 +316,14 @@ def _resolve_anonymous_ids(
 
 
 def _list_unresolved_carts(carts: pd.DataFrame, resolver: IdentityResolver, unresolved: list) -> None:
-    anonymous = carts[carts["customer_id"].isna()]
-    for cart_id, anonymous_id, raw_email in zip(
-        anonymous["id"], anonymous["anonymous_id"], anonymous["email"], strict=True
+    for cart_id, customer_id, anonymous_id, raw_email in zip(
+        carts["id"], carts["customer_id"], carts["anonymous_id"], carts["email"], strict=True
     ):
-        if resolver.person_for_cart(None, anonymous_id, raw_email) is None:
+        if resolver.person_for_cart(customer_id, anonymous_id, raw_email) is None:
             identifier_type, identifier = (ANONYMOUS_ID, anonymous_id) if anonymous_id else (EMAIL, raw_email)
-            unresolved.append(
-                ("carts", str(int(cart_id)), identifier_type, identifier, "anonymous cart linked to no customer")
+            why = (
+                f"customer id {int(customer_id)} matches no customer"
+                if pd.notna(customer_id)
+                else "anonymous cart linked to no customer"
             )
+            unresolved.append(("carts", str(int(cart_id)), identifier_type, identifier, why))
