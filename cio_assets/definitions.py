@@ -1,4 +1,4 @@
-"""What exists, wired together: MySQL sources → identity and hygiene → snapshot and event log.
+"""What exists, wired together: MySQL sources → identity and hygiene → snapshot and event log → Customer.io.
 
 Entry point for `dagster dev -m cio_assets.definitions` (and `workspace.yaml`).
 """
@@ -9,16 +9,26 @@ from cio_assets.attributes.assets import attribute_snapshot
 from cio_assets.events.assets import event_log
 from cio_assets.hygiene.assets import rejected_rows
 from cio_assets.identity.assets import identity_map
-from cio_assets.resources import database_resources
+from cio_assets.resources import customerio_resource, database_resources
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_tables
 from cio_assets.sources.sensors import refresh_today, source_changes
+from cio_assets.sync.events import customerio_events
+from cio_assets.sync.people import customerio_people
 
 defs = dg.Definitions(
-    assets=[*source_tables, rejected_rows, identity_map, attribute_snapshot, event_log],
+    assets=[
+        *source_tables,
+        rejected_rows,
+        identity_map,
+        attribute_snapshot,
+        event_log,
+        customerio_people,
+        customerio_events,
+    ],
     jobs=[refresh_today],
     sensors=[source_changes],
-    resources={"settings": Settings.from_env(), **database_resources()},
+    resources={"settings": Settings.from_env(), "customerio": customerio_resource(), **database_resources()},
     # Steps here are database-bound and short; the multiprocess executor's ~4 s start-up per step
     # would dominate a run, so everything runs in one process.
     executor=dg.in_process_executor,

@@ -17,7 +17,8 @@ from pydantic import PrivateAttr
 from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.engine import URL
 
-from cio_assets.settings import DEMO_SOURCE_URL, DEMO_STATE_URL
+from cio_assets.customerio.client import REGION_URLS, TrackClient
+from cio_assets.settings import DATA_DIR, DEMO_SOURCE_URL, DEMO_STATE_URL
 from cio_assets.state.tables import state_metadata
 
 STATE_DATABASE_NAME = "cio_sync"
@@ -130,3 +131,55 @@ def database_resources() -> dict[str, dg.ConfigurableResource]:
     source = SourceDatabase(url=dg.EnvVar("CIO_MYSQL_URL") if source_url else DEMO_SOURCE_URL)
     state = StateDatabase(url=dg.EnvVar("CIO_STATE_URL") if state_url else "")
     return {"source": source, "state": state}
+
+
+class CustomerIO(dg.ConfigurableResource):
+    """Customer.io Track API credentials and sending behaviour.
+
+    With no credentials, or `dry_run`, nothing is sent: sync assets write the exact request bodies
+    to a JSONL outbox and report the plan instead.
+    """
+
+    site_id: str = ""
+    api_key: str = ""
+    region: str = "us"  # CIO_REGION: us | eu
+    track_url: str = ""  # CIO_TRACK_URL: overrides the regional host (tests, proxies)
+    rate_limit: float = 100.0  # CIO_RATE_LIMIT: requests per second (Customer.io's soft limit is 1000)
+    max_in_flight: int = 4  # CIO_MAX_IN_FLIGHT: concurrent requests
+    dry_run: bool = False  # CIO_DRY_RUN=1
+    outbox_dir: str = str(DATA_DIR / "outbox")  # CIO_OUTBOX_DIR
+
+    @property
+    def sends(self) -> bool:
+        return bool(self.site_id and self.api_key) and not self.dry_run
+
+    @property
+    def base_url(self) -> str:
+        if self.track_url:
+            return self.track_url
+        if self.region not in REGION_URLS:
+            raise dg.Failure(description=f"CIO_REGION must be one of {sorted(REGION_URLS)}, got {self.region!r}")
+        return REGION_URLS[self.region]
+
+    def client(self) -> TrackClient:
+        return TrackClient(
+            site_id=self.site_id,
+            api_key=self.api_key,
+            base_url=self.base_url,
+            rate_limit=self.rate_limit,
+            max_in_flight=self.max_in_flight,
+        )
+
+
+def customerio_resource() -> CustomerIO:
+    env = os.environ
+    return CustomerIO(
+        site_id=dg.EnvVar("CIO_SITE_ID") if env.get("CIO_SITE_ID") else "",
+        api_key=dg.EnvVar("CIO_API_KEY") if env.get("CIO_API_KEY") else "",
+        region=env.get("CIO_REGION", "us"),
+        track_url=env.get("CIO_TRACK_URL", ""),
+        rate_limit=float(env.get("CIO_RATE_LIMIT", "100")),
+        max_in_flight=int(env.get("CIO_MAX_IN_FLIGHT", "4")),
+        dry_run=env.get("CIO_DRY_RUN", "") in ("1", "true", "yes"),
+        outbox_dir=env.get("CIO_OUTBOX_DIR", str(DATA_DIR / "outbox")),
+    )

@@ -54,6 +54,17 @@ class Settings(dg.ConfigurableResource):
         default="silver:250,gold:500,platinum:1000",
         description="CIO_VIP_TIERS: tier:minimum net lifetime value, ascending; below the first is 'none'.",
     )
+    live_window_hours: int = Field(
+        default=24,
+        description=(
+            "CIO_LIVE_WINDOW_HOURS: events older than this are history: sent with `backfill: true` "
+            "(Customer.io never triggers campaigns from events older than 72 h)."
+        ),
+    )
+    history_events: str = Field(
+        default="send",
+        description="CIO_HISTORY_EVENTS: 'send' history events marked backfill, or 'skip' them (attributes only).",
+    )
     chunk_size: int = Field(
         default=5000,
         description="CIO_CHUNK_SIZE: people per aggregation query and rows per bulk write.",
@@ -64,6 +75,13 @@ class Settings(dg.ConfigurableResource):
     def _known_policy(cls, value: str) -> str:
         if value not in CANONICAL_ID_POLICIES:
             raise ValueError(f"CIO_CANONICAL_ID must be one of {CANONICAL_ID_POLICIES}, got {value!r}")
+        return value
+
+    @field_validator("history_events")
+    @classmethod
+    def _known_history_mode(cls, value: str) -> str:
+        if value not in ("send", "skip"):
+            raise ValueError(f"CIO_HISTORY_EVENTS must be 'send' or 'skip', got {value!r}")
         return value
 
     @field_validator("source_tz")
@@ -94,6 +112,8 @@ class Settings(dg.ConfigurableResource):
             timestamp_floor=env.get("CIO_TIMESTAMP_FLOOR", "2000-01-01"),
             cart_idle_minutes=int(env.get("CIO_CART_IDLE_MINUTES", "60")),
             vip_tiers=env.get("CIO_VIP_TIERS", "silver:250,gold:500,platinum:1000"),
+            live_window_hours=int(env.get("CIO_LIVE_WINDOW_HOURS", "24")),
+            history_events=env.get("CIO_HISTORY_EVENTS", "send"),
             chunk_size=int(env.get("CIO_CHUNK_SIZE", "5000")),
         )
 

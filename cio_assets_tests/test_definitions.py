@@ -18,6 +18,8 @@ def test_every_materializable_asset_backfills_in_one_run():
         "rejected_rows",
         "attribute_snapshot",
         "event_log",
+        "customerio_people",
+        "customerio_events",
     }
     for key in materializable:
         policy = graph.get(key).backfill_policy

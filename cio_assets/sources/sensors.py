@@ -2,7 +2,7 @@
 
 Each tick records an observation per table (row count, high-water marks) so the UI shows the
 source's size and freshness. When any high-water mark moved since the last tick, it requests one
-run of today's partition (identity, rejections, snapshot, event log). The run key names the marks,
+run of today's partition (identity, rejections, snapshot, event log, Customer.io sync). The run key names the marks,
 so a tick that raises and is retried never launches the same refresh twice.
 """
 
@@ -17,8 +17,8 @@ from cio_assets.sources.assets import observe_sources
 
 refresh_today = dg.define_asset_job(
     "refresh_today",
-    selection=dg.AssetSelection.assets("identity_map", "rejected_rows", "attribute_snapshot", "event_log"),
-    description="Rebuild identity and today's snapshot and events after the shop changed.",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("source"),
+    description="Rebuild identity and today's snapshot and events after the shop changed, and deliver them.",
 )
 
 

@@ -90,8 +90,9 @@ attribute_snapshot = Table(
 )
 
 # The attributes sent to Customer.io, in a fixed order (everything but the keys and `as_of`).
+# Plain str: SQLAlchemy's names are a str subclass that JSON encoders refuse as keys.
 ATTRIBUTE_COLUMNS: tuple[str, ...] = tuple(
-    c.name for c in attribute_snapshot.columns if c.name not in ("day", "person_id", "as_of")
+    str(c.name) for c in attribute_snapshot.columns if c.name not in ("day", "person_id", "as_of")
 )
 
 event_log = Table(
@@ -105,4 +106,36 @@ event_log = Table(
     Column("timestamp", BigInteger, nullable=False),  # Unix seconds, UTC
     Column("properties", Text, nullable=False),  # JSON object
     Index("ix_cio_event_log_day", "day"),
+)
+
+# --- Delivery to Customer.io: the sync ledger -------------------------------------------------
+
+people_ledger = Table(
+    "cio_people_ledger",
+    state_metadata,
+    Column("person_id", String(_ID), primary_key=True),
+    Column("attributes", Text, nullable=False),  # JSON: every attribute value Customer.io now holds
+    Column("as_of", BigInteger, nullable=False),  # the snapshot time those values held; never moves back
+    Column("delivered_at", BigInteger, nullable=False),
+)
+
+event_ledger = Table(
+    "cio_event_ledger",
+    state_metadata,
+    Column("event_id", String(191), primary_key=True),
+    Column("cio_event_id", String(26), nullable=False),  # the ULID Customer.io de-duplicates on
+    Column("delivered_at", BigInteger, nullable=False),
+)
+
+delivery_rejections = Table(
+    "cio_delivery_rejections",
+    state_metadata,
+    Column("kind", String(16), primary_key=True),  # person | event
+    Column("item_key", String(_ID), primary_key=True),  # person_id or event_id
+    Column("payload", Text, nullable=False),  # the exact batch item, retried on every later run
+    Column("as_of", BigInteger, nullable=False),  # snapshot as_of (person) or event timestamp
+    Column("reason", String(1000), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("first_rejected_at", BigInteger, nullable=False),
+    Column("last_rejected_at", BigInteger, nullable=False),
 )

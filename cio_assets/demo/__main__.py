@@ -1,0 +1,3 @@
+from cio_assets.demo.run import main
+
+main()

@@ -1,0 +1,119 @@
+"""One delivery loop for people and events: pack by bytes, send (or write the outbox), then record.
+
+The ledger is written after each batch Customer.io accepted, in its own transaction, so what the
+ledger says was delivered always was. Items refused locally (too big for Customer.io's limits) or
+by Customer.io (207/400) are recorded with their reason and retried on every later run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from cio_assets.customerio.batching import Batch, Item, Refused, pack
+from cio_assets.customerio.outbox import write_outbox
+from cio_assets.metadata import json_counts, markdown_table
+from cio_assets.resources import CustomerIO
+
+Delivered = Callable[[list[Item]], None]
+Rejected = Callable[[list[tuple[Item, str]]], None]
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0  # items Customer.io accepted (or, in a dry run, items written to the outbox)
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> items
+    rejection_sample: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
+    batches: int = 0
+    dry_run: bool = False
+    outbox: str | None = None
+    http: dict[str, int] = field(default_factory=dict)  # requests, bytes_sent, retries, throttled, ...
+    seconds: float = 0.0
+
+    def note_rejections(self, refused: list[tuple[Item, str]]) -> None:
+        for item, reason in refused:
+            self.rejected[_reason_kind(reason)] += 1
+            if len(self.rejection_sample) < 50:
+                self.rejection_sample.append((item.key, reason))
+
+
+def deliver(
+    items: Iterable[Item],
+    customerio: CustomerIO,
+    outbox: Path,
+    on_delivered: Delivered,
+    on_rejected: Rejected,
+    log: Callable[[str], None],
+) -> DeliveryReport:
+    started = time.monotonic()
+    report = DeliveryReport(dry_run=not customerio.sends)
+
+    def refuse(refused: list[tuple[Item, str]]) -> None:
+        report.note_rejections(refused)
+        if not report.dry_run:
+            on_rejected(refused)
+
+    batches = _batches_refusing(items, refuse)
+    if report.dry_run:
+        report.outbox = str(outbox)
+        for batch in write_outbox(outbox, batches):
+            report.batches += 1
+            report.sent += len(batch.items)
+    else:
+        with customerio.client() as client:
+            for result in client.send(batches):
+                report.batches += 1
+                on_delivered(result.delivered)
+                report.sent += len(result.delivered)
+                if result.rejected:
+                    refuse(result.refused)
+                if report.batches % 50 == 0:
+                    log(f"{report.batches} batches accepted, {report.sent} items delivered")
+            report.http = client.stats.as_dict()
+    report.seconds = round(time.monotonic() - started, 2)
+    return report
+
+
+def _batches_refusing(items: Iterable[Item], refuse: Rejected) -> Iterator[Batch]:
+    for packed in pack(items):
+        if isinstance(packed, Refused):
+            refuse([(packed.item, packed.reason)])
+        else:
+            yield packed
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for metadata: the text before any byte counts or ids."""
+    return reason.split(" is ")[0] if " is " in reason else reason.split(":")[0]
+
+
+def outbox_path(customerio: CustomerIO, context: dg.AssetExecutionContext) -> Path:
+    """One outbox file per asset and run, so a dry run's plan can be read on its own."""
+    asset = context.assets_def.key.to_python_identifier()
+    return Path(customerio.outbox_dir) / f"{asset}-{context.run_id}.jsonl"
+
+
+def delivery_metadata(report: DeliveryReport) -> dict[str, object]:
+    rejections = markdown_table(pd.DataFrame(report.rejection_sample, columns=["key", "reason"]))
+    return {
+        "dry_run": report.dry_run,
+        **({"outbox": dg.MetadataValue.path(report.outbox)} if report.outbox else {}),
+        "items_sent" if not report.dry_run else "items_planned": report.sent,
+        "batches": report.batches,
+        "rejected": sum(report.rejected.values()),
+        "rejected_by_reason": json_counts(report.rejected),
+        "rejection_sample": rejections,
+        "requests": report.http.get("requests", 0),
+        "bytes_sent": report.http.get("bytes_sent", 0),
+        "retries": report.http.get("retries", 0),
+        "throttled_429": report.http.get("throttled", 0),
+        "server_errors_5xx": report.http.get("server_errors", 0),
+        "transport_errors": report.http.get("transport_errors", 0),
+        "delivery_s": report.seconds,
+    }

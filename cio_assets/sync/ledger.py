@@ -1,0 +1,122 @@
+"""The sync ledger: what Customer.io already holds, and which items it refused.
+
+Every write commits on its own, right after Customer.io accepted (or refused) a batch, so a run
+killed half-way re-sends at most the batches that were in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import orjson
+from sqlalchemy import Connection, and_, delete, select
+
+from cio_assets.state.tables import delivery_rejections, event_ledger, people_ledger
+
+PERSON = "person"
+EVENT = "event"
+
+
+def _chunks(items: Sequence, size: int = 1000) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def delivered_people(conn: Connection, person_ids: Sequence[str]) -> dict[str, tuple[dict, int]]:
+    """person_id -> (attributes Customer.io holds, the as_of they came from)."""
+    found: dict[str, tuple[dict, int]] = {}
+    for chunk in _chunks(list(person_ids)):
+        rows = conn.execute(
+            select(people_ledger.c.person_id, people_ledger.c.attributes, people_ledger.c.as_of).where(
+                people_ledger.c.person_id.in_(chunk)
+            )
+        )
+        found.update({pid: (orjson.loads(attributes), int(as_of)) for pid, attributes, as_of in rows})
+    return found
+
+
+def record_people(conn: Connection, rows: Sequence[tuple[str, dict, int]], now: int) -> None:
+    """Replace the ledger entries of these people with (person_id, full attributes, as_of)."""
+    if not rows:
+        return
+    for chunk in _chunks([r[0] for r in rows]):
+        conn.execute(delete(people_ledger).where(people_ledger.c.person_id.in_(chunk)))
+    conn.execute(
+        people_ledger.insert(),
+        [
+            {"person_id": pid, "attributes": orjson.dumps(attrs).decode(), "as_of": as_of, "delivered_at": now}
+            for pid, attrs, as_of in rows
+        ],
+    )
+
+
+def delivered_event_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(list(event_ids)):
+        found.update(conn.execute(select(event_ledger.c.event_id).where(event_ledger.c.event_id.in_(chunk))).scalars())
+    return found
+
+
+def record_events(conn: Connection, rows: Sequence[tuple[str, str]], now: int) -> None:
+    """(event_id, Customer.io ULID) pairs that Customer.io accepted."""
+    if not rows:
+        return
+    for chunk in _chunks([r[0] for r in rows]):
+        conn.execute(delete(event_ledger).where(event_ledger.c.event_id.in_(chunk)))
+    conn.execute(
+        event_ledger.insert(),
+        [{"event_id": event_id, "cio_event_id": ulid, "delivered_at": now} for event_id, ulid in rows],
+    )
+
+
+def pending_rejections(conn: Connection, kind: str) -> list[tuple[str, dict, int]]:
+    """(key, payload, as_of) of every item of `kind` Customer.io has refused and not yet accepted."""
+    rows = conn.execute(
+        select(delivery_rejections.c.item_key, delivery_rejections.c.payload, delivery_rejections.c.as_of)
+        .where(delivery_rejections.c.kind == kind)
+        .order_by(delivery_rejections.c.item_key)
+    )
+    return [(key, orjson.loads(payload), int(as_of)) for key, payload, as_of in rows]
+
+
+def record_rejections(conn: Connection, kind: str, rows: Sequence[tuple[str, dict, int, str]], now: int) -> None:
+    """(key, payload, as_of, reason) refused this time; attempts count up across runs."""
+    if not rows:
+        return
+    keys = [r[0] for r in rows]
+    previous: dict[str, tuple[int, int]] = {}
+    for chunk in _chunks(keys):
+        result = conn.execute(
+            select(
+                delivery_rejections.c.item_key,
+                delivery_rejections.c.attempts,
+                delivery_rejections.c.first_rejected_at,
+            ).where(delivery_rejections.c.kind == kind, delivery_rejections.c.item_key.in_(chunk))
+        )
+        previous.update({key: (int(attempts), int(first)) for key, attempts, first in result})
+    clear_rejections(conn, kind, keys)
+    conn.execute(
+        delivery_rejections.insert(),
+        [
+            {
+                "kind": kind,
+                "item_key": key,
+                "payload": orjson.dumps(payload).decode(),
+                "as_of": as_of,
+                "reason": reason[:1000],
+                "attempts": previous.get(key, (0, now))[0] + 1,
+                "first_rejected_at": previous.get(key, (0, now))[1],
+                "last_rejected_at": now,
+            }
+            for key, payload, as_of, reason in rows
+        ],
+    )
+
+
+def clear_rejections(conn: Connection, kind: str, keys: Sequence[str]) -> None:
+    for chunk in _chunks(list(keys)):
+        conn.execute(
+            delete(delivery_rejections).where(
+                and_(delivery_rejections.c.kind == kind, delivery_rejections.c.item_key.in_(chunk))
+            )
+        )
