@@ -92,14 +92,21 @@ def test_the_cli_backfills_a_range_in_one_run(shop, pipeline, tmp_path):
         "CIO_MYSQL_URL": pipeline.source_url,
         "CIO_STATE_URL": pipeline.state_url,
         "DAGSTER_HOME": str(tmp_path),
+        "CIO_DRY_RUN": "1",
+        "CIO_OUTBOX_DIR": str(tmp_path / "outbox"),
     }
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "cio_assets.definitions"]
 
     ranged = subprocess.run(
-        [*command, "--select", "*", "--partition-range", "2026-10-01...2026-10-04"], env=env, capture_output=True, text=True
+        [*command, "--select", "*", "--partition-range", "2026-10-01...2026-10-04"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
-    single = subprocess.run([*command, "--select", "*", "--partition", "2026-10-03"], env=env, capture_output=True, text=True)
+    single = subprocess.run(
+        [*command, "--select", "*", "--partition", "2026-10-03"], env=env, capture_output=True, text=True
+    )
 
     assert ranged.returncode == 0, ranged.stderr[-3000:]
     assert single.returncode == 0, single.stderr[-3000:]
