@@ -25,14 +25,18 @@ from cio_assets.attributes.assets import attribute_snapshot
 from cio_assets.events.assets import event_log
 from cio_assets.hygiene.assets import rejected_rows
 from cio_assets.identity.assets import identity_map
-from cio_assets.resources import SourceDatabase, StateDatabase
+from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.sources.tables import source_metadata
 from cio_assets.state import tables as state_tables
+from cio_assets.sync.events import customerio_events
+from cio_assets.sync.people import customerio_people
+from cio_assets_tests.fake_customerio import FakeCustomerIO, serve
 from cio_assets_tests.shop import ShopBuilder
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 PIPELINE = [rejected_rows, identity_map, attribute_snapshot, event_log]
+SYNC = [*PIPELINE, customerio_people, customerio_events]
 
 
 @pytest.fixture(scope="session")
@@ -78,10 +82,11 @@ def shop(source_engine: Engine) -> ShopBuilder:
 class Pipeline:
     """Runs the assets in-process against the test databases and reads back what they wrote."""
 
-    def __init__(self, source_url: str, state_url: str, state_engine: Engine) -> None:
+    def __init__(self, source_url: str, state_url: str, state_engine: Engine, outbox_dir) -> None:
         self.source_url = source_url
         self.state_url = state_url
         self.state_engine = state_engine
+        self.outbox_dir = outbox_dir
 
     def run(
         self,
@@ -90,6 +95,7 @@ class Pipeline:
         settings: Settings | None = None,
         assets: list | None = None,
         raise_on_error: bool = True,
+        customerio: CustomerIO | None = None,
     ) -> dg.ExecuteInProcessResult:
         tags = {}
         if partition_range:
@@ -108,6 +114,7 @@ class Pipeline:
                     "settings": settings or Settings(),
                     "source": SourceDatabase(url=self.source_url),
                     "state": StateDatabase(url=self.state_url),
+                    "customerio": customerio or CustomerIO(dry_run=True, outbox_dir=str(self.outbox_dir)),
                 },
             )
 
@@ -136,8 +143,39 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(database_urls: tuple[str, str], state_engine: Engine, source_engine: Engine) -> Pipeline:
-    return Pipeline(database_urls[0], database_urls[1], state_engine)
+def pipeline(database_urls: tuple[str, str], state_engine: Engine, source_engine: Engine, tmp_path) -> Pipeline:
+    return Pipeline(database_urls[0], database_urls[1], state_engine, tmp_path / "outbox")
+
+
+class LocalCustomerIO:
+    """The fake Customer.io over real HTTP, and a resource pointed at it."""
+
+    def __init__(self, fake: FakeCustomerIO, url: str) -> None:
+        self.fake = fake
+        self.url = url
+
+    def resource(self, api_key: str | None = None, **overrides) -> CustomerIO:
+        return CustomerIO(
+            site_id=self.fake.site_id,
+            api_key=api_key or self.fake.api_key,
+            track_url=self.url,
+            rate_limit=overrides.pop("rate_limit", 1000.0),
+            **overrides,
+        )
+
+
+@pytest.fixture(scope="session")
+def _served_customerio() -> Iterator[tuple[FakeCustomerIO, str]]:
+    fake = FakeCustomerIO()
+    with serve(fake) as url:
+        yield fake, url
+
+
+@pytest.fixture
+def customerio(_served_customerio: tuple[FakeCustomerIO, str]) -> LocalCustomerIO:
+    fake, url = _served_customerio
+    fake.reset()
+    return LocalCustomerIO(fake, url)
 
 
 def ts(value: str) -> datetime:

@@ -96,7 +96,7 @@ def _reason_kind(reason: str) -> str:
 def outbox_path(customerio: CustomerIO, context: dg.AssetExecutionContext) -> Path:
     """One outbox file per asset and run, so a dry run's plan can be read on its own."""
     asset = context.assets_def.key.to_python_identifier()
-    return Path(customerio.outbox_dir) / f"{asset}-{context.run_id}.jsonl"
+    return Path(customerio.outbox_dir) / f"{asset}-{context.run.run_id}.jsonl"
 
 
 def delivery_metadata(report: DeliveryReport) -> dict[str, object]:

@@ -70,7 +70,8 @@ def latest_rows(state: StateDatabase, days: list[str]) -> pd.DataFrame:
     """Each person's latest snapshot row within the days (older ones would be superseded anyway)."""
     with state.connect() as conn:
         result = conn.execute(select(attribute_snapshot).where(attribute_snapshot.c.day.in_(days)))
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        # object dtype: a nullable integer column must not turn into floats (Customer.io wants Unix seconds).
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
     return frame.sort_values(["as_of", "day"]).drop_duplicates("person_id", keep="last").reset_index(drop=True)
 
 

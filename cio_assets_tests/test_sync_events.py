@@ -1,0 +1,186 @@
+"""Event sync: exactly once through crashes, throttling and outages; history marked; failures explained."""
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from cio_assets.customerio.client import AuthenticationError
+from cio_assets.customerio.ids import event_ulid
+from cio_assets.partitions import daily_partitions
+from cio_assets.resources import CustomerIO
+from cio_assets.settings import Settings
+from cio_assets.state import tables as state_tables
+from cio_assets.sync.people import customerio_people
+from cio_assets_tests.conftest import PIPELINE, SYNC, unix
+from cio_assets_tests.fake_customerio import validate_batch_body
+
+OCTOBER = ("2026-10-01", "2026-10-03")
+
+
+def _three_orders(shop):
+    shop.customer(1)
+    for day in ("2026-10-01", "2026-10-02", "2026-10-03"):
+        shop.order(1, total=20.0, paid_at=f"{day} 12:00")
+
+
+def _metadata(result, node="customerio_events"):
+    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
+
+
+def _landed(fake) -> list[tuple[str, str, int]]:
+    return sorted((e["name"], e["id"], e["timestamp"]) for e in fake.events)
+
+
+def _expected_orders() -> list[tuple[str, str, int]]:
+    return sorted(
+        ("order_placed", event_ulid(f"order_placed:{i}", unix(f"2026-10-0{i} 12:00")), unix(f"2026-10-0{i} 12:00"))
+        for i in (1, 2, 3)
+    )
+
+
+def test_every_event_lands_once_with_its_deterministic_id_and_history_is_marked(shop, pipeline, customerio):
+    _three_orders(shop)
+
+    result = pipeline.run(partition_range=OCTOBER, assets=SYNC, customerio=customerio.resource())
+
+    assert _landed(customerio.fake) == _expected_orders()
+    assert all(e["attributes"]["backfill"] is True for e in customerio.fake.events)  # weeks old: history
+    assert customerio.fake.events[0]["attributes"]["order_id"] == 1
+    assert (_metadata(result)["events_history"], _metadata(result)["events_live"]) == (3, 0)
+    assert all(validate_batch_body(orjson.loads(r.body)) == [] for r in customerio.fake.requests)
+    ledger = pipeline.table(state_tables.event_ledger, ["event_id"])
+    assert list(ledger["event_id"]) == ["order_placed:1", "order_placed:2", "order_placed:3"]
+
+
+def test_a_rerun_sends_zero_requests(shop, pipeline, customerio):
+    _three_orders(shop)
+    resource = customerio.resource()
+    pipeline.run(partition_range=OCTOBER, assets=SYNC, customerio=resource)
+    before = len(customerio.fake.requests)
+
+    again = pipeline.run(partition_range=OCTOBER, assets=SYNC, customerio=resource)
+
+    assert len(customerio.fake.requests) == before
+    assert _metadata(again)["events_duplicate_skipped"] == 3
+    assert _metadata(again)["requests"] == 0
+
+
+def test_a_crash_between_acceptance_and_the_ledger_write_duplicates_nothing(shop, pipeline, customerio):
+    _three_orders(shop)
+    resource = customerio.resource()
+    pipeline.run(partition_range=OCTOBER, assets=[*PIPELINE, customerio_people], customerio=resource)
+    # Customer.io applies the event batch, but the answer is lost: the client sends the same body again.
+    customerio.fake.accept_then_drop_next(1)
+
+    result = pipeline.run(partition_range=OCTOBER, assets=SYNC, customerio=resource)
+
+    assert _landed(customerio.fake) == _expected_orders()
+    assert customerio.fake.duplicate_events == 3  # the resend was de-duplicated by the ULID
+    assert (_metadata(result)["transport_errors"], _metadata(result)["items_sent"]) == (1, 3)
+    assert len(pipeline.table(state_tables.event_ledger)) == 3
+
+
+def test_a_429_storm_and_server_errors_still_deliver_everything_once(shop, pipeline, customerio):
+    _three_orders(shop)
+    customerio.fake.fail_next(2, 429, retry_after="1")
+    customerio.fake.fail_next(2, 500)
+    customerio.fake.fail_next(1, 503)
+    customerio.fake.drop_next(1)
+
+    started = time.monotonic()
+    result = pipeline.run(partition_range=OCTOBER, assets=SYNC, customerio=customerio.resource())
+
+    assert time.monotonic() - started >= 2  # Retry-After: 1 was honoured twice
+    assert _landed(customerio.fake) == _expected_orders()
+    assert set(customerio.fake.people) == {"1"}
+    people, events = _metadata(result, "customerio_people"), _metadata(result)
+    assert people["throttled_429"] + events["throttled_429"] == 2
+    assert people["server_errors_5xx"] + events["server_errors_5xx"] == 3
+    assert people["retries"] + events["retries"] == 6
+    assert customerio.fake.duplicate_events == 0
+
+
+def test_an_oversized_event_is_refused_with_a_reason_and_the_rest_land(shop, pipeline, customerio):
+    shop.customer(1)
+    shop.order(1, total=5.0, paid_at="2026-10-01 12:00")
+    many_lines = [(f"SKU-{i:04d}", "coffee " + "x" * 60, 1, 1.0) for i in range(400)]
+    big = shop.order(1, total=400.0, paid_at="2026-10-01 13:00", items=many_lines)
+
+    result = pipeline.run(partition="2026-10-01", assets=SYNC, customerio=customerio.resource())
+
+    assert [e["name"] for e in customerio.fake.events] == ["order_placed"]
+    refused = pipeline.table(state_tables.delivery_rejections)
+    assert refused[["kind", "item_key"]].values.tolist() == [["event", f"order_placed:{big}"]]
+    assert refused["reason"][0].startswith("item is ") and refused["reason"][0].endswith("bytes (limit 32000)")
+    assert _metadata(result)["rejected"] == 1
+
+
+def test_live_events_carry_no_backfill_flag(shop, pipeline, customerio):
+    paid = (datetime.now(UTC) - timedelta(minutes=30)).replace(tzinfo=None, microsecond=0)
+    shop.customer(1, created_at="2026-10-01 09:00")
+    shop.order(1, total=20.0, paid_at=paid, created_at=paid - timedelta(minutes=2))
+
+    day = daily_partitions.get_partition_key_for_timestamp(paid.replace(tzinfo=UTC).timestamp())
+    result = pipeline.run(partition=day, assets=SYNC, customerio=customerio.resource())
+
+    assert [("backfill" in e["attributes"], e["timestamp"]) for e in customerio.fake.events] == [
+        (False, int(paid.replace(tzinfo=UTC).timestamp()))
+    ]
+    assert _metadata(result)["events_live"] == 1
+
+
+def test_history_events_can_be_left_out(shop, pipeline, customerio):
+    _three_orders(shop)
+
+    result = pipeline.run(
+        partition_range=OCTOBER,
+        assets=SYNC,
+        customerio=customerio.resource(),
+        settings=Settings(history_events="skip"),
+    )
+
+    assert customerio.fake.events == []
+    assert set(customerio.fake.people) == {"1"}  # attributes still go
+    assert _metadata(result)["events_history_skipped"] == 3
+
+
+def test_a_dry_run_sends_nothing_and_writes_the_exact_batches_to_the_outbox(shop, pipeline, customerio, tmp_path):
+    _three_orders(shop)
+
+    result = pipeline.run(
+        partition_range=OCTOBER, assets=SYNC, customerio=customerio.resource(dry_run=True, outbox_dir=str(tmp_path))
+    )
+
+    assert customerio.fake.requests == []
+    outbox = _metadata(result)["outbox"]
+    bodies = [orjson.loads(line) for line in Path(outbox).read_bytes().splitlines()]
+    assert [validate_batch_body(body) for body in bodies] == [[]]
+    assert sorted(item["id"] for item in bodies[0]["batch"]) == sorted(e[1] for e in _expected_orders())
+    assert pipeline.table(state_tables.event_ledger).empty  # a plan is not a delivery
+
+
+def test_no_credentials_means_a_dry_run(shop, pipeline, customerio, tmp_path):
+    _three_orders(shop)
+
+    result = pipeline.run(
+        partition=OCTOBER[0], assets=SYNC, customerio=CustomerIO(track_url=customerio.url, outbox_dir=str(tmp_path))
+    )
+
+    assert customerio.fake.requests == []
+    assert _metadata(result)["dry_run"] is True
+
+
+def test_a_wrong_api_key_fails_fast_without_revealing_it(shop, pipeline, customerio):
+    _three_orders(shop)
+
+    with pytest.raises(AuthenticationError) as failure:
+        pipeline.run(partition_range=OCTOBER, assets=SYNC, customerio=customerio.resource(api_key="wrong-secret-key"))
+
+    message = str(failure.value)
+    assert "refused the Track API credentials for site id 'site-test' (HTTP 401)" in message
+    assert "wrong-secret-key" not in message
+    assert len(customerio.fake.requests) == 1  # no retry of a 401
+    assert customerio.fake.people == {} and customerio.fake.events == []
