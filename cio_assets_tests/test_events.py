@@ -351,3 +351,20 @@ def test_an_event_moved_to_another_day_leaves_its_old_day_when_only_the_new_day_
     assert events[["event_id", "day", "timestamp"]].values.tolist() == [
         ["order_placed:1", "2026-10-03", unix("2026-10-03 09:00")]
     ]
+
+
+def test_a_range_larger_than_one_page_reads_every_row_with_its_items(shop, pipeline):
+    # A page of two rows forces several pages per family, each followed by item queries on the
+    # same connection (a streaming cursor would fail on MySQL here: "commands out of sync").
+    shop.customer(1)
+    for hour in range(10, 15):
+        cart = shop.cart(1, updated_at=f"2026-10-02 {hour}:00", checkout_started_at=f"2026-10-02 {hour}:05")
+        shop.order(1, total=10.0, paid_at=f"2026-10-02 {hour}:30", cart_id=cart)
+
+    pipeline.run(partition="2026-10-02", settings=Settings(chunk_size=2))
+
+    placed = pipeline.events("order_placed")
+    assert list(placed["event_id"]) == [f"order_placed:{i}" for i in range(1, 6)]
+    assert all(len(json.loads(p)["items"]) == 1 for p in placed["properties"])
+    assert len(pipeline.events("checkout_started")) == 5
+    assert pipeline.events("cart_abandoned").empty  # each cart was paid through an order pointing at it

@@ -74,9 +74,7 @@ def changed_people(
         if source.select_from is not None:
             statement = statement.select_from(source.select_from)
         for frame in read_frames(conn, statement, settings.chunk_size * 10):
-            frame["person_id"] = [
-                resolver.person_for_order(c, e) for c, e in zip(frame["customer_id"], frame["email"], strict=True)
-            ]
+            frame["person_id"] = resolver.people_for_orders(frame)
             unresolved += int(frame["person_id"].isna().sum())
             frame = frame[frame["person_id"].notna()]
             ts = to_unix_seconds(frame["ts"], settings.zone_of(source.table.name))
@@ -108,9 +106,8 @@ def read_history(
 
 
 def _with_person(frame: pd.DataFrame, resolver: IdentityResolver, chunk: PeopleChunk) -> pd.DataFrame:
-    frame["person_id"] = [
-        resolver.person_for_order(c, e) for c, e in zip(frame.pop("customer_id"), frame.pop("email"), strict=True)
-    ]
+    frame["person_id"] = resolver.people_for_orders(frame)
+    frame = frame.drop(columns=["customer_id", "email"])
     return frame[frame["person_id"].isin(set(chunk.person_ids))].reset_index(drop=True)
 
 

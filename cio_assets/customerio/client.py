@@ -3,7 +3,7 @@
 - Several batches in flight (a thread pool sharing one keep-alive httpx client), under a token
   bucket so the workspace's request rate stays below `rate_limit` per second.
 - 429 (honouring Retry-After, seconds or HTTP date), 5xx and transport errors are retried with
-  capped exponential backoff and full jitter. Deduplicated event ids make a resend harmless.
+  capped exponential backoff and full jitter (tenacity). Deduplicated event ids make a resend harmless.
 - 207: exactly the items named by `errors[].batch_index` are rejected, the others delivered.
 - 400: the whole batch is refused; every item is rejected with the reason given.
 - 401/403 stop everything at once with a message that names the site id, never the key.
@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +21,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 import orjson
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from cio_assets.customerio.batching import Batch, Item
 
@@ -153,26 +153,33 @@ class TrackClient:
                     future.cancel()
 
     def _deliver(self, batch: Batch) -> BatchResult:
-        body = batch.body
-        for attempt in range(1, self.max_attempts + 1):
-            self.limiter.acquire()
-            try:
-                response = self.http.post(self.url, content=body)
-            except httpx.TransportError as error:
-                self.stats.add(requests=1, bytes_sent=len(body), transport_errors=1)
-                self._pause(attempt, None, f"transport error: {error!r}")
-                continue
-            self.stats.add(requests=1, bytes_sent=len(body))
-            result = self._interpret(batch, response)
-            if result is not None:
-                return result
-            self._pause(attempt, response, f"HTTP {response.status_code}")
-        raise DeliveryError(
-            f"Customer.io did not accept a batch of {len(batch.items)} items after {self.max_attempts} attempts"
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type((_RetryableAnswer, httpx.TransportError)),
+            before_sleep=lambda _: self.stats.add(retries=1),
+            reraise=True,
         )
+        try:
+            return retrying(self._post_once, batch)
+        except (_RetryableAnswer, httpx.TransportError) as error:
+            raise DeliveryError(
+                f"Customer.io did not accept a batch of {len(batch.items)} items after "
+                f"{self.max_attempts} attempts; last: {error}"
+            ) from error
 
-    def _interpret(self, batch: Batch, response: httpx.Response) -> BatchResult | None:
-        """The batch's outcome, or None when it should be retried."""
+    def _post_once(self, batch: Batch) -> BatchResult:
+        body = batch.body
+        self.limiter.acquire()
+        self.stats.add(requests=1, bytes_sent=len(body))
+        try:
+            response = self.http.post(self.url, content=body)
+        except httpx.TransportError:
+            self.stats.add(transport_errors=1)
+            raise
+        return self._interpret(batch, response)
+
+    def _interpret(self, batch: Batch, response: httpx.Response) -> BatchResult:
         status = response.status_code
         if status == 200:
             return BatchResult(batch, {})
@@ -185,22 +192,27 @@ class TrackClient:
             )
         if status == 429:
             self.stats.add(throttled=1)
-            return None
+            raise _RetryableAnswer(response)
         if status >= 500:
             self.stats.add(server_errors=1)
-            return None
+            raise _RetryableAnswer(response)
         reason = f"HTTP {status}: {_error_text(response)}"
         return BatchResult(batch, dict.fromkeys(range(len(batch.items)), reason))
 
-    def _pause(self, attempt: int, response: httpx.Response | None, why: str) -> None:
-        if attempt == self.max_attempts:
-            return
-        self.stats.add(retries=1)
-        delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
-        retry_after = _retry_after_seconds(response) if response is not None else None
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        time.sleep(delay)
+    def _wait(self, state: RetryCallState) -> float:
+        """Full-jitter exponential backoff, but never sooner than the server's Retry-After."""
+        jittered = wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_cap)(state)
+        error = state.outcome.exception() if state.outcome else None
+        retry_after = _retry_after_seconds(error.response) if isinstance(error, _RetryableAnswer) else None
+        return max(jittered, retry_after or 0.0)
+
+
+class _RetryableAnswer(Exception):
+    """A 429 or 5xx: Customer.io did not take the batch, and may if asked again."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
 
 
 def _item_errors(response: httpx.Response, size: int) -> dict[int, str]:

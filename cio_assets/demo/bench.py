@@ -4,13 +4,16 @@ Generates 100,000 customers with about 500,000 orders (override with BENCH_CUSTO
 BENCH_ORDERS_PER_CUSTOMER) into throwaway databases on `CIO_TEST_MYSQL_URL`, then measures:
 1. the history backfill, every partition in one run;
 2. a re-run of one ordinary day (the daily steady state).
-It prints wall time per asset and the process's peak memory, and drops the databases afterwards.
+Delivery runs as a dry run (every item packed and serialised into an outbox in a temporary
+directory), so the numbers measure this pipeline, not a network. It prints wall time per asset and
+the process's peak memory, and drops the databases afterwards.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import tempfile
 import time
 import uuid
 
@@ -20,7 +23,7 @@ from sqlalchemy import create_engine, make_url, text
 from cio_assets.definitions import defs
 from cio_assets.demo.shop import ShopSize, generate_shop
 from cio_assets.partitions import daily_partitions
-from cio_assets.resources import SourceDatabase, StateDatabase
+from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 
@@ -58,12 +61,16 @@ def _timed_run(label: str, source_url: str, state_url: str, partition=None, rang
     if range_:
         tags = {"dagster/asset_partition_range_start": range_[0], "dagster/asset_partition_range_end": range_[1]}
     started = time.monotonic()
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test() as instance, tempfile.TemporaryDirectory() as outbox:
         result = job.execute_in_process(
             instance=instance,
             partition_key=partition,
             tags=tags,
-            resources={"source": SourceDatabase(url=source_url), "state": StateDatabase(url=state_url)},
+            resources={
+                "source": SourceDatabase(url=source_url),
+                "state": StateDatabase(url=state_url),
+                "customerio": CustomerIO(dry_run=True, outbox_dir=outbox),
+            },
         )
         elapsed = time.monotonic() - started
     print(f"\n{label}: {elapsed:.1f} s")

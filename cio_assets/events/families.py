@@ -22,7 +22,7 @@ from cio_assets.identity.membership import chunk_people, guest_emails
 from cio_assets.identity.resolve import IdentityResolver
 from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
-from cio_assets.sources.reads import read_frame, read_frames
+from cio_assets.sources.reads import read_frame, read_pages
 from cio_assets.sources.tables import cart_items, carts, order_items, orders, refunds, subscriptions
 from cio_assets.timestamps import to_source_naive, to_unix_seconds, unix
 
@@ -100,32 +100,26 @@ def _items_by(conn: Connection, table, parent: str, parent_ids: list[int]) -> di
 
 def order_placed(x: Extraction) -> Iterator[FamilyResult]:
     """One event per paid order, at paid_at (never created_at: a failed payment is not a purchase)."""
-    statement = (
-        select(
-            orders.c.id,
-            orders.c.customer_id,
-            orders.c.email,
-            orders.c.paid_at,
-            orders.c.currency,
-            orders.c.subtotal,
-            orders.c.discount_total,
-            orders.c.shipping_total,
-            orders.c.total,
-            orders.c.discount_code,
-        )
-        .where(
-            orders.c.status == "paid",
-            row_is_valid(orders, x.settings, x.bounds),
-            in_range(orders.c.paid_at, orders, x.prange, x.settings),
-        )
-        .order_by(orders.c.id)
+    statement = select(
+        orders.c.id,
+        orders.c.customer_id,
+        orders.c.email,
+        orders.c.paid_at,
+        orders.c.currency,
+        orders.c.subtotal,
+        orders.c.discount_total,
+        orders.c.shipping_total,
+        orders.c.total,
+        orders.c.discount_code,
+    ).where(
+        orders.c.status == "paid",
+        row_is_valid(orders, x.settings, x.bounds),
+        in_range(orders.c.paid_at, orders, x.prange, x.settings),
     )
-    for frame in read_frames(x.conn, statement, x.settings.chunk_size):
+    for frame in read_pages(x.conn, statement, orders.c.id, x.settings.chunk_size):
         items = _items_by(x.conn, order_items, "order_id", [int(i) for i in frame["id"]])
         frame["timestamp"] = to_unix_seconds(frame["paid_at"], x.settings.zone_of(orders.name))
-        frame["person_id"] = [
-            x.resolver.person_for_order(c, e) for c, e in zip(frame["customer_id"], frame["email"], strict=True)
-        ]
+        frame["person_id"] = x.resolver.people_for_orders(frame)
         properties = [
             {
                 "order_id": int(row.id),
@@ -160,16 +154,14 @@ def _cart_properties(cart_id: int, items: list[dict]) -> dict:
 
 def checkout_started(x: Extraction) -> Iterator[FamilyResult]:
     """One event per cart that started checkout, at checkout_started_at."""
-    statement = (
-        select(carts.c.id, carts.c.customer_id, carts.c.anonymous_id, carts.c.email, carts.c.checkout_started_at)
-        .where(
-            carts.c.checkout_started_at.is_not(None),
-            row_is_valid(carts, x.settings, x.bounds),
-            in_range(carts.c.checkout_started_at, carts, x.prange, x.settings),
-        )
-        .order_by(carts.c.id)
+    statement = select(
+        carts.c.id, carts.c.customer_id, carts.c.anonymous_id, carts.c.email, carts.c.checkout_started_at
+    ).where(
+        carts.c.checkout_started_at.is_not(None),
+        row_is_valid(carts, x.settings, x.bounds),
+        in_range(carts.c.checkout_started_at, carts, x.prange, x.settings),
     )
-    for frame in read_frames(x.conn, statement, x.settings.chunk_size):
+    for frame in read_pages(x.conn, statement, carts.c.id, x.settings.chunk_size):
         items = _items_by(x.conn, cart_items, "cart_id", [int(i) for i in frame["id"]])
         frame["timestamp"] = to_unix_seconds(frame["checkout_started_at"], x.settings.zone_of(carts.name))
         frame["person_id"] = _cart_people(x, frame)
@@ -202,25 +194,21 @@ def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
     item_activity = exists().where(
         cart_items.c.cart_id == carts.c.id, active_between(cart_items.c.updated_at, item_zone)
     )
-    statement = (
-        select(
-            carts.c.id,
-            carts.c.customer_id,
-            carts.c.anonymous_id,
-            carts.c.email,
-            carts.c.updated_at,
-            last_item_at.label("last_item_at"),
-        )
-        .where(
-            carts.c.converted_order_id.is_(None),
-            row_is_valid(carts, x.settings, x.bounds),
-            has_items,
-            ~converted,
-            or_(active_between(carts.c.updated_at, zone), item_activity),
-        )
-        .order_by(carts.c.id)
+    statement = select(
+        carts.c.id,
+        carts.c.customer_id,
+        carts.c.anonymous_id,
+        carts.c.email,
+        carts.c.updated_at,
+        last_item_at.label("last_item_at"),
+    ).where(
+        carts.c.converted_order_id.is_(None),
+        row_is_valid(carts, x.settings, x.bounds),
+        has_items,
+        ~converted,
+        or_(active_between(carts.c.updated_at, zone), item_activity),
     )
-    for frame in read_frames(x.conn, statement, x.settings.chunk_size):
+    for frame in read_pages(x.conn, statement, carts.c.id, x.settings.chunk_size):
         last_activity = pd.concat(
             [to_unix_seconds(frame["updated_at"], zone), to_unix_seconds(frame["last_item_at"], item_zone)], axis=1
         ).max(axis=1)
@@ -278,9 +266,7 @@ def _paid_times(x: Extraction, people: list[str], earliest: int) -> pd.DataFrame
                 chunk.owns_order(),
             ),
         )
-        frame["person_id"] = [
-            x.resolver.person_for_order(c, e) for c, e in zip(frame["customer_id"], frame["email"], strict=True)
-        ]
+        frame["person_id"] = x.resolver.people_for_orders(frame)
         frame["paid_at"] = to_unix_seconds(frame["paid_at"], zone)
         frames.append(frame[["person_id", "paid_at"]])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["person_id", "paid_at"])
@@ -304,13 +290,10 @@ def refund_issued(x: Extraction) -> Iterator[FamilyResult]:
             row_is_valid(refunds, x.settings, x.bounds),
             in_range(refunds.c.created_at, refunds, x.prange, x.settings),
         )
-        .order_by(refunds.c.id)
     )
-    for frame in read_frames(x.conn, statement, x.settings.chunk_size):
+    for frame in read_pages(x.conn, statement, refunds.c.id, x.settings.chunk_size):
         frame["timestamp"] = to_unix_seconds(frame["created_at"], x.settings.zone_of(refunds.name))
-        frame["person_id"] = [
-            x.resolver.person_for_order(c, e) for c, e in zip(frame["customer_id"], frame["email"], strict=True)
-        ]
+        frame["person_id"] = x.resolver.people_for_orders(frame)
         properties = [
             {
                 "refund_id": int(row.id),
@@ -326,24 +309,20 @@ def refund_issued(x: Extraction) -> Iterator[FamilyResult]:
 
 def subscription_canceled(x: Extraction) -> Iterator[FamilyResult]:
     """One event per canceled subscription, at canceled_at."""
-    statement = (
-        select(
-            subscriptions.c.id,
-            subscriptions.c.customer_id,
-            subscriptions.c.sku,
-            subscriptions.c.cancel_reason,
-            subscriptions.c.started_at,
-            subscriptions.c.canceled_at,
-        )
-        .where(
-            subscriptions.c.status == "canceled",
-            row_is_valid(subscriptions, x.settings, x.bounds),
-            in_range(subscriptions.c.canceled_at, subscriptions, x.prange, x.settings),
-        )
-        .order_by(subscriptions.c.id)
+    statement = select(
+        subscriptions.c.id,
+        subscriptions.c.customer_id,
+        subscriptions.c.sku,
+        subscriptions.c.cancel_reason,
+        subscriptions.c.started_at,
+        subscriptions.c.canceled_at,
+    ).where(
+        subscriptions.c.status == "canceled",
+        row_is_valid(subscriptions, x.settings, x.bounds),
+        in_range(subscriptions.c.canceled_at, subscriptions, x.prange, x.settings),
     )
     zone = x.settings.zone_of(subscriptions.name)
-    for frame in read_frames(x.conn, statement, x.settings.chunk_size):
+    for frame in read_pages(x.conn, statement, subscriptions.c.id, x.settings.chunk_size):
         frame["timestamp"] = to_unix_seconds(frame["canceled_at"], zone)
         frame["person_id"] = [x.resolver.person_for_customer(c) for c in frame["customer_id"]]
         started = to_unix_seconds(frame["started_at"], zone)

@@ -76,6 +76,10 @@ class IdentityResolver:
     def person_for_order(self, customer_id: object, raw_email: str | None) -> str | None:
         return self.person_for_customer(customer_id) or self.person_for_email(raw_email)
 
+    def people_for_orders(self, frame: pd.DataFrame) -> list[str | None]:
+        """The person behind each row of a frame with `customer_id` and `email` columns."""
+        return [self.person_for_order(c, e) for c, e in zip(frame["customer_id"], frame["email"], strict=True)]
+
     def person_for_cart(self, customer_id: object, anonymous_id: str | None, raw_email: str | None) -> str | None:
         return (
             self.person_for_customer(customer_id)
