@@ -78,6 +78,8 @@ def _profiles(requests: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
     members = requests.merge(customers, on="person_id", how="left")
     members = members[members["created_at"].isna() | (members["created_at"] <= members["cutoff"])]
     members = members[members["customer_id"].notna()].sort_values(["created_at", "customer_id"], kind="stable")
+    # The left join made the flags objects; as real booleans the group minimum runs in C, not Python.
+    members = members.astype({"email_opt_in": bool, "sms_opt_in": bool})
     grouped = members.groupby(["person_id", "day"], sort=False)
     profiles = grouped.agg(
         email=("email", "first"),

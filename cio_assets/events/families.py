@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -36,7 +37,7 @@ EVENT_NAMES = (ORDER_PLACED, CHECKOUT_STARTED, CART_ABANDONED, REFUND_ISSUED, SU
 EVENT_COLUMNS = ["event_id", "person_id", "name", "timestamp", "properties"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Extraction:
     """What a family needs to read one range."""
 
@@ -45,6 +46,11 @@ class Extraction:
     prange: PartitionRange
     settings: Settings
     bounds: Bounds
+
+    @cached_property
+    def guest_spellings(self) -> dict[str, list[str]]:
+        """Read once per run: every page of carts needs it to find its people's guest orders."""
+        return guest_emails(self.conn, self.settings, self.bounds)
 
 
 @dataclass
@@ -254,9 +260,8 @@ def _paid_times(x: Extraction, people: list[str], earliest: int) -> pd.DataFrame
     """person_id, paid_at of the people's valid paid orders since `earliest` (Unix seconds)."""
     zone = x.settings.zone_of(orders.name)
     since = to_source_naive(datetime.fromtimestamp(earliest, tz=x.bounds.now.tzinfo), zone)
-    spellings = guest_emails(x.conn, x.settings, x.bounds)
     frames = []
-    for chunk in chunk_people(people, x.resolver, spellings, x.settings.chunk_size):
+    for chunk in chunk_people(people, x.resolver, x.guest_spellings, x.settings.chunk_size):
         frame = read_frame(
             x.conn,
             select(orders.c.customer_id, orders.c.email, orders.c.paid_at).where(

@@ -60,8 +60,8 @@ class PeopleChunk:
 def chunk_people(
     person_ids: list[str], resolver: IdentityResolver, spellings: dict[str, list[str]], size: int
 ) -> Iterator[PeopleChunk]:
-    customers_of = resolver.customers_by_person()
-    emails_of = resolver.emails_by_person()
+    customers_of = resolver.customers_by_person
+    emails_of = resolver.emails_by_person
     for start in range(0, len(person_ids), size):
         chunk = person_ids[start : start + size]
         yield PeopleChunk(

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 
@@ -87,12 +88,15 @@ class IdentityResolver:
             or self.person_for_email(raw_email)
         )
 
+    # Reverse indexes, built once: every chunk of people asks for them.
+    @cached_property
     def customers_by_person(self) -> dict[str, list[int]]:
         members: dict[str, list[int]] = defaultdict(list)
         for customer_id, person_id in self.by_customer.items():
             members[person_id].append(customer_id)
         return members
 
+    @cached_property
     def emails_by_person(self) -> dict[str, list[str]]:
         emails: dict[str, list[str]] = defaultdict(list)
         for email, person_id in self.by_email.items():
