@@ -2,9 +2,9 @@
 
 Tests never reach the internet, so the real httpx client talks to this fake instead. It follows the
 documentation, not guesses: request items are validated against Customer.io's own OpenAPI 3.1 document
-(/work/shared/customerio-openapi/customer-io-track-api-openapi.json, "[TRACK-SPEC]"), and the limits the
+(a copy ships in `openapi/customer-io-track-api-openapi.json`, "[TRACK-SPEC]"), and the limits the
 document only states in prose (sizes, counts, ULIDs) are enforced by hand below, each citing its source.
-Reference notes: /work/shared/reference/customerio-api.md ("[NOTES] §n").
+"[NOTES] §n" cites the team's reference notes on the Customer.io APIs (shared/reference/customerio-api.md).
 
 Usage:
     fake = FakeCustomerIO()
@@ -92,13 +92,13 @@ ErrorDict = dict[str, Any]
 
 
 def openapi_document_path() -> Path:
-    """Where the Track OpenAPI document lives: $CIO_OPENAPI_DIR (a directory, or the file itself) or the
-    checkout layout where `shared/` sits beside the repository."""
+    """Where the Track OpenAPI document lives: $CIO_OPENAPI_DIR (a directory, or the file itself), else the
+    copy shipped with the tests in `openapi/`."""
     configured = os.environ.get(OPENAPI_ENV)
     if configured:
         path = Path(configured)
         return path / OPENAPI_FILENAME if path.is_dir() else path
-    return Path(__file__).resolve().parents[2] / "shared" / "customerio-openapi" / OPENAPI_FILENAME
+    return Path(__file__).resolve().parent / "openapi" / OPENAPI_FILENAME
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def _item_schema() -> _ItemSchema:
     if not path.is_file():
         raise FileNotFoundError(
             f"Customer.io Track OpenAPI document not found at {path}. Set {OPENAPI_ENV} to the directory holding "
-            f"{OPENAPI_FILENAME} (in this checkout: <repo>/../shared/customerio-openapi/)."
+            f"{OPENAPI_FILENAME} (a copy ships in cio_assets_tests/openapi/)."
         )
     document = json.loads(path.read_text(encoding="utf-8"))
     # The document is one resource under a private URI, so the `#/components/schemas/...` refs inside any

@@ -19,7 +19,6 @@ from cio_assets_tests.fake_customerio import (
     BATCH_PATH,
     MAX_REQUEST_BYTES,
     FakeCustomerIO,
-    serve,
     validate_batch_body,
 )
 
@@ -27,16 +26,14 @@ ULID_A = "01ARZ3NDEKTSV4RRFFQ69G5FAV"  # the example from the ULID spec
 ULID_B = "01BX5ZZKBKACTAV9WEVGEMMVRZ"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[FakeCustomerIO, str]]:
-    fake = FakeCustomerIO()
-    with serve(fake) as base_url:
-        yield fake, base_url
+@pytest.fixture
+def server(customerio) -> tuple[FakeCustomerIO, str]:
+    """The session's fake (from conftest), reset for this test, and its base URL."""
+    return customerio.fake, customerio.url
 
 
 @pytest.fixture
 def fake(server: tuple[FakeCustomerIO, str]) -> FakeCustomerIO:
-    server[0].reset()
     return server[0]
 
 
