@@ -17,10 +17,12 @@ from cio_assets.customerio.limits import BODY_OVERHEAD, MAX_BODY_BYTES, item_pro
 
 @dataclass(frozen=True)
 class Item:
-    """One batch item and the key our ledger knows it by (a person id or an event_id)."""
+    """One batch item, the key our ledger knows it by (a person id or an event_id), and what the
+    caller wants recorded once Customer.io accepted it (carried along so nothing else must be kept)."""
 
     key: str
     payload: dict
+    record: object = None
 
 
 @dataclass

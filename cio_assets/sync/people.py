@@ -15,11 +15,12 @@ People refused earlier are retried on every run, until they succeed or a newer s
 import math
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cio_assets.customerio.batching import Item
 from cio_assets.partitions import PartitionRange, daily_partitions
@@ -31,6 +32,7 @@ from cio_assets.sync.deliver import deliver, delivery_metadata, outbox_path
 from cio_assets.timestamps import unix, utc_now
 
 CREATED, UPDATED, UNCHANGED, OLDER = "created", "updated", "unchanged", "skipped_older"
+RETRIED = "retried"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Change:
 def identify(change: Change) -> Item:
     return Item(
         key=change.person_id,
+        record=(change.attributes, change.as_of),
         payload={
             "type": "person",
             "identifiers": {"id": change.person_id},
@@ -66,13 +69,34 @@ def plan_change(person_id: str, as_of: int, attributes: dict, delivered: tuple[d
     return Change(person_id, UPDATED if changed else UNCHANGED, as_of, attributes, changed)
 
 
-def latest_rows(state: StateDatabase, days: list[str]) -> pd.DataFrame:
-    """Each person's latest snapshot row within the days (older ones would be superseded anyway)."""
+def latest_days(state: StateDatabase, days: list[str]) -> list[tuple[str, str]]:
+    """(person_id, the latest day they have a snapshot row in `days`), ordered by person."""
+    latest = func.max(attribute_snapshot.c.day)
     with state.connect() as conn:
-        result = conn.execute(select(attribute_snapshot).where(attribute_snapshot.c.day.in_(days)))
+        return [
+            (person_id, day)
+            for person_id, day in conn.execute(
+                select(attribute_snapshot.c.person_id, latest)
+                .where(attribute_snapshot.c.day.in_(days))
+                .group_by(attribute_snapshot.c.person_id)
+                .order_by(attribute_snapshot.c.person_id)
+            )
+        ]
+
+
+def snapshot_rows(state: StateDatabase, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """The snapshot rows of exactly these (person_id, day) pairs."""
+    with state.connect() as conn:
+        result = conn.execute(
+            select(attribute_snapshot).where(
+                attribute_snapshot.c.person_id.in_([p for p, _ in pairs]),
+                attribute_snapshot.c.day.in_(sorted({d for _, d in pairs})),
+            )
+        )
         # object dtype: a nullable integer column must not turn into floats (Customer.io wants Unix seconds).
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
-    return frame.sort_values(["as_of", "day"]).drop_duplicates("person_id", keep="last").reset_index(drop=True)
+    wanted = pd.DataFrame(pairs, columns=["person_id", "day"], dtype=object)
+    return frame.merge(wanted, on=["person_id", "day"])
 
 
 def _plain(value: object) -> object:
@@ -97,37 +121,37 @@ def customerio_people(
 ) -> dg.MaterializeResult:
     started = time.monotonic()
     prange = PartitionRange.from_context(context)
-    rows = latest_rows(state, prange.keys)
+    kinds: Counter[str] = Counter()
+    sent_fresh: set[str] = set()
     with state.connect() as conn:
-        retries = ledger.pending_rejections(conn, ledger.PERSON)
-        held = ledger.delivered_people(conn, [*rows["person_id"], *(key for key, _, _ in retries)])
+        # Read before this run refuses anything, so only earlier refusals count as retries.
+        pending = ledger.pending_rejections(conn, ledger.PERSON)
 
-    changes = [
-        plan_change(
-            row.person_id,
-            int(row.as_of),
-            {c: _plain(getattr(row, c)) for c in ATTRIBUTE_COLUMNS},
-            held.get(row.person_id),
-        )
-        for row in rows.itertuples(index=False)
-    ]
-    kinds = Counter(change.kind for change in changes)
-    to_send = {c.person_id: c for c in changes if c.kind in (CREATED, UPDATED)}
-    # A newer snapshot in this run, or a newer state already delivered, replaces an earlier refusal.
-    superseded = [key for key, _, as_of in retries if key in to_send or (key in held and held[key][1] > as_of)]
-    retry_items = [Item(key, payload) for key, payload, _ in retries if key not in set(superseded)]
-    if superseded:
-        with state.begin() as conn:
-            ledger.clear_rejections(conn, ledger.PERSON, superseded)
-    full_state = {pid: (c.attributes, c.as_of) for pid, c in to_send.items()}
-    context.log.info(f"people: {dict(kinds)}; retrying {len(retry_items)} earlier refusals")
+    def fresh_items() -> Iterator[Item]:
+        """Page through the range's people: memory follows the page, not the shop."""
+        pairs = latest_days(state, prange.keys)
+        for start in range(0, len(pairs), settings.chunk_size):
+            rows = snapshot_rows(state, pairs[start : start + settings.chunk_size])
+            with state.connect() as conn:
+                held = ledger.delivered_people(conn, list(rows["person_id"]))
+            for row in rows.itertuples(index=False):
+                attributes = {c: _plain(getattr(row, c)) for c in ATTRIBUTE_COLUMNS}
+                change = plan_change(row.person_id, int(row.as_of), attributes, held.get(row.person_id))
+                kinds[change.kind] += 1
+                if change.kind in (CREATED, UPDATED):
+                    sent_fresh.add(change.person_id)
+                    yield identify(change)
+        context.log.info(f"people: {dict(kinds)}")
 
-    def on_delivered(items: list[Item]) -> None:
+    def items() -> Iterator[Item]:
+        yield from fresh_items()
+        yield from _retries(state, pending, sent_fresh, kinds)
+
+    def on_delivered(delivered: list[Item]) -> None:
         now = unix(utc_now())
-        rows_to_record = [_ledger_row(item, full_state, held) for item in items]
         with state.begin() as conn:
-            ledger.record_people(conn, rows_to_record, now)
-            ledger.clear_rejections(conn, ledger.PERSON, [item.key for item in items])
+            ledger.record_people(conn, [(item.key, *item.record) for item in delivered], now)
+            ledger.clear_rejections(conn, ledger.PERSON, [item.key for item in delivered])
 
     def on_rejected(refused: list[tuple[Item, str]]) -> None:
         now = unix(utc_now())
@@ -136,28 +160,33 @@ def customerio_people(
                 conn, ledger.PERSON, [(i.key, i.payload, int(i.payload["timestamp"]), r) for i, r in refused], now
             )
 
-    items = [identify(change) for change in to_send.values()] + retry_items
-    report = deliver(items, customerio, outbox_path(customerio, context), on_delivered, on_rejected, context.log.info)
+    report = deliver(items(), customerio, outbox_path(customerio, context), on_delivered, on_rejected, context.log.info)
     return dg.MaterializeResult(
         metadata={
             "people_created": kinds[CREATED],
             "people_updated": kinds[UPDATED],
             "people_unchanged": kinds[UNCHANGED],
             "people_skipped_older": kinds[OLDER],
-            "retried_refusals": len(retry_items),
+            "retried_refusals": kinds[RETRIED],
             **delivery_metadata(report),
             "duration_s": round(time.monotonic() - started, 2),
         }
     )
 
 
-def _ledger_row(
-    item: Item, full_state: dict[str, tuple[dict, int]], held: dict[str, tuple[dict, int]]
-) -> tuple[str, dict, int]:
-    """What Customer.io holds for the person once this item landed."""
-    if item.key in full_state:
-        attributes, as_of = full_state[item.key]
-        return item.key, attributes, as_of
-    previous = held.get(item.key, ({}, 0))[0]
-    sent = {k: (None if v == "" else v) for k, v in item.payload["attributes"].items()}
-    return item.key, {**previous, **sent}, int(item.payload["timestamp"])
+def _retries(
+    state: StateDatabase, retries: list[tuple[str, dict, int]], sent_fresh: set[str], kinds: Counter[str]
+) -> Iterator[Item]:
+    """Earlier refusals, unless a newer snapshot went out in this run or Customer.io holds newer state."""
+    with state.connect() as conn:
+        held = ledger.delivered_people(conn, [key for key, _, _ in retries])
+    superseded = [key for key, _, as_of in retries if key in sent_fresh or (key in held and held[key][1] > as_of)]
+    if superseded:
+        with state.begin() as conn:
+            ledger.clear_rejections(conn, ledger.PERSON, superseded)
+    for key, payload, as_of in retries:
+        if key not in set(superseded):
+            kinds[RETRIED] += 1
+            previous = held.get(key, ({}, 0))[0]
+            sent = {k: (None if v == "" else v) for k, v in payload["attributes"].items()}
+            yield Item(key, payload, record=({**previous, **sent}, as_of))
