@@ -30,7 +30,7 @@ def markdown_table(frame: pd.DataFrame, limit: int = 20) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join([header, rule, *rows, *more]))
 
 
-def json_counts(counts: Mapping[str, int]) -> dg.MetadataValue:
+def json_counts(counts: Mapping[str, int | float]) -> dg.MetadataValue:
     return dg.MetadataValue.json(dict(counts))
 
 

@@ -19,7 +19,9 @@ import pandas as pd
 from cio_assets.customerio.batching import Batch, Item, Refused, pack
 from cio_assets.customerio.outbox import write_outbox
 from cio_assets.metadata import json_counts, markdown_table
-from cio_assets.resources import CustomerIO
+from cio_assets.resources import CustomerIO, StateDatabase
+from cio_assets.sync import ledger
+from cio_assets.timestamps import unix, utc_now
 
 Delivered = Callable[[list[Item]], None]
 Rejected = Callable[[list[tuple[Item, str]]], None]
@@ -91,6 +93,17 @@ def _batches_refusing(items: Iterable[Item], refuse: Rejected) -> Iterator[Batch
 def _reason_kind(reason: str) -> str:
     """Group reasons for metadata: the text before any byte counts or ids."""
     return reason.split(" is ")[0] if " is " in reason else reason.split(":")[0]
+
+
+def record_refusals(state: StateDatabase, kind: str) -> Rejected:
+    """Record refused items with their reason (one transaction per batch), to be retried next run."""
+
+    def on_rejected(refused: list[tuple[Item, str]]) -> None:
+        rows = [(item.key, item.payload, int(item.payload["timestamp"]), reason) for item, reason in refused]
+        with state.begin() as conn:
+            ledger.record_rejections(conn, kind, rows, unix(utc_now()))
+
+    return on_rejected
 
 
 def outbox_path(customerio: CustomerIO, context: dg.AssetExecutionContext) -> Path:

@@ -25,7 +25,7 @@ from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.state.tables import event_log
 from cio_assets.sync import ledger
-from cio_assets.sync.deliver import deliver, delivery_metadata, outbox_path
+from cio_assets.sync.deliver import deliver, delivery_metadata, outbox_path, record_refusals
 from cio_assets.timestamps import unix, utc_now
 
 HISTORY_FLAG = "backfill"
@@ -100,13 +100,7 @@ def customerio_events(
             ledger.record_events(conn, [(i.key, i.payload["id"]) for i in delivered_items], now)
             ledger.clear_rejections(conn, ledger.EVENT, [i.key for i in delivered_items])
 
-    def on_rejected(refused: list[tuple[Item, str]]) -> None:
-        now = unix(utc_now())
-        with state.begin() as conn:
-            ledger.record_rejections(
-                conn, ledger.EVENT, [(i.key, i.payload, int(i.payload["timestamp"]), r) for i, r in refused], now
-            )
-
+    on_rejected = record_refusals(state, ledger.EVENT)
     report = deliver(items(), customerio, outbox_path(customerio, context), on_delivered, on_rejected, context.log.info)
     context.log.info(f"events: {dict(counts)}; {report.sent} sent, {sum(report.rejected.values())} rejected")
     return dg.MaterializeResult(

@@ -14,13 +14,13 @@ People refused earlier are retried on every run, until they succeed or a newer s
 
 import math
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from cio_assets.customerio.batching import Item
 from cio_assets.partitions import PartitionRange, daily_partitions
@@ -28,7 +28,7 @@ from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
 from cio_assets.sync import ledger
-from cio_assets.sync.deliver import deliver, delivery_metadata, outbox_path
+from cio_assets.sync.deliver import deliver, delivery_metadata, outbox_path, record_refusals
 from cio_assets.timestamps import unix, utc_now
 
 CREATED, UPDATED, UNCHANGED, OLDER = "created", "updated", "unchanged", "skipped_older"
@@ -86,17 +86,20 @@ def latest_days(state: StateDatabase, days: list[str]) -> list[tuple[str, str]]:
 
 def snapshot_rows(state: StateDatabase, pairs: list[tuple[str, str]]) -> pd.DataFrame:
     """The snapshot rows of exactly these (person_id, day) pairs."""
-    with state.connect() as conn:
-        result = conn.execute(
-            select(attribute_snapshot).where(
-                attribute_snapshot.c.person_id.in_([p for p, _ in pairs]),
-                attribute_snapshot.c.day.in_(sorted({d for _, d in pairs})),
-            )
+    people_by_day: dict[str, list[str]] = defaultdict(list)
+    for person_id, day in pairs:
+        people_by_day[day].append(person_id)
+    # One (day, person ids) clause per day: exact lookups on the (day, person_id) primary key.
+    exact = or_(
+        *(
+            and_(attribute_snapshot.c.day == day, attribute_snapshot.c.person_id.in_(people))
+            for day, people in people_by_day.items()
         )
+    )
+    with state.connect() as conn:
+        result = conn.execute(select(attribute_snapshot).where(exact))
         # object dtype: a nullable integer column must not turn into floats (Customer.io wants Unix seconds).
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
-    wanted = pd.DataFrame(pairs, columns=["person_id", "day"], dtype=object)
-    return frame.merge(wanted, on=["person_id", "day"])
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
 
 
 def _plain(value: object) -> object:
@@ -153,13 +156,7 @@ def customerio_people(
             ledger.record_people(conn, [(item.key, *item.record) for item in delivered], now)
             ledger.clear_rejections(conn, ledger.PERSON, [item.key for item in delivered])
 
-    def on_rejected(refused: list[tuple[Item, str]]) -> None:
-        now = unix(utc_now())
-        with state.begin() as conn:
-            ledger.record_rejections(
-                conn, ledger.PERSON, [(i.key, i.payload, int(i.payload["timestamp"]), r) for i, r in refused], now
-            )
-
+    on_rejected = record_refusals(state, ledger.PERSON)
     report = deliver(items(), customerio, outbox_path(customerio, context), on_delivered, on_rejected, context.log.info)
     return dg.MaterializeResult(
         metadata={
