@@ -21,8 +21,8 @@ dev: install $(DEMO_DAGSTER_HOME)/dagster.yaml
 
 test: install
 	@bash scripts/ensure-mariadb.sh
-	.venv/bin/python -m pytest
 	env -u DAGSTER_HOME .venv/bin/dagster definitions validate -m cio_assets.definitions
+	.venv/bin/python -m pytest
 
 lint: install
 	.venv/bin/ruff check cio_assets cio_assets_tests
