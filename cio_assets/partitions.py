@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
+from sqlalchemy import ColumnElement, Table, and_
 
-from cio_assets.settings import PartitionSettings
+from cio_assets.settings import PartitionSettings, Settings
+from cio_assets.timestamps import to_source_naive
 
 PARTITION_SETTINGS = PartitionSettings.from_env()
 
@@ -66,6 +68,12 @@ class PartitionRange:
     @property
     def end(self) -> datetime:
         return self.days[-1].end
+
+    def covers(self, column: ColumnElement, table: Table, settings: Settings) -> ColumnElement[bool]:
+        """SQL: the table's naive column falls inside the range (or anywhere before its end, for history)."""
+        zone = settings.zone_of(table.name)
+        upper = column < to_source_naive(self.end, zone)
+        return upper if self.start is None else and_(column >= to_source_naive(self.start, zone), upper)
 
     def day_of(self, unix_seconds: pd.Series) -> pd.Series:
         """The partition key each instant falls in; instants before the first day go to it."""

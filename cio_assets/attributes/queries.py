@@ -21,7 +21,7 @@ from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
 from cio_assets.sources.reads import read_frame, read_frames
 from cio_assets.sources.tables import customers, order_items, orders, refunds, subscriptions
-from cio_assets.timestamps import to_source_naive, to_unix_seconds
+from cio_assets.timestamps import to_unix_seconds
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,6 @@ CHANGE_SOURCES: tuple[ChangeSource, ...] = (
 )
 
 
-def in_range(column: ColumnElement, table: Table, prange: PartitionRange, settings: Settings) -> ColumnElement[bool]:
-    """SQL: the naive source column falls inside the range (or anywhere before its end, for history)."""
-    zone = settings.zone_of(table.name)
-    upper = column < to_source_naive(prange.end, zone)
-    return upper if prange.start is None else and_(column >= to_source_naive(prange.start, zone), upper)
-
-
 def changed_people(
     conn: Connection, resolver: IdentityResolver, prange: PartitionRange, settings: Settings
 ) -> tuple[pd.DataFrame, int]:
@@ -69,7 +62,7 @@ def changed_people(
     for source in CHANGE_SOURCES:
         column = source.table.c[source.timestamp]
         statement = select(*source.person_keys(), column.label("ts")).where(
-            column.is_not(None), in_range(column, source.table, prange, settings)
+            column.is_not(None), prange.covers(column, source.table, settings)
         )
         if source.select_from is not None:
             statement = statement.select_from(source.select_from)

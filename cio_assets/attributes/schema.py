@@ -5,8 +5,11 @@ from __future__ import annotations
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from cio_assets.sources.tables import SUBSCRIPTION_STATUSES
+
 E164 = r"^\+[1-9]\d{6,14}$"
-SUBSCRIPTION_STATUSES = ["active", "paused", "canceled", "none"]
+# The source's statuses, plus "none" for people without a subscription.
+SNAPSHOT_SUBSCRIPTION_STATUSES = [*SUBSCRIPTION_STATUSES, "none"]
 TIMESTAMP_COLUMNS = ("created_at", "first_order_at", "last_order_at")
 
 
@@ -28,7 +31,7 @@ class AttributeSnapshotSchema(pa.DataFrameModel):
     lifetime_value_net: Series[float]
     last_product_category: Series[str] = pa.Field(nullable=True)
     is_refunder: Series[bool]
-    subscription_status: Series[str] = pa.Field(isin=SUBSCRIPTION_STATUSES)
+    subscription_status: Series[str] = pa.Field(isin=SNAPSHOT_SUBSCRIPTION_STATUSES)
     vip_tier: Series[str]
     email_opt_in: Series[bool]
     sms_opt_in: Series[bool]

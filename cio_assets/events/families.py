@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, and_, exists, func, or_, select
 
-from cio_assets.attributes.queries import in_range
 from cio_assets.hygiene.rules import Bounds, row_is_valid
 from cio_assets.identity.membership import chunk_people, guest_emails
 from cio_assets.identity.resolve import IdentityResolver
@@ -33,8 +32,6 @@ CART_ABANDONED = "cart_abandoned"
 REFUND_ISSUED = "refund_issued"
 SUBSCRIPTION_CANCELED = "subscription_canceled"
 EVENT_NAMES = (ORDER_PLACED, CHECKOUT_STARTED, CART_ABANDONED, REFUND_ISSUED, SUBSCRIPTION_CANCELED)
-
-EVENT_COLUMNS = ["event_id", "person_id", "name", "timestamp", "properties"]
 
 
 @dataclass
@@ -120,7 +117,7 @@ def order_placed(x: Extraction) -> Iterator[FamilyResult]:
     ).where(
         orders.c.status == "paid",
         row_is_valid(orders, x.settings, x.bounds),
-        in_range(orders.c.paid_at, orders, x.prange, x.settings),
+        x.prange.covers(orders.c.paid_at, orders, x.settings),
     )
     for frame in read_pages(x.conn, statement, orders.c.id, x.settings.chunk_size):
         items = _items_by(x.conn, order_items, "order_id", [int(i) for i in frame["id"]])
@@ -165,7 +162,7 @@ def checkout_started(x: Extraction) -> Iterator[FamilyResult]:
     ).where(
         carts.c.checkout_started_at.is_not(None),
         row_is_valid(carts, x.settings, x.bounds),
-        in_range(carts.c.checkout_started_at, carts, x.prange, x.settings),
+        x.prange.covers(carts.c.checkout_started_at, carts, x.settings),
     )
     for frame in read_pages(x.conn, statement, carts.c.id, x.settings.chunk_size):
         items = _items_by(x.conn, cart_items, "cart_id", [int(i) for i in frame["id"]])
@@ -293,7 +290,7 @@ def refund_issued(x: Extraction) -> Iterator[FamilyResult]:
         .select_from(refunds.join(orders, refunds.c.order_id == orders.c.id))
         .where(
             row_is_valid(refunds, x.settings, x.bounds),
-            in_range(refunds.c.created_at, refunds, x.prange, x.settings),
+            x.prange.covers(refunds.c.created_at, refunds, x.settings),
         )
     )
     for frame in read_pages(x.conn, statement, refunds.c.id, x.settings.chunk_size):
@@ -324,7 +321,7 @@ def subscription_canceled(x: Extraction) -> Iterator[FamilyResult]:
     ).where(
         subscriptions.c.status == "canceled",
         row_is_valid(subscriptions, x.settings, x.bounds),
-        in_range(subscriptions.c.canceled_at, subscriptions, x.prange, x.settings),
+        x.prange.covers(subscriptions.c.canceled_at, subscriptions, x.settings),
     )
     zone = x.settings.zone_of(subscriptions.name)
     for frame in read_pages(x.conn, statement, subscriptions.c.id, x.settings.chunk_size):

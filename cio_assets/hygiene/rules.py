@@ -24,7 +24,6 @@ from cio_assets.timestamps import to_source_naive
 NULL_TIMESTAMP = "null_timestamp"
 BEFORE_FLOOR = "before_floor"
 IN_FUTURE = "in_future"
-REASONS = (NULL_TIMESTAMP, BEFORE_FLOOR, IN_FUTURE)
 
 
 @dataclass(frozen=True)

@@ -111,12 +111,6 @@ class IdentityResult:
     unresolved: pd.DataFrame
     invalid_values: pd.DataFrame
 
-    @property
-    def resolver(self) -> IdentityResolver:
-        return IdentityResolver.from_rows(
-            self.identity_map[["identifier_type", "identifier", "person_id"]].itertuples(index=False, name=None)
-        )
-
 
 def resolve_identity(
     customers: pd.DataFrame,
