@@ -1,19 +1,40 @@
 """Every setting of the pipeline, its environment variable and its default, documented once.
 
 `Settings` is a Dagster resource, so the values a run used are visible in the UI and assets
-receive them by parameter name. Secrets (database URLs with passwords) are not here: they are
-resources of their own in `resources.py`, read through `dagster.EnvVar`.
+receive them by parameter name. Secrets (database URLs with passwords, the Customer.io API key) are
+resources of their own in `resources.py`, read through `dagster.EnvVar`; their variables are declared
+here like every other, and their values are never echoed.
+
+Each environment variable is declared once below, with its default and its rule, by one of the
+`env_*` helpers. The same declaration checks the value when the definitions load (`from_env`) and
+when a run builds its resources from (possibly launchpad-edited) config (the resources' pydantic
+validators), so a bad value stops the load, or the run before any step, with a `SettingsError` that
+names the variable, the value (never for URLs or keys, which may hold secrets) and what is expected:
+
+    CIO_CHUNK_SIZE='-1' is invalid: expected a whole number >= 1
+
+An unset or empty variable takes its default.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
+from sqlalchemy import make_url
+
+from cio_assets.customerio.client import REGION_URLS
+from cio_assets.sources.tables import SOURCE_TABLES
 
 # Where the embedded demo keeps its SQLite files and Dagster instance.
 DATA_DIR = Path(os.environ.get("CIO_DATA_DIR", ".cio")).resolve()
@@ -22,104 +43,397 @@ DEMO_SOURCE_URL = f"sqlite:///{DATA_DIR / 'shop.sqlite'}"
 DEMO_STATE_URL = f"sqlite:///{DATA_DIR / 'state.sqlite'}"
 
 CANONICAL_ID_POLICIES = ("customer_id", "email")
+HISTORY_MODES = ("send", "skip")
+# The snapshot's vip_tier column is String(32).
+MAX_TIER_NAME = 32
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting holds a value the pipeline cannot use. The message names the variable and what is expected."""
+
+
+class _Invalid(Exception):
+    """Raised by a rule: why the value is unusable ('expected ...'); `EnvSetting` adds the name and value."""
+
+
+@dataclass(frozen=True)
+class EnvSetting(Generic[T]):
+    """One environment variable: its name, its default and the rule that parses and checks it."""
+
+    name: str
+    default: T
+    rule: Callable[[Any], T]
+    secret: bool = False  # never echo the value (URLs may carry passwords; keys are keys)
+
+    def read(self) -> T:
+        """The variable's value from the environment, checked; its default when unset or empty."""
+        raw = os.environ.get(self.name)
+        return self.default if raw is None or not raw.strip() else self.check(raw)
+
+    def is_set(self) -> bool:
+        return bool(os.environ.get(self.name, "").strip())
+
+    def check(self, value: Any) -> T:
+        """Check a value given in code or launchpad config. An `EnvVar` (its value is the variable's
+        name until Dagster resolves it at launch) is checked when the run resolves it, so it passes here."""
+        if isinstance(value, dg.EnvVar):
+            return value  # type: ignore[return-value]
+        try:
+            return self.rule(value.strip() if isinstance(value, str) else value)
+        except _Invalid as invalid:
+            shown = self.name if self.secret else f"{self.name}={str(value)!r}"
+            raise SettingsError(f"{shown} is invalid: {invalid}") from None
+
+
+def read_all(settings: Mapping[str, EnvSetting]) -> dict[str, Any]:
+    """Every setting of `settings` (field name -> setting) from the environment; one error lists every bad one."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for field, setting in settings.items():
+        try:
+            values[field] = setting.read()
+        except SettingsError as error:
+            problems.append(str(error))
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return values
+
+
+def check_field(settings: Mapping[str, EnvSetting], value: Any, info: ValidationInfo) -> Any:
+    """The body of a resource's `field_validator("*", mode="before")`: the field's setting checks the value."""
+    setting = settings.get(info.field_name or "")
+    return setting.check(value) if setting else value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The helpers: one per kind of value. Each returns the declaration of one environment variable.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def env_text(name: str, default: str = "", secret: bool = False) -> EnvSetting[str]:
+    def rule(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Invalid("expected text")
+        return value
+
+    return EnvSetting(name, default, rule, secret)
+
+
+def env_int(name: str, default: int, minimum: int) -> EnvSetting[int]:
+    def rule(value: Any) -> int:
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif (isinstance(value, float) and value.is_integer()) or (
+            isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value)
+        ):
+            number = int(value)
+        if number is None or number < minimum:
+            raise _Invalid(f"expected a whole number >= {minimum}")
+        return number
+
+    return EnvSetting(name, default, rule)
+
+
+def env_float(
+    name: str, default: float, above: float | None = None, at_least: float | None = None, at_most: float | None = None
+) -> EnvSetting[float]:
+    if at_least is not None and at_most is not None:
+        expected = f"expected a number from {at_least:g} to {at_most:g}"
+    elif above is not None:
+        expected = f"expected a number > {above:g}"
+    else:
+        expected = f"expected a number >= {at_least:g}" if at_least is not None else "expected a number"
+
+    def rule(value: Any) -> float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise _Invalid(expected) from None
+        if (
+            not math.isfinite(number)
+            or (above is not None and number <= above)
+            or (at_least is not None and number < at_least)
+            or (at_most is not None and number > at_most)
+        ):
+            raise _Invalid(expected)
+        return number
+
+    return EnvSetting(name, default, rule)
+
+
+def env_date(name: str, default: str) -> EnvSetting[str]:
+    """A calendar date, kept as its ISO text (YYYY-MM-DD)."""
+
+    def rule(value: Any) -> str:
+        text = value.isoformat() if isinstance(value, date) and not isinstance(value, datetime) else value
+        if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            raise _Invalid("expected a date as YYYY-MM-DD")
+        try:
+            date.fromisoformat(text)
+        except ValueError as error:
+            raise _Invalid(f"expected a date as YYYY-MM-DD ({error})") from None
+        return text
+
+    return EnvSetting(name, default, rule)
+
+
+def env_zone(name: str, default: str) -> EnvSetting[str]:
+    """An IANA time zone name."""
+
+    def rule(value: Any) -> str:
+        if not _is_zone(value):
+            raise _Invalid("expected an IANA time zone name such as UTC or America/New_York")
+        return value
+
+    return EnvSetting(name, default, rule)
+
+
+def env_zone_overrides(name: str, default: str = "") -> EnvSetting[str]:
+    """Per-table time zones, 'table=Zone/Name' entries separated by commas, kept as text."""
+
+    def rule(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Invalid("expected 'table=Zone/Name' entries separated by commas")
+        parse_zone_overrides(value)
+        return value
+
+    return EnvSetting(name, default, rule)
+
+
+def env_choice(name: str, default: str, choices: Iterable[str]) -> EnvSetting[str]:
+    allowed = tuple(choices)
+
+    def rule(value: Any) -> str:
+        if value not in allowed:
+            raise _Invalid(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return EnvSetting(name, default, rule)
+
+
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no", "")
+
+
+def env_flag(name: str, default: bool = False) -> EnvSetting[bool]:
+    """On or off: 1/true/yes or 0/false/no (or empty), in any case."""
+
+    def rule(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = value.lower() if isinstance(value, str) else None
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise _Invalid("expected 1, true or yes to turn it on; 0, false, no or empty to turn it off")
+
+    return EnvSetting(name, default, rule)
+
+
+def env_vip_tiers(name: str, default: str) -> EnvSetting[str]:
+    """Tiers as 'name:minimum' entries in ascending order of minimum, kept as text."""
+
+    def rule(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Invalid("expected 'name:minimum' entries such as 'silver:250,gold:500'")
+        parse_vip_tiers(value)
+        return value
+
+    return EnvSetting(name, default, rule)
+
+
+def env_http_url(name: str, default: str = "") -> EnvSetting[str]:
+    """An http(s) URL with a host, or empty. Never echoed: a proxy URL may carry credentials."""
+
+    def rule(value: Any) -> str:
+        if value == "":
+            return value
+        try:
+            parts = urlsplit(value) if isinstance(value, str) else None
+            valid = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+            if parts is not None:
+                parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError:
+            valid = False
+        if not valid:
+            raise _Invalid("expected an http(s) URL with a host, e.g. https://track.customer.io")
+        return value
+
+    return EnvSetting(name, default, rule, secret=True)
+
+
+DATABASE_BACKENDS = ("mysql", "mariadb", "sqlite")
+_URL_EXAMPLE = "e.g. mysql+mysqldb://user:password@host/shop or sqlite:////path/to/shop.sqlite"
+
+
+def env_database_url(name: str, default: str, optional: bool = False) -> EnvSetting[str]:
+    """A SQLAlchemy URL of a MySQL/MariaDB database (with a database name) or a SQLite file. Never echoed:
+    SQLAlchemy's own parse errors quote the URL, password included, so they are replaced here."""
+
+    def rule(value: Any) -> str:
+        if optional and value == "":
+            return value
+        try:
+            url = make_url(value)
+            backend = url.get_backend_name()
+        except Exception:  # ArgumentError, ValueError (a port that is not a number), TypeError
+            raise _Invalid(f"it does not parse as a SQLAlchemy URL ({_URL_EXAMPLE})") from None
+        if backend not in DATABASE_BACKENDS:
+            raise _Invalid(
+                f"its backend {backend!r} is not supported; expected mysql/mariadb or sqlite ({_URL_EXAMPLE})"
+            )
+        if backend != "sqlite" and not url.database:
+            raise _Invalid(f"it names no database; expected the database after the host ({_URL_EXAMPLE})")
+        return value
+
+    return EnvSetting(name, default, rule, secret=True)
+
+
+def check_credentials(site_id_set: bool, api_key_set: bool, dry_run: bool) -> None:
+    """Both credentials or neither (a dry run). One without the other is a mistake, unless CIO_DRY_RUN says so."""
+    if site_id_set != api_key_set and not dry_run:
+        given, missing = ("CIO_SITE_ID", "CIO_API_KEY") if site_id_set else ("CIO_API_KEY", "CIO_SITE_ID")
+        raise SettingsError(
+            f"{given} is set but {missing} is not: set both to deliver to Customer.io, "
+            "neither for a dry run, or CIO_DRY_RUN=1 to keep this a dry run"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Every environment variable, once.
+# ---------------------------------------------------------------------------------------------------------
+
+# Partitions (read when the definitions load: they shape the asset definitions).
+START_DATE = env_date("CIO_START_DATE", "2026-10-01")
+BUSINESS_TZ = env_zone("CIO_BUSINESS_TZ", "UTC")
+
+# Pipeline behaviour (the `settings` resource).
+SOURCE_TZ = env_zone("CIO_SOURCE_TZ", "UTC")
+SOURCE_TZ_OVERRIDES = env_zone_overrides("CIO_SOURCE_TZ_OVERRIDES", "")
+CANONICAL_ID = env_choice("CIO_CANONICAL_ID", "customer_id", CANONICAL_ID_POLICIES)
+TIMESTAMP_FLOOR = env_date("CIO_TIMESTAMP_FLOOR", "2000-01-01")
+CART_IDLE_MINUTES = env_int("CIO_CART_IDLE_MINUTES", 60, minimum=1)
+VIP_TIERS = env_vip_tiers("CIO_VIP_TIERS", "silver:250,gold:500,platinum:1000")
+LIVE_WINDOW_HOURS = env_int("CIO_LIVE_WINDOW_HOURS", 24, minimum=0)
+HISTORY_EVENTS = env_choice("CIO_HISTORY_EVENTS", "send", HISTORY_MODES)
+CHUNK_SIZE = env_int("CIO_CHUNK_SIZE", 5000, minimum=1)
+QUARANTINE_MAX_SHARE = env_float("CIO_QUARANTINE_MAX_SHARE", 0.05, at_least=0.0, at_most=1.0)
+QUARANTINE_MIN_ROWS = env_int("CIO_QUARANTINE_MIN_ROWS", 20, minimum=0)
+
+# Databases (the `source` and `state` resources).
+MYSQL_URL = env_database_url("CIO_MYSQL_URL", DEMO_SOURCE_URL)
+STATE_URL = env_database_url("CIO_STATE_URL", "", optional=True)  # empty: derived from CIO_MYSQL_URL
+
+# Customer.io (the `customerio` resource).
+SITE_ID = env_text("CIO_SITE_ID")
+API_KEY = env_text("CIO_API_KEY", secret=True)
+REGION = env_choice("CIO_REGION", "us", REGION_URLS)
+TRACK_URL = env_http_url("CIO_TRACK_URL")
+RATE_LIMIT = env_float("CIO_RATE_LIMIT", 100.0, above=0.0)
+MAX_IN_FLIGHT = env_int("CIO_MAX_IN_FLIGHT", 4, minimum=1)
+DRY_RUN = env_flag("CIO_DRY_RUN")
+OUTBOX_DIR = env_text("CIO_OUTBOX_DIR", str(DATA_DIR / "outbox"))
+RETRY_BUDGET_SECONDS = env_float("CIO_RETRY_BUDGET_SECONDS", 120.0, above=0.0)
+ACCEPT_NEW_LEDGER = env_flag("CIO_ACCEPT_NEW_LEDGER")
+
+
+# The `settings` resource's fields and the variable each one comes from.
+SETTINGS_ENV: dict[str, EnvSetting] = {
+    "source_tz": SOURCE_TZ,
+    "source_tz_overrides": SOURCE_TZ_OVERRIDES,
+    "canonical_id": CANONICAL_ID,
+    "timestamp_floor": TIMESTAMP_FLOOR,
+    "cart_idle_minutes": CART_IDLE_MINUTES,
+    "vip_tiers": VIP_TIERS,
+    "live_window_hours": LIVE_WINDOW_HOURS,
+    "history_events": HISTORY_EVENTS,
+    "chunk_size": CHUNK_SIZE,
+    "quarantine_max_share": QUARANTINE_MAX_SHARE,
+    "quarantine_min_rows": QUARANTINE_MIN_ROWS,
+}
 
 
 class Settings(dg.ConfigurableResource):
     """Behaviour of the pipeline. Each field's environment variable is named in its description."""
 
     source_tz: str = Field(
-        default="UTC",
+        default=SOURCE_TZ.default,
         description="CIO_SOURCE_TZ: time zone of the naive DATETIME columns in the source.",
     )
     source_tz_overrides: str = Field(
-        default="",
+        default=SOURCE_TZ_OVERRIDES.default,
         description=(
             "CIO_SOURCE_TZ_OVERRIDES: per-table time zones, e.g. 'orders=America/New_York,carts=UTC', "
             "for shops whose tables mix UTC and store-local columns."
         ),
     )
     canonical_id: str = Field(
-        default="customer_id",
+        default=CANONICAL_ID.default,
         description="CIO_CANONICAL_ID: 'customer_id' (sent as Customer.io `id`) or 'email'.",
     )
     timestamp_floor: str = Field(
-        default="2000-01-01",
+        default=TIMESTAMP_FLOOR.default,
         description="CIO_TIMESTAMP_FLOOR: timestamps before this UTC date are rejected (the 1970 bug).",
     )
     cart_idle_minutes: int = Field(
-        default=60,
-        description="CIO_CART_IDLE_MINUTES: a cart idle this long without an order is abandoned.",
+        default=CART_IDLE_MINUTES.default,
+        description="CIO_CART_IDLE_MINUTES: a cart idle this long without an order is abandoned (>= 1).",
     )
     vip_tiers: str = Field(
-        default="silver:250,gold:500,platinum:1000",
-        description="CIO_VIP_TIERS: tier:minimum net lifetime value, ascending; below the first is 'none'.",
+        default=VIP_TIERS.default,
+        description=(
+            "CIO_VIP_TIERS: tier:minimum net lifetime value, ascending; below the first is 'none'. "
+            f"Tier names are 1 to {MAX_TIER_NAME} characters."
+        ),
     )
     live_window_hours: int = Field(
-        default=24,
+        default=LIVE_WINDOW_HOURS.default,
         description=(
             "CIO_LIVE_WINDOW_HOURS: events older than this are history: sent with `backfill: true` "
             "(Customer.io never triggers campaigns from events older than 72 h)."
         ),
     )
     history_events: str = Field(
-        default="send",
+        default=HISTORY_EVENTS.default,
         description="CIO_HISTORY_EVENTS: 'send' history events marked backfill, or 'skip' them (attributes only).",
     )
     chunk_size: int = Field(
-        default=5000,
-        description="CIO_CHUNK_SIZE: people per aggregation query and rows per bulk write.",
+        default=CHUNK_SIZE.default,
+        description="CIO_CHUNK_SIZE: people per aggregation query and rows per bulk write (>= 1).",
+    )
+    quarantine_max_share: float = Field(
+        default=QUARANTINE_MAX_SHARE.default,
+        description=(
+            "CIO_QUARANTINE_MAX_SHARE: the share of a run's rows (0 to 1) that may be quarantined before "
+            "the blocking contract check fails."
+        ),
+    )
+    quarantine_min_rows: int = Field(
+        default=QUARANTINE_MIN_ROWS.default,
+        description=(
+            "CIO_QUARANTINE_MIN_ROWS: the contract check fails only when at least this many rows are "
+            "quarantined, so one bad row in a small day never stops the feed."
+        ),
     )
 
-    @field_validator("canonical_id")
+    @field_validator("*", mode="before")
     @classmethod
-    def _known_policy(cls, value: str) -> str:
-        if value not in CANONICAL_ID_POLICIES:
-            raise ValueError(f"CIO_CANONICAL_ID must be one of {CANONICAL_ID_POLICIES}, got {value!r}")
-        return value
-
-    @field_validator("history_events")
-    @classmethod
-    def _known_history_mode(cls, value: str) -> str:
-        if value not in ("send", "skip"):
-            raise ValueError(f"CIO_HISTORY_EVENTS must be 'send' or 'skip', got {value!r}")
-        return value
-
-    @field_validator("source_tz")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        ZoneInfo(value)  # raises with the bad name in the message
-        return value
-
-    @field_validator("source_tz_overrides")
-    @classmethod
-    def _known_override_zones(cls, value: str) -> str:
-        _parse_overrides(value)
-        return value
-
-    @field_validator("vip_tiers")
-    @classmethod
-    def _ascending_tiers(cls, value: str) -> str:
-        _parse_tiers(value)
-        return value
+    def _valid(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_field(SETTINGS_ENV, value, info)
 
     @classmethod
     def from_env(cls) -> Settings:
-        env = os.environ
-        return cls(
-            source_tz=env.get("CIO_SOURCE_TZ", "UTC"),
-            source_tz_overrides=env.get("CIO_SOURCE_TZ_OVERRIDES", ""),
-            canonical_id=env.get("CIO_CANONICAL_ID", "customer_id"),
-            timestamp_floor=env.get("CIO_TIMESTAMP_FLOOR", "2000-01-01"),
-            cart_idle_minutes=int(env.get("CIO_CART_IDLE_MINUTES", "60")),
-            vip_tiers=env.get("CIO_VIP_TIERS", "silver:250,gold:500,platinum:1000"),
-            live_window_hours=int(env.get("CIO_LIVE_WINDOW_HOURS", "24")),
-            history_events=env.get("CIO_HISTORY_EVENTS", "send"),
-            chunk_size=int(env.get("CIO_CHUNK_SIZE", "5000")),
-        )
+        return cls(**read_all(SETTINGS_ENV))
 
     def zone_of(self, table: str) -> ZoneInfo:
         """The time zone in which `table` stores its naive DATETIMEs."""
-        return ZoneInfo(_parse_overrides(self.source_tz_overrides).get(table, self.source_tz))
+        return ZoneInfo(parse_zone_overrides(self.source_tz_overrides).get(table, self.source_tz))
 
     @property
     def floor_utc(self) -> datetime:
@@ -131,46 +445,70 @@ class Settings(dg.ConfigurableResource):
 
     @property
     def tiers(self) -> list[tuple[str, float]]:
-        return _parse_tiers(self.vip_tiers)
+        return parse_vip_tiers(self.vip_tiers)
 
 
 class PartitionSettings:
     """Settings that shape the partitions. They fix asset definitions, so they are read at load time."""
 
     def __init__(self, start_date: str, business_tz: str) -> None:
-        date.fromisoformat(start_date)
-        ZoneInfo(business_tz)
-        self.start_date = start_date
-        self.business_tz = business_tz
+        self.start_date = START_DATE.check(start_date)
+        self.business_tz = BUSINESS_TZ.check(business_tz)
 
     @classmethod
     def from_env(cls) -> PartitionSettings:
-        return cls(
-            # CIO_START_DATE: first daily partition; it also covers all history before it.
-            start_date=os.environ.get("CIO_START_DATE", "2026-10-01"),
-            # CIO_BUSINESS_TZ: the time zone whose midnights cut the daily partitions.
-            business_tz=os.environ.get("CIO_BUSINESS_TZ", "UTC"),
-        )
+        # CIO_START_DATE: first daily partition; it also covers all history before it.
+        # CIO_BUSINESS_TZ: the time zone whose midnights cut the daily partitions.
+        values = read_all({"start_date": START_DATE, "business_tz": BUSINESS_TZ})
+        return cls(**values)
 
 
-def _parse_overrides(raw: str) -> dict[str, str]:
+def _is_zone(name: Any) -> bool:
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        ZoneInfo(name)
+    except (KeyError, ValueError, OSError):  # not found (a KeyError), a malformed key, a directory
+        return False
+    return True
+
+
+_SOURCE_TABLE_NAMES = tuple(table.name for table in SOURCE_TABLES)
+
+
+def parse_zone_overrides(raw: str) -> dict[str, str]:
+    """'orders=America/New_York,carts=UTC' -> {table: zone}; raises `_Invalid` naming the bad entry."""
     overrides: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
-        table, sep, zone = item.partition("=")
-        if not sep or not table.strip() or not zone.strip():
-            raise ValueError(f"CIO_SOURCE_TZ_OVERRIDES entries look like 'table=Zone/Name', got {item!r}")
-        ZoneInfo(zone.strip())
-        overrides[table.strip()] = zone.strip()
+        table, sep, zone = (part.strip() for part in item.partition("="))
+        if not sep or not table or not zone:
+            raise _Invalid(f"expected 'table=Zone/Name' entries separated by commas; {item!r} is not one")
+        if table not in _SOURCE_TABLE_NAMES:
+            raise _Invalid(f"expected tables among {', '.join(_SOURCE_TABLE_NAMES)}; {table!r} is not one")
+        if not _is_zone(zone):
+            raise _Invalid(f"expected IANA time zone names such as America/New_York; {zone!r} is not one")
+        overrides[table] = zone
     return overrides
 
 
-def _parse_tiers(raw: str) -> list[tuple[str, float]]:
+def parse_vip_tiers(raw: str) -> list[tuple[str, float]]:
+    """'silver:250,gold:500' -> [(name, minimum)]; raises `_Invalid` naming the bad entry."""
     tiers: list[tuple[str, float]] = []
+    shape = "expected 'name:minimum' entries such as 'silver:250,gold:500'"
     for item in filter(None, (part.strip() for part in raw.split(","))):
-        name, sep, minimum = item.partition(":")
+        name, sep, minimum = (part.strip() for part in item.partition(":"))
         if not sep:
-            raise ValueError(f"CIO_VIP_TIERS entries look like 'gold:500', got {item!r}")
-        tiers.append((name.strip(), float(minimum)))
-    if [m for _, m in tiers] != sorted(m for _, m in tiers):
-        raise ValueError(f"CIO_VIP_TIERS must be in ascending order of minimum, got {raw!r}")
+            raise _Invalid(f"{shape}; {item!r} has no ':'")
+        if not 1 <= len(name) <= MAX_TIER_NAME:
+            raise _Invalid(f"{shape}, with names of 1 to {MAX_TIER_NAME} characters; {item!r} breaks that")
+        try:
+            value = float(minimum)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise _Invalid(f"{shape}, with numeric minimums; {item!r} breaks that")
+        tiers.append((name, value))
+    minimums = [m for _, m in tiers]
+    if minimums != sorted(minimums):
+        raise _Invalid(f"{shape}, in ascending order of minimum")
     return tiers

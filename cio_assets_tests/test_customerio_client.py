@@ -75,4 +75,5 @@ def test_a_refused_key_stops_at_once(customerio):
         list(client.send([_one_batch([_event(1)])]))
 
     assert "not-the-key" not in str(failure.value)
+    assert f"Customer.io at {customerio.url}/api/v2/batch refused" in str(failure.value)
     assert client.stats.requests == 1

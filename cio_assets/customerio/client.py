@@ -4,9 +4,13 @@
   bucket so the workspace's request rate stays below `rate_limit` per second.
 - 429 (honouring Retry-After, seconds or HTTP date), 5xx and transport errors are retried with
   capped exponential backoff and full jitter (tenacity). Deduplicated event ids make a resend harmless.
+  Retries stop after `max_attempts`, or when the next wait would pass `retry_budget_seconds`: then a
+  `DeliveryError` names the Track URL, the budget and the last failure.
 - 207: exactly the items named by `errors[].batch_index` are rejected, the others delivered.
 - 400: the whole batch is refused; every item is rejected with the reason given.
 - 401/403 stop everything at once with a message that names the site id, never the key.
+
+Messages name the Track URL without any user:password part, and never the API key.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 import orjson
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
 
 from cio_assets.customerio.batching import Batch, Item
 
@@ -34,7 +45,7 @@ class AuthenticationError(RuntimeError):
 
 
 class DeliveryError(RuntimeError):
-    """Customer.io kept failing a batch after every retry."""
+    """Customer.io kept failing a batch after every retry the attempts and the retry budget allow."""
 
 
 @dataclass
@@ -106,18 +117,22 @@ class TrackClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         timeout: float = 30.0,
+        retry_budget_seconds: float = 120.0,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.site_id = site_id
         self.url = base_url.rstrip("/") + BATCH_PATH
+        self.shown_url = _without_userinfo(self.url)
         self.limiter = TokenBucket(rate_limit)
         self.max_in_flight = max_in_flight
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.retry_budget_seconds = retry_budget_seconds
         self.stats = SendStats()
         self.http = httpx.Client(
             auth=httpx.BasicAuth(site_id, api_key),
-            timeout=timeout,
+            timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
             headers={"Content-Type": "application/json", "User-Agent": "cio-assets"},
             limits=httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight),
         )
@@ -153,20 +168,36 @@ class TrackClient:
                     future.cancel()
 
     def _deliver(self, batch: Batch) -> BatchResult:
+        attempts = 0
+
+        def attempt() -> BatchResult:
+            nonlocal attempts
+            attempts += 1
+            return self._post_once(batch)
+
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            # Stop after max_attempts, or before a wait that would end past the retry budget.
+            stop=stop_after_attempt(self.max_attempts) | stop_before_delay(self.retry_budget_seconds),
             wait=self._wait,
             retry=retry_if_exception_type((_RetryableAnswer, httpx.TransportError)),
             before_sleep=lambda _: self.stats.add(retries=1),
             reraise=True,
         )
         try:
-            return retrying(self._post_once, batch)
+            return retrying(attempt)
         except (_RetryableAnswer, httpx.TransportError) as error:
+            last = str(error) if isinstance(error, _RetryableAnswer) else f"{type(error).__name__}: {error}"
+            if attempts >= self.max_attempts:
+                gave_up = f"after {attempts} attempts"
+            else:
+                gave_up = (
+                    f"within the {self.retry_budget_seconds:g} s retry budget (CIO_RETRY_BUDGET_SECONDS), "
+                    f"after {attempts} attempts"
+                )
             raise DeliveryError(
-                f"Customer.io did not accept a batch of {len(batch.items)} items after "
-                f"{self.max_attempts} attempts; last: {error}"
-            ) from error
+                f"Customer.io at {self.shown_url} did not accept a batch of {len(batch.items)} items {gave_up}; "
+                f"last: {last}"
+            ) from None
 
     def _post_once(self, batch: Batch) -> BatchResult:
         body = batch.body
@@ -187,8 +218,8 @@ class TrackClient:
             return BatchResult(batch, _item_errors(response, len(batch.items)))
         if status in (401, 403):
             raise AuthenticationError(
-                f"Customer.io refused the Track API credentials for site id {self.site_id!r} (HTTP {status}); "
-                "check CIO_SITE_ID and CIO_API_KEY"
+                f"Customer.io at {self.shown_url} refused the Track API credentials for site id {self.site_id!r} "
+                f"(HTTP {status}); check CIO_SITE_ID and CIO_API_KEY"
             )
         if status == 429:
             self.stats.add(throttled=1)
@@ -213,6 +244,14 @@ class _RetryableAnswer(Exception):
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(f"HTTP {response.status_code}")
         self.response = response
+
+
+def _without_userinfo(url: str) -> str:
+    """The URL as it may be shown: a proxy's user:password@ part is dropped."""
+    try:
+        return str(httpx.URL(url).copy_with(userinfo=b""))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "the configured Track URL"
 
 
 def _item_errors(response: httpx.Response, size: int) -> dict[int, str]:
