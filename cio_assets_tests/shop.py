@@ -72,7 +72,7 @@ class ShopBuilder:
         total: float = 50.0,
         status: str = "paid",
         paid_at: str | datetime | None = _UNSET,  # type: ignore[assignment]
-        created_at: str | datetime | None = "2026-10-02 10:00",
+        created_at: str | datetime | None = _UNSET,  # type: ignore[assignment]
         email: str | None = None,
         cart_id: int | None = None,
         items: list[tuple[str, str, int, float]] | None = None,  # (sku, category, quantity, unit price)
@@ -80,8 +80,16 @@ class ShopBuilder:
         id: int | None = None,
     ) -> int:
         order_id = id or next(self._ids["order"])
-        created = _at(created_at)
-        paid = (created + timedelta(minutes=2) if status == "paid" else None) if paid_at is _UNSET else _at(paid_at)
+        # Defaults keep the times in order: paid two minutes after created, whichever one is given.
+        if created_at is _UNSET:
+            paid = _at(paid_at) if paid_at is not _UNSET else None
+            created = paid - timedelta(minutes=2) if paid else _at("2026-10-02 10:00")
+        else:
+            created = _at(created_at)
+        if paid_at is _UNSET:
+            paid = created + timedelta(minutes=2) if status == "paid" and created else None
+        else:
+            paid = _at(paid_at)
         self._insert(
             orders,
             id=order_id,

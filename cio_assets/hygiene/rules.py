@@ -1,12 +1,24 @@
-"""Timestamp hygiene: which source timestamps must be sane, and what "sane" means.
+"""Source-row hygiene: which source rows are unfit to derive anything from, and why.
 
-A timestamp is rejected when it is null where one is required, before the floor (default
-2000-01-01: the 1970 bug), or later than the run's start. A row with any rejected timestamp is kept
-out of the attribute snapshot and the event log, and listed with its reason in `rejected_rows`.
+Each `Rule` judges one column of one source table (or, for line items, the rows under it) with an
+ordered list of checks; the first check that holds names the reason. A row that fails any rule of
+its table is set aside: listed with its reason in `rejected_rows`, and kept out of identity, the
+attribute snapshot and the event log alike, so an order is either in both or in neither.
 
-The same predicates serve both sides: `rejected_rows` selects rows where `rejection_reason` is
-not null, and every downstream query filters with `row_is_valid`, so the rows that are excluded
-are exactly the rows that are listed.
+The same SQL serves both sides. `rejection_reason` is a `CASE` that is NULL exactly when a rule
+passes, `rejected_rows` lists the rows where it is not NULL, and every downstream query filters
+with `row_is_valid`, which is "every rule's CASE is NULL". A check that meets a NULL is simply not
+true, so there is no third state: every row is either valid or listed.
+
+Reasons (see the README's "What happens to bad input"):
+- `null_timestamp`, `before_floor`, `in_future`: a timestamp that is missing where the row says the
+  moment happened, before `CIO_TIMESTAMP_FLOOR` (the 1970 bug), or after the run's start;
+- `paid_before_created`, `canceled_before_started`: timestamps in an impossible order;
+- `unknown_status`: an order or subscription status the pipeline does not know (NULL included);
+- `missing_value`, `negative_amount`, `invalid_value`: an amount or currency a paid order, refund or
+  line item cannot have;
+- `bad_line_item`: an order or cart with a line whose quantity or price is missing or negative;
+- `order_not_paid`: a refund of an order that does not exist, is not paid, or is itself set aside.
 """
 
 from __future__ import annotations
@@ -15,46 +27,36 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Table, and_, case, false, literal, null, or_, true
+from sqlalchemy import ColumnElement, Table, and_, case, cast, exists, func, literal, null, or_, select, true
+from sqlalchemy.types import String
 
 from cio_assets.settings import Settings
-from cio_assets.sources.tables import carts, customers, orders, refunds, subscriptions
+from cio_assets.sources.tables import (
+    ORDER_STATUSES,
+    SUBSCRIPTION_STATUSES,
+    cart_items,
+    carts,
+    customers,
+    order_items,
+    orders,
+    refunds,
+    subscriptions,
+)
 from cio_assets.timestamps import to_source_naive
 
 NULL_TIMESTAMP = "null_timestamp"
 BEFORE_FLOOR = "before_floor"
 IN_FUTURE = "in_future"
+PAID_BEFORE_CREATED = "paid_before_created"
+CANCELED_BEFORE_STARTED = "canceled_before_started"
+UNKNOWN_STATUS = "unknown_status"
+MISSING_VALUE = "missing_value"
+NEGATIVE_AMOUNT = "negative_amount"
+INVALID_VALUE = "invalid_value"
+BAD_LINE_ITEM = "bad_line_item"
+ORDER_NOT_PAID = "order_not_paid"
 
-
-@dataclass(frozen=True)
-class TimestampRule:
-    table: Table
-    column: str
-    # Null is a rejection only when the row says the moment happened (a paid order must have paid_at).
-    required_when: Callable[[], ColumnElement[bool]] | None
-    # The rule only looks at rows it applies to (a pending order's paid_at is nobody's business).
-    applies_when: Callable[[], ColumnElement[bool]] | None = None
-
-    def applies(self) -> ColumnElement[bool]:
-        return self.applies_when() if self.applies_when else true()
-
-    def required(self) -> ColumnElement[bool]:
-        return self.required_when() if self.required_when else false()
-
-
-def _always() -> ColumnElement[bool]:
-    return true()
-
-
-RULES: tuple[TimestampRule, ...] = (
-    TimestampRule(customers, "created_at", required_when=_always),
-    TimestampRule(orders, "paid_at", required_when=_always, applies_when=lambda: orders.c.status == "paid"),
-    TimestampRule(refunds, "created_at", required_when=_always),
-    TimestampRule(subscriptions, "started_at", required_when=_always),
-    TimestampRule(subscriptions, "canceled_at", required_when=lambda: subscriptions.c.status == "canceled"),
-    TimestampRule(carts, "updated_at", required_when=_always),
-    TimestampRule(carts, "checkout_started_at", required_when=None),
-)
+ORDER_AMOUNTS = ("subtotal", "discount_total", "shipping_total", "total")
 
 
 @dataclass(frozen=True)
@@ -69,32 +71,173 @@ class Bounds:
         return cls(floor=settings.floor_utc, now=now)
 
 
-def rejection_reason(rule: TimestampRule, settings: Settings, bounds: Bounds) -> ColumnElement[str | None]:
-    """SQL: why this rule rejects the row, or NULL when it does not."""
-    column = rule.table.c[rule.column]
-    zone = settings.zone_of(rule.table.name)
-    floor, now = to_source_naive(bounds.floor, zone), to_source_naive(bounds.now, zone)
-    return case(
-        (~rule.applies(), null()),
-        (and_(column.is_(None), rule.required()), literal(NULL_TIMESTAMP)),
-        (column.is_(None), null()),
-        (column < floor, literal(BEFORE_FLOOR)),
-        (column > now, literal(IN_FUTURE)),
-        else_=null(),
+@dataclass(frozen=True)
+class Scope:
+    """What a check needs to render its SQL: the run's bounds in the table's own time zone."""
+
+    floor: datetime  # naive, in the table's zone
+    now: datetime  # naive, in the table's zone
+    settings: Settings
+    bounds: Bounds
+
+
+Check = tuple[ColumnElement[bool], str]  # (SQL that holds for an unfit row, reason)
+
+
+@dataclass(frozen=True)
+class Rule:
+    table: Table
+    column: str  # the column judged, or the child table whose rows are judged (line items)
+    checks: Callable[[Scope], list[Check]]
+    # What `rejected_rows` shows as the raw value; by default the judged column.
+    raw_value: Callable[[], ColumnElement] | None = None
+
+    def raw(self) -> ColumnElement:
+        return self.raw_value() if self.raw_value else self.table.c[self.column]
+
+
+# --- the checks, by kind of column ----------------------------------------------------------------
+
+
+def _timestamp(
+    table: Table, column: str, *, required: Callable[[], ColumnElement[bool]] | None = None
+) -> Callable[[Scope], list[Check]]:
+    """Null where `required`, before the floor, or after the run's start."""
+
+    def checks(scope: Scope) -> list[Check]:
+        value = table.c[column]
+        found = [(value < scope.floor, BEFORE_FLOOR), (value > scope.now, IN_FUTURE)]
+        if required is not None:
+            found.insert(0, (and_(value.is_(None), required()), NULL_TIMESTAMP))
+        return found
+
+    return checks
+
+
+def _only_when(condition: Callable[[], ColumnElement[bool]], checks: Callable[[Scope], list[Check]]):
+    """The checks apply only to rows in `condition` (a pending order's paid_at is nobody's business)."""
+    return lambda scope: [(and_(condition(), unfit), reason) for unfit, reason in checks(scope)]
+
+
+def _known_status(table: Table, known: tuple[str, ...]) -> Callable[[Scope], list[Check]]:
+    return lambda scope: [(or_(table.c.status.is_(None), table.c.status.not_in(known)), UNKNOWN_STATUS)]
+
+
+def _amount(table: Table, column: str) -> Callable[[Scope], list[Check]]:
+    value = table.c[column]
+    return lambda scope: [(value.is_(None), MISSING_VALUE), (value < 0, NEGATIVE_AMOUNT)]
+
+
+def _currency(scope: Scope) -> list[Check]:
+    return [(orders.c.currency.is_(None), MISSING_VALUE), (func.length(orders.c.currency) != 3, INVALID_VALUE)]
+
+
+def _bad_line(lines: Table) -> ColumnElement[bool]:
+    """SQL: a line whose quantity or unit price is missing or negative (a quantity of 0 is a removed line)."""
+    return or_(lines.c.quantity.is_(None), lines.c.quantity < 0, lines.c.unit_price.is_(None), lines.c.unit_price < 0)
+
+
+def _lines(parent: Table, lines: Table, parent_key: str) -> tuple[Callable[[Scope], list[Check]], Callable]:
+    """Checks that the parent has no bad line, and the raw value to list: the first bad line's id."""
+    link = lines.c[parent_key] == parent.c.id
+
+    def checks(scope: Scope) -> list[Check]:
+        return [(exists().where(link, _bad_line(lines)), BAD_LINE_ITEM)]
+
+    def first_bad_line() -> ColumnElement:
+        return cast(select(func.min(lines.c.id)).where(link, _bad_line(lines)).scalar_subquery(), String)
+
+    return checks, first_bad_line
+
+
+def _paid() -> ColumnElement[bool]:
+    return orders.c.status == "paid"
+
+
+def _canceled() -> ColumnElement[bool]:
+    return subscriptions.c.status == "canceled"
+
+
+def _paid_after_created(scope: Scope) -> list[Check]:
+    return [(orders.c.paid_at < orders.c.created_at, PAID_BEFORE_CREATED)]
+
+
+def _canceled_after_started(scope: Scope) -> list[Check]:
+    return [(subscriptions.c.canceled_at < subscriptions.c.started_at, CANCELED_BEFORE_STARTED)]
+
+
+def _refunded_order_is_paid(scope: Scope) -> list[Check]:
+    # correlate_except: the query around may itself join orders; this one looks at its own.
+    paid_order = (
+        select(orders.c.id)
+        .where(orders.c.id == refunds.c.order_id, _paid(), row_is_valid(orders, scope.settings, scope.bounds))
+        .correlate_except(orders)
+        .exists()
     )
+    return [(~paid_order, ORDER_NOT_PAID)]
+
+
+def _then(*parts: Callable[[Scope], list[Check]]) -> Callable[[Scope], list[Check]]:
+    return lambda scope: [check for part in parts for check in part(scope)]
+
+
+_order_line_checks, _first_bad_order_line = _lines(orders, order_items, "order_id")
+_cart_line_checks, _first_bad_cart_line = _lines(carts, cart_items, "cart_id")
+
+RULES: tuple[Rule, ...] = (
+    Rule(customers, "created_at", _timestamp(customers, "created_at", required=true)),
+    Rule(orders, "status", _known_status(orders, ORDER_STATUSES)),
+    Rule(
+        orders,
+        "paid_at",
+        _only_when(_paid, _then(_timestamp(orders, "paid_at", required=true), _paid_after_created)),
+    ),
+    *(Rule(orders, column, _only_when(_paid, _amount(orders, column))) for column in ORDER_AMOUNTS),
+    Rule(orders, "currency", _only_when(_paid, _currency)),
+    Rule(orders, "order_items", _only_when(_paid, _order_line_checks), raw_value=_first_bad_order_line),
+    Rule(refunds, "created_at", _timestamp(refunds, "created_at", required=true)),
+    Rule(refunds, "amount", _amount(refunds, "amount")),
+    Rule(refunds, "order_id", _refunded_order_is_paid),
+    Rule(subscriptions, "status", _known_status(subscriptions, SUBSCRIPTION_STATUSES)),
+    Rule(subscriptions, "started_at", _timestamp(subscriptions, "started_at", required=true)),
+    Rule(
+        subscriptions,
+        "canceled_at",
+        _then(_timestamp(subscriptions, "canceled_at", required=_canceled), _canceled_after_started),
+    ),
+    Rule(carts, "updated_at", _timestamp(carts, "updated_at", required=true)),
+    Rule(carts, "checkout_started_at", _timestamp(carts, "checkout_started_at")),
+    Rule(carts, "cart_items", _cart_line_checks, raw_value=_first_bad_cart_line),
+)
+
+REJECTING_TABLES: tuple[Table, ...] = tuple(dict.fromkeys(rule.table for rule in RULES))
+
+
+def _scope(table: Table, settings: Settings, bounds: Bounds) -> Scope:
+    zone = settings.zone_of(table.name)
+    return Scope(to_source_naive(bounds.floor, zone), to_source_naive(bounds.now, zone), settings, bounds)
+
+
+def rejection_reason(rule: Rule, settings: Settings, bounds: Bounds) -> ColumnElement[str | None]:
+    """SQL: why this rule rejects the row (a reason code), or NULL when it passes."""
+    checks = rule.checks(_scope(rule.table, settings, bounds))
+    return case(*((unfit, literal(reason)) for unfit, reason in checks), else_=null())
+
+
+def row_rejection(table: Table, settings: Settings, bounds: Bounds) -> ColumnElement[str | None]:
+    """SQL: 'reason: column' of the first rule of `table` the row fails, or NULL when it passes them all."""
+    scope = _scope(table, settings, bounds)
+    checks = [
+        (unfit, literal(f"{reason}: {rule.column}"))
+        for rule in RULES
+        if rule.table is table
+        for unfit, reason in rule.checks(scope)
+    ]
+    return case(*checks, else_=null()) if checks else null()
 
 
 def row_is_valid(table: Table, settings: Settings, bounds: Bounds) -> ColumnElement[bool]:
-    """SQL: the row passes every timestamp rule of its table."""
-    table_rules = [rule for rule in RULES if rule.table is table]
-    if not table_rules:
+    """SQL: the row passes every rule of its table."""
+    if not any(rule.table is table for rule in RULES):
         return true()
-    return and_(*(_passes(rule, settings, bounds) for rule in table_rules))
-
-
-def _passes(rule: TimestampRule, settings: Settings, bounds: Bounds) -> ColumnElement[bool]:
-    column = rule.table.c[rule.column]
-    zone = settings.zone_of(rule.table.name)
-    floor, now = to_source_naive(bounds.floor, zone), to_source_naive(bounds.now, zone)
-    sane = and_(column >= floor, column <= now)
-    return or_(~rule.applies(), and_(column.is_(None), ~rule.required()), sane)
+    return row_rejection(table, settings, bounds).is_(None)

@@ -1,7 +1,8 @@
-"""The `identity_map` asset: normalised identifiers → canonical person ids, with conflicts and leftovers.
+"""Normalised identifiers (customer id, e-mail, phone, anonymous id) → canonical person ids.
 
-It is not partitioned: identity is a property of the whole history, recomputed in every run (it
-carries a single-run backfill policy so that it joins a partition-range run once).
+Also lists identity conflicts, unresolved identifiers and invalid values. Not partitioned: identity
+is a property of the whole history, recomputed in every run (it carries a single-run backfill
+policy so that it joins a partition-range run once).
 """
 
 import dagster as dg
@@ -15,7 +16,7 @@ from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
 from cio_assets.sources.reads import read_frame
-from cio_assets.sources.tables import carts, customers, identity_links, orders
+from cio_assets.sources.tables import carts, customers, identity_links, orders, subscriptions
 from cio_assets.state import tables as state_tables
 from cio_assets.state.writes import replace_all
 from cio_assets.timestamps import to_unix_seconds, utc_now
@@ -27,7 +28,7 @@ CONFLICTS_CHECK = "identity_conflicts"
     key="identity_map",
     group_name="identity",
     kinds={"python", "sql"},
-    deps=[source_key(t) for t in (customers, orders, carts, identity_links)],
+    deps=[source_key(t) for t in (customers, orders, carts, identity_links, subscriptions)],
     backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[
         dg.AssetCheckSpec(
@@ -49,6 +50,7 @@ def identity_map(
             links=_links(conn, settings),
             carts=read_frame(conn, _carts_needing_identity(settings, bounds)),
             policy=settings.canonical_id,
+            orphan_subscriptions=read_frame(conn, _orphan_subscriptions(settings, bounds)),
         )
     with state.begin() as conn:
         for table, frame in (
@@ -107,6 +109,13 @@ def _carts_needing_identity(settings: Settings, bounds: Bounds):
     return select(carts.c.id, carts.c.customer_id, carts.c.anonymous_id, carts.c.email).where(
         or_(_without_known_customer(carts), carts.c.anonymous_id.is_not(None)),
         row_is_valid(carts, settings, bounds),
+    )
+
+
+def _orphan_subscriptions(settings: Settings, bounds: Bounds):
+    return select(subscriptions.c.id, subscriptions.c.customer_id).where(
+        ~exists().where(customers.c.id == subscriptions.c.customer_id),
+        row_is_valid(subscriptions, settings, bounds),
     )
 
 

@@ -12,8 +12,11 @@ Rules, in the order they apply:
    carry both the anonymous id and a known customer or e-mail. One anonymous id reaching several
    people is an `anonymous_id_many_people` conflict; the earliest link wins.
 5. A cart resolves through its customer id, then its anonymous id, then its e-mail.
+6. A subscription resolves through its customer id only.
 
-Whatever cannot be resolved is returned as a row with a reason, never dropped silently.
+Whatever cannot be resolved is returned as a row with a reason, never dropped silently; that
+includes anonymous ids too long to keep (over `ID_WIDTH` characters), which are never guessed at
+by cutting them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from functools import cached_property
 import pandas as pd
 
 from cio_assets.identity.normalize import normalize_email, normalize_phone
+from cio_assets.state.tables import ID_WIDTH
 
 CUSTOMER_ID = "customer_id"
 EMAIL = "email"
@@ -42,6 +46,8 @@ MAX_ID_BYTES = 150
 IDENTITY_COLUMNS = ["identifier_type", "identifier", "person_id", "source"]
 CONFLICT_COLUMNS = ["kind", "identifier", "member", "survivor", "is_survivor"]
 UNRESOLVED_COLUMNS = ["source_table", "source_key", "identifier_type", "identifier", "reason"]
+UNRESOLVED_KEY = ["source_table", "source_key"]
+ANONYMOUS_ID_TOO_LONG = f"anonymous id longer than {ID_WIDTH} characters"
 INVALID_COLUMNS = ["source_table", "source_key", "column_name", "raw_value", "reason"]
 
 
@@ -118,6 +124,7 @@ def resolve_identity(
     links: pd.DataFrame,
     carts: pd.DataFrame,
     policy: str,
+    orphan_subscriptions: pd.DataFrame | None = None,
 ) -> IdentityResult:
     """Build the identity map.
 
@@ -125,6 +132,7 @@ def resolve_identity(
     guest_orders: id, customer_id, email (paid orders naming no existing customer)
     links: anonymous_id, customer_id, linked_at (Unix seconds or NA)
     carts: id, customer_id, anonymous_id, email (carts with an anonymous id or without an existing customer)
+    orphan_subscriptions: id, customer_id (subscriptions naming no existing customer)
     """
     identities: list[tuple[str, str, str, str]] = []
     conflicts: list[tuple[str, str, str, str, bool]] = []
@@ -146,11 +154,18 @@ def resolve_identity(
         for anonymous_id, person_id in resolver.by_anonymous_id.items()
     )
     _list_unresolved_carts(carts, resolver, unresolved)
+    _list_too_long_links(links, unresolved)
+    if orphan_subscriptions is not None:
+        unresolved.extend(
+            ("subscriptions", str(int(i)), CUSTOMER_ID, str(int(c)), f"customer id {int(c)} matches no customer")
+            for i, c in zip(orphan_subscriptions["id"], orphan_subscriptions["customer_id"], strict=True)
+        )
 
     return IdentityResult(
         identity_map=pd.DataFrame(identities, columns=IDENTITY_COLUMNS),
         conflicts=pd.DataFrame(conflicts, columns=CONFLICT_COLUMNS),
-        unresolved=pd.DataFrame(unresolved, columns=UNRESOLVED_COLUMNS),
+        # One row per source row: the first reason found for it.
+        unresolved=pd.DataFrame(unresolved, columns=UNRESOLVED_COLUMNS).drop_duplicates(UNRESOLVED_KEY),
         invalid_values=invalid,
     )
 
@@ -178,8 +193,8 @@ def _invalid_values(people: pd.DataFrame) -> pd.DataFrame:
                     "source_table": "customers",
                     "source_key": bad["id"].astype(str),
                     "column_name": column,
-                    "raw_value": bad[column].astype(str).str.slice(0, 1000),
-                    "reason": bad[f"{column}_reason"].str.slice(0, 255),
+                    "raw_value": bad[column].astype(str),
+                    "reason": bad[f"{column}_reason"],
                 }
             )
         )
@@ -279,6 +294,11 @@ def _why_guest_unresolved(email: str | None, policy: str) -> str:
     return "guest e-mail matches no customer"
 
 
+def _keepable(anonymous_id: object) -> bool:
+    """An anonymous id short enough to be kept (and matched) as it is."""
+    return isinstance(anonymous_id, str) and len(anonymous_id) <= ID_WIDTH
+
+
 def _resolve_anonymous_ids(
     links: pd.DataFrame,
     carts: pd.DataFrame,
@@ -293,7 +313,7 @@ def _resolve_anonymous_ids(
     )
     for anonymous_id, customer_id in zip(ordered_links["anonymous_id"], ordered_links["customer_id"], strict=True):
         person_id = person_of_customer.get(int(customer_id))
-        if person_id is not None and person_id not in candidates[anonymous_id]:
+        if person_id is not None and _keepable(anonymous_id) and person_id not in candidates[anonymous_id]:
             candidates[anonymous_id].append(person_id)
     known = carts[carts["anonymous_id"].notna()].sort_values("id", kind="stable")
     for customer_id, anonymous_id, raw_email in zip(
@@ -302,7 +322,7 @@ def _resolve_anonymous_ids(
         person_id = (person_of_customer.get(int(customer_id)) if pd.notna(customer_id) else None) or (
             person_of_email.get(normalize_email(raw_email).value or "")
         )
-        if person_id is not None and person_id not in candidates[anonymous_id]:
+        if person_id is not None and _keepable(anonymous_id) and person_id not in candidates[anonymous_id]:
             candidates[anonymous_id].append(person_id)
 
     resolved: dict[str, str] = {}
@@ -323,9 +343,19 @@ def _list_unresolved_carts(carts: pd.DataFrame, resolver: IdentityResolver, unre
     ):
         if resolver.person_for_cart(customer_id, anonymous_id, raw_email) is None:
             identifier_type, identifier = (ANONYMOUS_ID, anonymous_id) if anonymous_id else (EMAIL, raw_email)
-            why = (
-                f"customer id {int(customer_id)} matches no customer"
-                if pd.notna(customer_id)
-                else "anonymous cart linked to no customer"
-            )
+            if pd.notna(customer_id):
+                why = f"customer id {int(customer_id)} matches no customer"
+            elif anonymous_id and not _keepable(anonymous_id):
+                why = ANONYMOUS_ID_TOO_LONG
+            else:
+                why = "anonymous cart linked to no customer"
             unresolved.append(("carts", str(int(cart_id)), identifier_type, identifier, why))
+
+
+def _list_too_long_links(links: pd.DataFrame, unresolved: list) -> None:
+    """Links whose anonymous id is too long to keep: listed under the customer they name."""
+    for anonymous_id, customer_id in zip(links["anonymous_id"], links["customer_id"], strict=True):
+        if not _keepable(anonymous_id):
+            unresolved.append(
+                ("identity_links", str(int(customer_id)), ANONYMOUS_ID, anonymous_id, ANONYMOUS_ID_TOO_LONG)
+            )

@@ -1,7 +1,8 @@
 """Idempotent writes to the pipeline's own tables: replace a whole table or a range of days.
 
 Each write runs inside the caller's transaction, so a partition is either replaced entirely or
-left as it was: a re-run or a crash never leaves half a day behind.
+left as it was: a re-run or a crash never leaves half a day behind. Text in columns marked
+`CLIPPED` (reasons, raw values in listings) is cut to the column's width here, in one place.
 """
 
 from __future__ import annotations
@@ -9,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import pandas as pd
-from sqlalchemy import Connection, Table, delete
+from sqlalchemy import ColumnElement, Connection, String, Table, delete
+
+from cio_assets.state.tables import quarantine
+from cio_assets.text import clip
+
+# Keys per `IN (...)` list: well under every server's limits on statement size.
+KEYS_PER_STATEMENT = 1000
+
+
+def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def replace_all(conn: Connection, table: Table, frame: pd.DataFrame, chunk_rows: int) -> int:
@@ -19,17 +31,39 @@ def replace_all(conn: Connection, table: Table, frame: pd.DataFrame, chunk_rows:
 
 def replace_days(conn: Connection, table: Table, days: Sequence[str], frame: pd.DataFrame, chunk_rows: int) -> int:
     """Delete the rows of `days`, then insert `frame` (whose rows all belong to those days)."""
-    for chunk in _chunks(list(days), 500):
+    for chunk in chunks(list(days), 500):
         conn.execute(delete(table).where(table.c.day.in_(chunk)))
     return insert_frame(conn, table, frame, chunk_rows)
+
+
+def replace_quarantine(conn: Connection, asset: str, days: Sequence[str], frame: pd.DataFrame) -> int:
+    """Replace one asset's quarantine listing for `days` (the other asset's rows stay)."""
+    for chunk in chunks(list(days), 500):
+        conn.execute(delete(quarantine).where(quarantine.c.asset == asset, quarantine.c.day.in_(chunk)))
+    return insert_frame(conn, quarantine, frame.assign(asset=asset), KEYS_PER_STATEMENT)
 
 
 def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, chunk_rows: int) -> int:
     """Bulk insert (one multi-row statement per chunk on MySQL); NA becomes NULL."""
     columns = [c.name for c in table.columns if c.name in frame.columns]
+    frame = _clipped(frame, table)
     for start in range(0, len(frame), chunk_rows):
         conn.execute(table.insert(), _records(frame.iloc[start : start + chunk_rows], columns))
     return len(frame)
+
+
+def _clipped(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Text in CLIPPED columns cut to the column's width (in characters, as VARCHAR counts them)."""
+    widths = {
+        c.name: c.type.length
+        for c in table.columns
+        if c.info.get("clipped") and isinstance(c.type, String) and c.type.length and c.name in frame.columns
+    }
+    if not widths or frame.empty:
+        return frame
+    return frame.assign(
+        **{name: frame[name].astype(object).map(lambda v, w=width: clip(v, w)) for name, width in widths.items()}
+    )
 
 
 def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
@@ -38,14 +72,9 @@ def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
     return plain.to_dict("records")
 
 
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def delete_keys(conn: Connection, column, keys: Sequence[object]) -> int:
+def delete_keys(conn: Connection, column: ColumnElement, keys: Sequence[object]) -> int:
     """Delete rows whose `column` is in `keys`; returns how many went."""
     deleted = 0
-    for chunk in _chunks(list(keys), 1000):
+    for chunk in chunks(list(keys), KEYS_PER_STATEMENT):
         deleted += conn.execute(delete(column.table).where(column.in_(chunk))).rowcount or 0
     return deleted
