@@ -49,6 +49,7 @@ def test_order_placed_is_one_event_per_paid_order_at_paid_at_with_its_items(shop
                 "shipping_total": 0.0,
                 "total": 40.0,
                 "discount_code": "WELCOME10",
+                "item_count": 3,
                 "items": [
                     {
                         "sku": "BEAN-1",

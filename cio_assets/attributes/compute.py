@@ -11,6 +11,8 @@ Rules:
 - Consent is conservative across merged duplicates: one opt-out is an opt-out.
 - Eligibility is opt-in plus a valid channel value.
 - Subscription status as of the day: active beats paused beats canceled; no subscription is "none".
+- Free text (names, the last product category) longer than Customer.io's 1000-byte value limit is
+  clipped to fit, at a character boundary, and listed: the rest of the person still goes out.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import numpy as np
 import pandas as pd
 
 from cio_assets.attributes.queries import History
+from cio_assets.contract import CLIPPED, quarantine_rows
+from cio_assets.customerio.limits import MAX_ATTRIBUTE_VALUE_BYTES
+from cio_assets.state.tables import TEXT_ATTRIBUTES
+from cio_assets.text import clip_utf8
 
 SUBSCRIPTION_RANK = {"canceled": 1, "paused": 2, "active": 3}
 RANK_STATUS = {rank: status for status, rank in SUBSCRIPTION_RANK.items()}
@@ -151,3 +157,36 @@ def _subscription_status(requests: pd.DataFrame, subscriptions: pd.DataFrame) ->
     ranks = subs.groupby(["person_id", "day"], sort=False)["rank"].max().reset_index()
     ranks["subscription_status"] = ranks.pop("rank").map(RANK_STATUS)
     return ranks
+
+
+# Where each clipped attribute comes from, for the quarantine listing.
+_ORIGIN = {"first_name": "customers", "last_name": "customers", "last_product_category": "order_items"}
+
+
+def clip_text_attributes(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Free-text attributes clipped to Customer.io's value limit, and a `clipped` listing of each."""
+    listing = []
+    for column in TEXT_ATTRIBUTES:
+        sizes = rows[column].map(lambda v: len(v.encode()) if isinstance(v, str) else 0)
+        over = sizes > MAX_ATTRIBUTE_VALUE_BYTES
+        if not over.any():
+            continue
+        clipped = rows.loc[over, column].map(lambda v: clip_utf8(v, MAX_ATTRIBUTE_VALUE_BYTES))
+        listing.append(
+            quarantine_rows(
+                {
+                    "day": rows.loc[over, "day"].to_numpy(),
+                    "item_key": rows.loc[over, "person_id"].to_numpy(),
+                    "outcome": CLIPPED,
+                    "source_table": _ORIGIN[column],
+                    "source_key": rows.loc[over, "person_id"].to_numpy(),
+                    "reason": [
+                        f"{column} is {before} bytes, clipped to {len(after.encode())} "
+                        f"(Customer.io's limit is {MAX_ATTRIBUTE_VALUE_BYTES})"
+                        for before, after in zip(sizes[over], clipped, strict=True)
+                    ],
+                }
+            )
+        )
+        rows = rows.assign(**{column: rows[column].where(~over, clipped)})
+    return rows, pd.concat(listing, ignore_index=True) if listing else quarantine_rows()

@@ -1,6 +1,6 @@
 """SQL for the attribute snapshot: who changed in a range of days, and their history, per chunk of people.
 
-Every query reads only rows that pass timestamp hygiene (`row_is_valid`) and filters in the
+History queries read only rows that pass the hygiene rules (`row_is_valid`) and filter in the
 database; per-order work (the top item's category) is done by the database too. Results come back
 per order, refund or subscription for one chunk of people, and `compute.py` turns them into state.
 """
@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, FromClause, Table, and_, literal, select
+from sqlalchemy import ColumnElement, Connection, FromClause, Select, Table, and_, literal, select
 
-from cio_assets.hygiene.rules import Bounds, row_is_valid
+from cio_assets.contract import HELD, quarantine_rows
+from cio_assets.hygiene.rules import Bounds, row_is_valid, row_rejection
 from cio_assets.identity.membership import PeopleChunk
 from cio_assets.identity.normalize import normalize_email, normalize_phone
 from cio_assets.identity.resolve import IdentityResolver
@@ -21,7 +22,8 @@ from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
 from cio_assets.sources.reads import read_frame, read_frames
 from cio_assets.sources.tables import customers, order_items, orders, refunds, subscriptions
-from cio_assets.timestamps import to_unix_seconds
+from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
+from cio_assets.timestamps import to_unix_seconds, unix
 
 
 @dataclass(frozen=True)
@@ -40,41 +42,113 @@ class ChangeSource:
             return [subscriptions.c.customer_id, literal(None).label("email")]
         return [orders.c.customer_id, orders.c.email]
 
+    def select(self, *columns: ColumnElement) -> Select:
+        statement = select(*self.person_keys(), self.table.c.id.label("source_key"), *columns)
+        return statement.select_from(self.select_from) if self.select_from is not None else statement
+
+
+_refunds_of_orders = refunds.join(orders, refunds.c.order_id == orders.c.id, isouter=True)
 
 CHANGE_SOURCES: tuple[ChangeSource, ...] = (
     ChangeSource(customers, "created_at"),
     ChangeSource(customers, "updated_at"),
     ChangeSource(orders, "paid_at"),
     ChangeSource(orders, "updated_at"),
-    ChangeSource(refunds, "created_at", select_from=refunds.join(orders, refunds.c.order_id == orders.c.id)),
+    ChangeSource(refunds, "created_at", select_from=_refunds_of_orders),
     ChangeSource(subscriptions, "started_at"),
     ChangeSource(subscriptions, "canceled_at"),
     ChangeSource(subscriptions, "updated_at"),
 )
+# The tables whose rows, once released from quarantine, change their person's attributes.
+CHANGE_TABLES: tuple[Table, ...] = tuple(dict.fromkeys(source.table for source in CHANGE_SOURCES))
+
+
+@dataclass
+class Changes:
+    """Who changed in a range: the (person, day) pairs to compute, and those held back."""
+
+    pairs: pd.DataFrame  # person_id, day
+    held: pd.DataFrame  # quarantine rows: a person's day whose inputs include a set-aside source row
+    unresolved: int  # changed source rows that resolve to nobody
 
 
 def changed_people(
-    conn: Connection, resolver: IdentityResolver, prange: PartitionRange, settings: Settings
-) -> tuple[pd.DataFrame, int]:
-    """Distinct (person_id, day) pairs whose inputs moved in the range, and how many rows had no person."""
+    conn: Connection,
+    resolver: IdentityResolver,
+    prange: PartitionRange,
+    settings: Settings,
+    bounds: Bounds,
+    released: dict[str, pd.DataFrame],
+) -> Changes:
+    """Distinct (person_id, day) pairs whose inputs moved in the range, minus the held ones.
+
+    A person's day is held when one of the source rows that changed that day is set aside by the
+    hygiene rules: nothing derived from the row is sent, not even the person's state for that day.
+    Their other days are computed without the row.
+    A row released from quarantine during the range (`released`: source_key, released_at per table)
+    is a change of its person at the moment it was released, so a corrected row flows through.
+    """
     pairs: list[pd.DataFrame] = []
+    held: list[pd.DataFrame] = []
     unresolved = 0
     for source in CHANGE_SOURCES:
         column = source.table.c[source.timestamp]
-        statement = select(*source.person_keys(), column.label("ts")).where(
+        reason = row_rejection(source.table, settings, bounds)
+        statement = source.select(column.label("ts"), reason.label("reason")).where(
             column.is_not(None), prange.covers(column, source.table, settings)
         )
-        if source.select_from is not None:
-            statement = statement.select_from(source.select_from)
         for frame in read_frames(conn, statement, settings.chunk_size * 10):
             frame["person_id"] = resolver.people_for_orders(frame)
             unresolved += int(frame["person_id"].isna().sum())
             frame = frame[frame["person_id"].notna()]
             ts = to_unix_seconds(frame["ts"], settings.zone_of(source.table.name))
-            pairs.append(pd.DataFrame({"person_id": frame["person_id"], "day": prange.day_of(ts)}).drop_duplicates())
-    if not pairs:
-        return pd.DataFrame(columns=["person_id", "day"]), unresolved
-    return pd.concat(pairs, ignore_index=True).drop_duplicates().reset_index(drop=True), unresolved
+            frame = frame.assign(day=prange.day_of(ts))
+            pairs.append(frame[["person_id", "day"]].drop_duplicates())
+            # History before the first day has no day of its own: a set-aside row there is left out of
+            # the person's initial state (and listed by `rejected_rows`), but holds nothing back.
+            dated = ts >= unix(prange.days[0].start)
+            held.append(_held(frame[frame["reason"].notna() & dated], source.table))
+    pairs.extend(_released_pairs(conn, resolver, prange, released))
+    all_pairs = pd.concat(pairs, ignore_index=True).drop_duplicates() if pairs else _no_pairs()
+    held_rows = pd.concat(held, ignore_index=True).drop_duplicates() if held else quarantine_rows()
+    is_held = all_pairs.set_index(["person_id", "day"]).index.isin(held_rows.set_index(["item_key", "day"]).index)
+    return Changes(all_pairs[~is_held].reset_index(drop=True), held_rows, unresolved)
+
+
+def _no_pairs() -> pd.DataFrame:
+    return pd.DataFrame(columns=["person_id", "day"])
+
+
+def _held(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    return quarantine_rows(
+        {
+            "day": frame["day"].to_numpy(),
+            "item_key": frame["person_id"].to_numpy(),
+            "outcome": HELD,
+            "source_table": table.name,
+            "source_key": frame["source_key"].astype(str).to_numpy(),
+            "reason": frame["reason"].to_numpy(),
+        }
+    )
+
+
+def _released_pairs(
+    conn: Connection, resolver: IdentityResolver, prange: PartitionRange, released: dict[str, pd.DataFrame]
+) -> list[pd.DataFrame]:
+    """(person_id, day of release) for each source row released from quarantine during the range."""
+    pairs = []
+    for table in CHANGE_TABLES:
+        rows = released.get(table.name)
+        if rows is None or rows.empty:
+            continue
+        source = next(s for s in CHANGE_SOURCES if s.table is table)
+        for keys in chunks(list(rows["source_key"]), KEYS_PER_STATEMENT):
+            frame = read_frame(conn, source.select().where(table.c.id.in_(keys)))
+            frame = frame.merge(rows, on="source_key")
+            frame["person_id"] = resolver.people_for_orders(frame)
+            frame = frame[frame["person_id"].notna()]
+            pairs.append(pd.DataFrame({"person_id": frame["person_id"], "day": prange.day_of(frame["released_at"])}))
+    return pairs
 
 
 @dataclass

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from cio_assets.customerio.limits import MAX_ATTRIBUTE_VALUE_BYTES
 from cio_assets.sources.tables import SUBSCRIPTION_STATUSES
+from cio_assets.state.tables import TEXT_ATTRIBUTES
 
 E164 = r"^\+[1-9]\d{6,14}$"
 # The source's statuses, plus "none" for people without a subscription.
@@ -42,6 +44,10 @@ class AttributeSnapshotSchema(pa.DataFrameModel):
         strict = True
         coerce = True
         unique = ["day", "person_id"]
+
+    @pa.check(*TEXT_ATTRIBUTES, error=f"longer than Customer.io's {MAX_ATTRIBUTE_VALUE_BYTES}-byte value limit")
+    def text_fits_customerio(cls, values):
+        return values.map(lambda v: not isinstance(v, str) or len(v.encode()) <= MAX_ATTRIBUTE_VALUE_BYTES)
 
     @pa.dataframe_check(error="a timestamp is later than the snapshot's as_of")
     def timestamps_not_after_as_of(cls, frame):

@@ -1,19 +1,23 @@
-"""The `event_log` asset: every retention event, once, in the day it happened.
+"""Every retention event, once, in the day it happened: order_placed, checkout_started, cart_abandoned,
+refund_issued and subscription_canceled, each with a stable id.
 
-Daily partitioned by event time (business time zone). Each family reads the whole range in a few
-streamed queries; a re-run replaces the days it covers. An event whose source time moved to
-another day (an edited paid_at) leaves its old day, so an `event_id` is never in the log twice.
+Daily partitioned by event time (business time zone). Each family reads the whole range in keyset
+pages; a re-run replaces the days it covers. An event whose source time moved to another day (an
+edited paid_at) leaves its old day, so an `event_id` is never in the log twice. A source row that
+was set aside and passed again during the range (a corrected order) is extracted too, into its own
+day. Events held back or cut to fit Customer.io are listed in `cio_quarantine`.
 """
 
 import time
 from collections import Counter
 
 import dagster as dg
-import orjson
 import pandas as pd
 
-from cio_assets.events.families import FAMILIES, Extraction
+from cio_assets.contract import ContractTally, split_by_contract
+from cio_assets.events.families import FAMILIES, FAMILY_TABLES, Extraction
 from cio_assets.events.schema import event_log_schema
+from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.lookup import load_resolver, require_identity
 from cio_assets.metadata import json_counts
@@ -23,17 +27,17 @@ from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
 from cio_assets.sources.tables import cart_items, carts, order_items, orders, refunds, subscriptions
 from cio_assets.state import tables as state_tables
-from cio_assets.state.writes import delete_keys, insert_frame, replace_days
+from cio_assets.state.writes import delete_keys, insert_frame, replace_days, replace_quarantine
 from cio_assets.timestamps import unix, utc_now
-from cio_assets.validation import failed_check, failure, passed_check, validate
 
+ASSET = "event_log"
 SCHEMA_CHECK = "event_log_schema"
-COLUMNS = [c.name for c in state_tables.event_log.columns]
 SOURCES = (orders, order_items, carts, cart_items, refunds, subscriptions)
+EVENT_TABLES = tuple(dict.fromkeys(FAMILY_TABLES.values()))
 
 
 @dg.asset(
-    key="event_log",
+    key=ASSET,
     group_name="contract",
     kinds={"sql", "pandas"},
     partitions_def=daily_partitions,
@@ -42,9 +46,12 @@ SOURCES = (orders, order_items, carts, cart_items, refunds, subscriptions)
     check_specs=[
         dg.AssetCheckSpec(
             SCHEMA_CHECK,
-            asset="event_log",
+            asset=ASSET,
             blocking=True,
-            description="Pandera contract: unique stable ids, known names, sane timestamps, JSON properties.",
+            description=(
+                "Pandera contract, row by row: unique stable ids, known names, sane timestamps, JSON properties "
+                "that fit Customer.io. Fails when the held share passes CIO_QUARANTINE_MAX_SHARE."
+            ),
         )
     ],
     description=__doc__,
@@ -55,48 +62,58 @@ def event_log(context: dg.AssetExecutionContext, source: SourceDatabase, state: 
     bounds = Bounds.for_run(settings, utc_now())
     schema = event_log_schema(unix(bounds.floor), unix(bounds.now))
     resolver = load_resolver(state)
-
+    tally = ContractTally(ASSET, SCHEMA_CHECK)
     by_name: Counter[str] = Counter()
     by_day: Counter[str] = Counter()
     unresolved: Counter[str] = Counter()
     moved = 0
-    with source.connect() as src, state.begin() as dst:
-        replace_days(dst, state_tables.event_log, prange.keys, pd.DataFrame(), settings.chunk_size)
-        extraction = Extraction(src, resolver, prange, settings, bounds)
-        for name, family in FAMILIES.items():
-            for result in family(extraction):
-                unresolved[name] += result.unresolved
-                require_identity(resolver, result.unresolved)
-                events = _as_rows(result.events, prange)
-                events, errors = validate(events, schema)
-                if errors is not None:
-                    yield failed_check(SCHEMA_CHECK, errors)
-                    raise failure("event_log", errors)
-                moved += delete_keys(dst, state_tables.event_log.c.event_id, list(events["event_id"]))
-                insert_frame(dst, state_tables.event_log, events, settings.chunk_size)
-                by_name[name] += len(events)
-                by_day.update(events["day"])
-            context.log.info(f"{name}: {by_name[name]} events, {unresolved[name]} without a person")
 
-    written = sum(by_name.values())
+    with source.connect() as src, state.begin() as dst:
+        released = {table.name: list(released_rows(dst, table, prange)["source_key"]) for table in EVENT_TABLES}
+        replace_days(dst, state_tables.event_log, prange.keys, pd.DataFrame(), settings.chunk_size)
+        for extraction in _extractions(src, resolver, prange, settings, bounds, released):
+            for name, family in FAMILIES.items():
+                for result in family(extraction):
+                    unresolved[name] += result.unresolved
+                    require_identity(resolver, result.unresolved)
+                    events, broken = split_by_contract(result.events, schema, key_column="event_id")
+                    tally.note(_within(result.listing, prange))
+                    tally.note(broken)
+                    moved += delete_keys(dst, state_tables.event_log.c.event_id, list(events["event_id"]))
+                    tally.written += insert_frame(dst, state_tables.event_log, events, settings.chunk_size)
+                    by_name[name] += len(events)
+                    by_day.update(events["day"])
+            context.log.info(f"{dict(by_name)} events so far, {tally.held_items} held, {dict(+unresolved)} to nobody")
+        if tally.exceeded(settings):
+            yield tally.check_result(settings)
+            raise tally.failure(settings)  # rolls the whole range back: the days keep their previous rows
+        replace_quarantine(dst, ASSET, prange.keys, tally.quarantine)
+
     yield dg.MaterializeResult(
         metadata={
-            "dagster/row_count": written,
+            "dagster/row_count": tally.written,
             "events_by_name": json_counts(by_name),
             "events_by_day": json_counts(dict(sorted(by_day.items()))),
+            **tally.metadata(),
             "unresolved_by_name": json_counts(+unresolved),
             "moved_from_other_days": moved,
+            "released_from_quarantine": sum(len(keys) for keys in released.values()),
             "days": len(prange.days),
             "includes_history_before_start": prange.includes_history,
             "duration_s": round(time.monotonic() - started, 2),
         },
-        check_results=[passed_check(SCHEMA_CHECK, written)],
+        check_results=[tally.check_result(settings)],
     )
 
 
-def _as_rows(events: pd.DataFrame, prange: PartitionRange) -> pd.DataFrame:
-    rows = events.assign(
-        day=prange.day_of(events["timestamp"]) if len(events) else pd.Series(dtype=str),
-        properties=[orjson.dumps(p, option=orjson.OPT_SORT_KEYS).decode() for p in events["properties"]],
-    )
-    return rows[COLUMNS]
+def _extractions(src, resolver, prange: PartitionRange, settings: Settings, bounds: Bounds, released):
+    """The range itself, then (if any) the source rows released from quarantine during it, wherever their day."""
+    yield Extraction(src, resolver, prange, settings, bounds)
+    if any(released.values()):
+        history = PartitionRange.for_keys(daily_partitions, daily_partitions.get_partition_keys())
+        yield Extraction(src, resolver, history, settings, bounds, only=released)
+
+
+def _within(listing: pd.DataFrame, prange: PartitionRange) -> pd.DataFrame:
+    """The listing rows of the run's own days (a released row's listing belongs to its day's own run)."""
+    return listing[listing["day"].isin(prange.keys)]

@@ -1,9 +1,13 @@
 """The event families: one extractor per event name, each a few range-wide queries.
 
-Every extractor reads the whole range at once (streamed in chunks), keeps only rows that pass
-timestamp hygiene, resolves each row to a person and returns one row per event instance:
-`event_id` (derived from the source key, so re-extraction never mints a new id), `person_id`,
-`name`, `timestamp` (Unix seconds, UTC) and `properties`.
+Every extractor reads the whole range (in keyset pages), resolves each row to a person and returns
+one row per event instance: `event_id` (derived from the source key, so re-extraction never mints
+a new id), `day`, `person_id`, `name`, `timestamp` (Unix seconds, UTC) and `properties` (JSON).
+
+A row that the hygiene rules set aside is not an event: it comes back in the family's listing as
+`held`, with its source key and reason. Free text inside properties is clipped to
+`PROPERTY_TEXT_CHARS`, and an order or cart whose lines do not fit Customer.io's item limit keeps
+its most valuable lines (`truncated` in the listing, `items_truncated: true` in the event).
 """
 
 from __future__ import annotations
@@ -14,16 +18,20 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
+import orjson
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Table, and_, exists, func, or_, select, true
 
-from cio_assets.hygiene.rules import Bounds, row_is_valid
+from cio_assets.contract import HELD, TRUNCATED, quarantine_rows
+from cio_assets.customerio.limits import MAX_EVENT_PROPERTIES_BYTES, MAX_ITEM_BYTES, fit_line_items
+from cio_assets.hygiene.rules import Bounds, row_is_valid, row_rejection
 from cio_assets.identity.membership import chunk_people, guest_emails
 from cio_assets.identity.resolve import IdentityResolver
 from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
 from cio_assets.sources.reads import read_frame, read_pages
 from cio_assets.sources.tables import cart_items, carts, order_items, orders, refunds, subscriptions
+from cio_assets.text import clip
 from cio_assets.timestamps import to_source_naive, to_unix_seconds, unix
 
 ORDER_PLACED = "order_placed"
@@ -32,17 +40,32 @@ CART_ABANDONED = "cart_abandoned"
 REFUND_ISSUED = "refund_issued"
 SUBSCRIPTION_CANCELED = "subscription_canceled"
 EVENT_NAMES = (ORDER_PLACED, CHECKOUT_STARTED, CART_ABANDONED, REFUND_ISSUED, SUBSCRIPTION_CANCELED)
+# The source table whose primary key makes each family's event ids.
+FAMILY_TABLES: dict[str, Table] = {
+    ORDER_PLACED: orders,
+    CHECKOUT_STARTED: carts,
+    CART_ABANDONED: carts,
+    REFUND_ISSUED: refunds,
+    SUBSCRIPTION_CANCELED: subscriptions,
+}
+# Free text inside event properties (product names, reasons, codes) is clipped to this many characters.
+PROPERTY_TEXT_CHARS = 255
 
 
 @dataclass
 class Extraction:
-    """What a family needs to read one range."""
+    """What a family needs to read one range (or, `only`, just some source rows of it)."""
 
     conn: Connection
     resolver: IdentityResolver
     prange: PartitionRange
     settings: Settings
     bounds: Bounds
+    only: dict[str, list[int]] | None = None  # table name -> the only source ids to read
+
+    def restrict(self, table: Table) -> ColumnElement[bool]:
+        """SQL: the row is one this extraction reads."""
+        return true() if self.only is None else table.c.id.in_(self.only.get(table.name, []))
 
     @cached_property
     def guest_spellings(self) -> dict[str, list[str]]:
@@ -52,30 +75,69 @@ class Extraction:
 
 @dataclass
 class FamilyResult:
-    events: pd.DataFrame
-    unresolved: int  # source rows that would be events but belong to nobody
+    events: pd.DataFrame  # event_id, day, person_id, name, timestamp, properties (JSON text)
+    listing: pd.DataFrame  # quarantine rows: events held back (`held`) or cut to fit (`truncated`)
+    unresolved: int  # valid source rows that would be events but belong to nobody (listed by identity)
 
 
 def event_id(name: str, source_id: object) -> str:
     return f"{name}:{int(source_id)}"
 
 
-def _events(name: str, frame: pd.DataFrame, id_column: str, properties: list[dict]) -> FamilyResult:
-    """Assemble one family's rows, setting aside the ones that resolve to nobody."""
-    events = pd.DataFrame(
+def _events(x: Extraction, name: str, frame: pd.DataFrame, properties: list[dict]) -> FamilyResult:
+    """One family's rows from a page with id, person_id, timestamp and reason (NULL when the row is fit)."""
+    table = FAMILY_TABLES[name]
+    encoded = [_encode(p) for p in properties]
+    rows = pd.DataFrame(
         {
-            "event_id": [event_id(name, i) for i in frame[id_column]],
+            "event_id": [event_id(name, i) for i in frame["id"]],
+            "day": x.prange.day_of(frame["timestamp"]).to_numpy() if len(frame) else [],
             "person_id": frame["person_id"].to_numpy(),
             "name": name,
             "timestamp": frame["timestamp"].astype("int64").to_numpy(),
-            "properties": properties,
+            "properties": [text for text, _ in encoded],
+            "reason": frame["reason"].to_numpy(),
+            "source_key": frame["id"].astype(str).to_numpy(),
+            "truncation": [note for _, note in encoded],
         }
     )
-    resolved = events["person_id"].notna()
-    return FamilyResult(events[resolved].reset_index(drop=True), int((~resolved).sum()))
+    held = rows[rows["reason"].notna()]
+    fit = rows[rows["reason"].isna()]
+    events = fit[fit["person_id"].notna()]
+    truncated = events[events["truncation"].notna()]
+    listing = pd.concat(
+        [_listing(held, table, HELD, held["reason"]), _listing(truncated, table, TRUNCATED, truncated["truncation"])],
+        ignore_index=True,
+    )
+    columns = ["event_id", "day", "person_id", "name", "timestamp", "properties"]
+    return FamilyResult(events[columns].reset_index(drop=True), listing, int(fit["person_id"].isna().sum()))
 
 
-def _items_by(conn: Connection, table, parent: str, parent_ids: list[int]) -> dict[int, list[dict]]:
+def _encode(properties: dict) -> tuple[str, str | None]:
+    """Properties as JSON text that fits Customer.io, and a note when lines had to be left out."""
+    text = orjson.dumps(properties, option=orjson.OPT_SORT_KEYS)
+    if len(text) <= MAX_EVENT_PROPERTIES_BYTES:
+        return text.decode(), None
+    fitted, left_out = fit_line_items(properties)
+    lines = len(properties["items"])
+    note = f"{lines} lines; the {lines - left_out} most valuable kept to fit the {MAX_ITEM_BYTES}-byte item limit"
+    return orjson.dumps(fitted, option=orjson.OPT_SORT_KEYS).decode(), note
+
+
+def _listing(rows: pd.DataFrame, table: Table, outcome: str, reasons) -> pd.DataFrame:
+    return quarantine_rows(
+        {
+            "day": rows["day"].to_numpy(),
+            "item_key": rows["event_id"].to_numpy(),
+            "outcome": outcome,
+            "source_table": table.name,
+            "source_key": rows["source_key"].to_numpy(),
+            "reason": list(reasons),
+        }
+    )
+
+
+def _items_by(conn: Connection, table: Table, parent: str, parent_ids: list[int]) -> dict[int, list[dict]]:
     """Line items of the given orders or carts, in line order, as Customer.io-ready dicts."""
     if not parent_ids:
         return {}
@@ -91,14 +153,32 @@ def _items_by(conn: Connection, table, parent: str, parent_ids: list[int]) -> di
     for parent_id, sku, product_name, category, quantity, price in frame.itertuples(index=False, name=None):
         items.setdefault(int(parent_id), []).append(
             {
-                "sku": sku,
-                "product_name": product_name,
-                "category": category,
-                "quantity": int(quantity),
-                "price": round(float(price), 2),
+                "sku": _text(sku),
+                "product_name": _text(product_name),
+                "category": _text(category),
+                "quantity": _whole(quantity),
+                "price": _money(price),
             }
         )
     return items
+
+
+def _text(value: object) -> object:
+    """Free text as it goes into properties: clipped, and None rather than NaN."""
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else clip(value, PROPERTY_TEXT_CHARS)
+
+
+def _money(value: object) -> float | None:
+    return None if value is None or pd.isna(value) else round(float(value), 2)
+
+
+def _whole(value: object) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def _item_count(items: list[dict]) -> int:
+    """Units across the lines (the true count, even when the lines sent are truncated)."""
+    return sum(item["quantity"] or 0 for item in items)
 
 
 def order_placed(x: Extraction) -> Iterator[FamilyResult]:
@@ -114,9 +194,10 @@ def order_placed(x: Extraction) -> Iterator[FamilyResult]:
         orders.c.shipping_total,
         orders.c.total,
         orders.c.discount_code,
+        row_rejection(orders, x.settings, x.bounds).label("reason"),
     ).where(
         orders.c.status == "paid",
-        row_is_valid(orders, x.settings, x.bounds),
+        x.restrict(orders),
         x.prange.covers(orders.c.paid_at, orders, x.settings),
     )
     for frame in read_pages(x.conn, statement, orders.c.id, x.settings.chunk_size):
@@ -126,17 +207,18 @@ def order_placed(x: Extraction) -> Iterator[FamilyResult]:
         properties = [
             {
                 "order_id": int(row.id),
-                "currency": row.currency,
-                "subtotal": round(float(row.subtotal), 2),
-                "discount_total": round(float(row.discount_total), 2),
-                "shipping_total": round(float(row.shipping_total), 2),
-                "total": round(float(row.total), 2),
-                "discount_code": row.discount_code,
+                "currency": _text(row.currency),
+                "subtotal": _money(row.subtotal),
+                "discount_total": _money(row.discount_total),
+                "shipping_total": _money(row.shipping_total),
+                "total": _money(row.total),
+                "discount_code": _text(row.discount_code),
+                "item_count": _item_count(items.get(int(row.id), [])),
                 "items": items.get(int(row.id), []),
             }
             for row in frame.itertuples(index=False)
         ]
-        yield _events(ORDER_PLACED, frame, "id", properties)
+        yield _events(x, ORDER_PLACED, frame, properties)
 
 
 def _cart_people(x: Extraction, frame: pd.DataFrame) -> list[str | None]:
@@ -149,8 +231,8 @@ def _cart_people(x: Extraction, frame: pd.DataFrame) -> list[str | None]:
 def _cart_properties(cart_id: int, items: list[dict]) -> dict:
     return {
         "cart_id": cart_id,
-        "item_count": sum(item["quantity"] for item in items),
-        "value": round(sum(item["quantity"] * item["price"] for item in items), 2),
+        "item_count": _item_count(items),
+        "value": round(sum((item["quantity"] or 0) * (item["price"] or 0) for item in items), 2),
         "items": items,
     }
 
@@ -158,10 +240,15 @@ def _cart_properties(cart_id: int, items: list[dict]) -> dict:
 def checkout_started(x: Extraction) -> Iterator[FamilyResult]:
     """One event per cart that started checkout, at checkout_started_at."""
     statement = select(
-        carts.c.id, carts.c.customer_id, carts.c.anonymous_id, carts.c.email, carts.c.checkout_started_at
+        carts.c.id,
+        carts.c.customer_id,
+        carts.c.anonymous_id,
+        carts.c.email,
+        carts.c.checkout_started_at,
+        row_rejection(carts, x.settings, x.bounds).label("reason"),
     ).where(
         carts.c.checkout_started_at.is_not(None),
-        row_is_valid(carts, x.settings, x.bounds),
+        x.restrict(carts),
         x.prange.covers(carts.c.checkout_started_at, carts, x.settings),
     )
     for frame in read_pages(x.conn, statement, carts.c.id, x.settings.chunk_size):
@@ -169,7 +256,7 @@ def checkout_started(x: Extraction) -> Iterator[FamilyResult]:
         frame["timestamp"] = to_unix_seconds(frame["checkout_started_at"], x.settings.zone_of(carts.name))
         frame["person_id"] = _cart_people(x, frame)
         properties = [_cart_properties(int(i), items.get(int(i), [])) for i in frame["id"]]
-        yield _events(CHECKOUT_STARTED, frame, "id", properties)
+        yield _events(x, CHECKOUT_STARTED, frame, properties)
 
 
 def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
@@ -204,9 +291,10 @@ def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
         carts.c.email,
         carts.c.updated_at,
         last_item_at.label("last_item_at"),
+        row_rejection(carts, x.settings, x.bounds).label("reason"),
     ).where(
         carts.c.converted_order_id.is_(None),
-        row_is_valid(carts, x.settings, x.bounds),
+        x.restrict(carts),
         has_items,
         ~converted,
         or_(active_between(carts.c.updated_at, zone), item_activity),
@@ -225,7 +313,7 @@ def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
             {**_cart_properties(int(i), items.get(int(i), [])), "last_activity_at": int(t)}
             for i, t in zip(frame["id"], frame["last_activity"], strict=True)
         ]
-        yield _events(CART_ABANDONED, frame, "id", properties)
+        yield _events(x, CART_ABANDONED, frame, properties)
 
 
 def _abandoned_in_range(frame: pd.DataFrame, x: Extraction) -> pd.DataFrame:
@@ -275,23 +363,22 @@ def _paid_times(x: Extraction, people: list[str], earliest: int) -> pd.DataFrame
 
 
 def refund_issued(x: Extraction) -> Iterator[FamilyResult]:
-    """One event per refund, at its created_at, for the person who placed the order."""
+    """One event per refund, at its created_at, for the person who placed the (paid) order."""
     statement = (
         select(
             refunds.c.id,
             refunds.c.order_id,
             refunds.c.amount,
-            refunds.c.reason,
+            refunds.c.reason.label("refund_reason"),
             refunds.c.created_at,
             orders.c.customer_id,
             orders.c.email,
             orders.c.currency,
+            row_rejection(refunds, x.settings, x.bounds).label("reason"),
         )
-        .select_from(refunds.join(orders, refunds.c.order_id == orders.c.id))
-        .where(
-            row_is_valid(refunds, x.settings, x.bounds),
-            x.prange.covers(refunds.c.created_at, refunds, x.settings),
-        )
+        # An outer join: a refund of a missing order is listed (order_not_paid), not silently dropped.
+        .select_from(refunds.join(orders, refunds.c.order_id == orders.c.id, isouter=True))
+        .where(x.restrict(refunds), x.prange.covers(refunds.c.created_at, refunds, x.settings))
     )
     for frame in read_pages(x.conn, statement, refunds.c.id, x.settings.chunk_size):
         frame["timestamp"] = to_unix_seconds(frame["created_at"], x.settings.zone_of(refunds.name))
@@ -299,14 +386,14 @@ def refund_issued(x: Extraction) -> Iterator[FamilyResult]:
         properties = [
             {
                 "refund_id": int(row.id),
-                "order_id": int(row.order_id),
-                "amount": round(float(row.amount), 2),
-                "currency": row.currency,
-                "reason": row.reason,
+                "order_id": _whole(row.order_id),
+                "amount": _money(row.amount),
+                "currency": _text(row.currency),
+                "reason": _text(row.refund_reason),
             }
             for row in frame.itertuples(index=False)
         ]
-        yield _events(REFUND_ISSUED, frame, "id", properties)
+        yield _events(x, REFUND_ISSUED, frame, properties)
 
 
 def subscription_canceled(x: Extraction) -> Iterator[FamilyResult]:
@@ -318,9 +405,10 @@ def subscription_canceled(x: Extraction) -> Iterator[FamilyResult]:
         subscriptions.c.cancel_reason,
         subscriptions.c.started_at,
         subscriptions.c.canceled_at,
+        row_rejection(subscriptions, x.settings, x.bounds).label("reason"),
     ).where(
         subscriptions.c.status == "canceled",
-        row_is_valid(subscriptions, x.settings, x.bounds),
+        x.restrict(subscriptions),
         x.prange.covers(subscriptions.c.canceled_at, subscriptions, x.settings),
     )
     zone = x.settings.zone_of(subscriptions.name)
@@ -329,10 +417,15 @@ def subscription_canceled(x: Extraction) -> Iterator[FamilyResult]:
         frame["person_id"] = [x.resolver.person_for_customer(c) for c in frame["customer_id"]]
         started = to_unix_seconds(frame["started_at"], zone)
         properties = [
-            {"subscription_id": int(i), "sku": sku, "cancel_reason": reason, "started_at": int(s)}
+            {
+                "subscription_id": int(i),
+                "sku": _text(sku),
+                "cancel_reason": _text(reason),
+                "started_at": None if pd.isna(s) else int(s),
+            }
             for i, sku, reason, s in zip(frame["id"], frame["sku"], frame["cancel_reason"], started, strict=True)
         ]
-        yield _events(SUBSCRIPTION_CANCELED, frame, "id", properties)
+        yield _events(x, SUBSCRIPTION_CANCELED, frame, properties)
 
 
 FAMILIES: dict[str, Callable[[Extraction], Iterator[FamilyResult]]] = {

@@ -7,6 +7,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from cio_assets.customerio.limits import MAX_EVENT_PROPERTIES_BYTES
 from cio_assets.events.families import EVENT_NAMES
 
 
@@ -34,6 +35,10 @@ class EventLogSchema(pa.DataFrameModel):
     @pa.check("properties", error="properties is not a JSON object")
     def properties_are_json_objects(cls, properties):
         return properties.map(lambda text: isinstance(orjson.loads(text), dict))
+
+    @pa.check("properties", error=f"properties longer than {MAX_EVENT_PROPERTIES_BYTES} bytes")
+    def properties_fit_customerio(cls, properties):
+        return properties.map(lambda text: len(text.encode()) <= MAX_EVENT_PROPERTIES_BYTES)
 
 
 def event_log_schema(floor_unix: int, now_unix: int) -> pa.DataFrameSchema:

@@ -1,0 +1,155 @@
+"""The data contracts, row by row: what passes is written, what breaks them is held back with a reason.
+
+A derived row (a person's day, an event) that breaks its Pandera contract, or whose source row the
+hygiene rules set aside, is *held*: not written, not sent, and listed in `cio_quarantine` with its
+source key and reason. Rows adjusted to fit Customer.io (`clipped`, `truncated`) are written and
+listed there too. Everyone else flows through.
+
+The contract check is blocking and reports every held row. It fails only when the held share of a
+run passes `CIO_QUARANTINE_MAX_SHARE` with at least `CIO_QUARANTINE_MIN_ROWS` rows held, because a
+sudden mass of bad rows means something upstream broke; then nothing is written at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from cio_assets.metadata import counts_by, json_counts, markdown_table
+from cio_assets.settings import Settings
+
+HELD, CLIPPED, TRUNCATED = "held", "clipped", "truncated"
+QUARANTINE_COLUMNS = ["day", "item_key", "outcome", "source_table", "source_key", "reason"]
+CONTRACT_SOURCE = "(contract)"  # the row broke the derived contract; no single source row to blame
+
+
+def quarantine_rows(rows: pd.DataFrame | list[dict] | None = None) -> pd.DataFrame:
+    """A quarantine listing with exactly QUARANTINE_COLUMNS (empty when `rows` is)."""
+    frame = pd.DataFrame(rows if rows is not None else [], columns=QUARANTINE_COLUMNS)
+    return frame.astype({"source_key": str}) if len(frame) else frame
+
+
+class ContractBroken(Exception):
+    """The frame as a whole breaks the contract (a missing column, a type): a bug, not bad data."""
+
+
+def split_by_contract(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema, key_column: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the rows that pass, validated and coerced; quarantine rows for the ones that do not)."""
+    try:
+        return schema.validate(frame, lazy=True), quarantine_rows()
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+        if cases["index"].isna().any():
+            raise ContractBroken(_summary_text(cases)) from None
+        first = cases.drop_duplicates("index").set_index("index")
+        bad = frame.loc[first.index]
+        held = quarantine_rows(
+            {
+                "day": bad["day"].to_numpy(),
+                "item_key": bad[key_column].astype(str).to_numpy(),
+                "outcome": HELD,
+                "source_table": CONTRACT_SOURCE,
+                "source_key": bad[key_column].astype(str).to_numpy(),
+                "reason": [f"contract: {c} {check}" for c, check in zip(first["column"], first["check"], strict=True)],
+            }
+        )
+        passing = frame.drop(index=first.index)
+        return (schema.validate(passing, lazy=True) if len(passing) else passing), held
+
+
+def _summary_text(cases: pd.DataFrame) -> str:
+    counts = cases.fillna({"column": "(table)"}).groupby(["column", "check"], dropna=False).size()
+    return "; ".join(f"{column}: {check} ({n} rows)" for (column, check), n in counts.items())
+
+
+@dataclass
+class ContractTally:
+    """What one run of an asset wrote, held back and adjusted, for its check and metadata."""
+
+    asset: str
+    check_name: str
+    written: int = 0
+    listings: list[pd.DataFrame] = field(default_factory=list)
+
+    def note(self, listing: pd.DataFrame) -> None:
+        if len(listing):
+            self.listings.append(listing)
+
+    @property
+    def quarantine(self) -> pd.DataFrame:
+        return pd.concat(self.listings, ignore_index=True) if self.listings else quarantine_rows()
+
+    @property
+    def held(self) -> pd.DataFrame:
+        listing = self.quarantine
+        return listing[listing["outcome"] == HELD]
+
+    @property
+    def held_items(self) -> int:
+        held = self.held
+        return int(held[["day", "item_key"]].drop_duplicates().shape[0])
+
+    @property
+    def held_share(self) -> float:
+        total = self.written + self.held_items
+        return self.held_items / total if total else 0.0
+
+    def held_by_reason(self, *columns: str) -> dict[str, int]:
+        """Held rows counted by their reason's code (and `columns`)."""
+        held = self.held
+        return counts_by(held.assign(code=_code(held["reason"])), *columns, "code")
+
+    def exceeded(self, settings: Settings) -> bool:
+        mass = self.held_items >= max(settings.quarantine_min_rows, 1)
+        return mass and self.held_share > settings.quarantine_max_share
+
+    def check_result(self, settings: Settings) -> dg.AssetCheckResult:
+        held = self.held
+        return dg.AssetCheckResult(
+            check_name=self.check_name,
+            passed=not self.exceeded(settings),
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "rows_written": self.written,
+                "rows_held": self.held_items,
+                "held_share": round(self.held_share, 4),
+                "max_share": settings.quarantine_max_share,
+                "min_rows": settings.quarantine_min_rows,
+                "held_by_reason": json_counts(self.held_by_reason("source_table")),
+                "held_rows": markdown_table(held[["day", "item_key", "source_table", "source_key", "reason"]], 100),
+            },
+            description=f"Held rows are listed in cio_quarantine (asset {self.asset}).",
+        )
+
+    def failure(self, settings: Settings) -> dg.Failure:
+        return dg.Failure(
+            description=(
+                f"{self.asset}: {self.held_items} of {self.written + self.held_items} rows broke the data contract "
+                f"({self.held_share:.1%}, above CIO_QUARANTINE_MAX_SHARE={settings.quarantine_max_share:.1%} with at "
+                f"least CIO_QUARANTINE_MIN_ROWS={settings.quarantine_min_rows}); so many bad rows at once means "
+                "something upstream broke, so nothing was written. Reasons: "
+                + ", ".join(f"{reason} ({n})" for reason, n in self.held_by_reason().items())
+            ),
+            metadata={"rows_held": self.held_items, "held_share": round(self.held_share, 4)},
+        )
+
+    def metadata(self) -> dict[str, object]:
+        listing = self.quarantine
+        adjusted = listing[listing["outcome"] != HELD]
+        return {
+            "rows_held": self.held_items,
+            "held_by_reason": json_counts(self.held_by_reason()),
+            "rows_adjusted": json_counts(counts_by(adjusted, "outcome")),
+            "adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
+        }
+
+
+def _code(reasons: pd.Series) -> pd.Series:
+    """The reason's code, without the details after it ('negative_amount: total' → 'negative_amount')."""
+    return reasons.astype(str).str.split(r"[: ]", n=1, regex=True).str[0]
