@@ -6,12 +6,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import update
 
 from cio_assets.customerio.client import AuthenticationError
 from cio_assets.customerio.ids import event_ulid
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import CustomerIO
 from cio_assets.settings import Settings
+from cio_assets.sources.tables import cart_items, order_items
 from cio_assets.state import tables as state_tables
 from cio_assets.sync.people import customerio_people
 from cio_assets_tests.conftest import PIPELINE, SYNC, unix
@@ -103,19 +105,86 @@ def test_a_429_storm_and_server_errors_still_deliver_everything_once(shop, pipel
     assert customerio.fake.duplicate_events == 0
 
 
-def test_an_oversized_event_is_refused_with_a_reason_and_the_rest_land(shop, pipeline, customerio):
+LONG_NAME = "Single-origin whole bean, " + "x" * 229  # 255 characters: the widest name the reference schema holds
+
+
+def _wholesale_lines(count: int = 400) -> list[tuple[str, str, int, float]]:
+    """(sku, category, quantity, unit price): line i is worth i + 1 dollars, so the most valuable are the last."""
+    return [(f"WHL-{i:04d}", "coffee", 1, float(i + 1)) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("family", "make"),
+    [
+        # a paid wholesale order: drives post-purchase journeys and suppresses cart recovery
+        (
+            "order_placed",
+            lambda shop: shop.order(1, total=80_200.0, paid_at="2026-10-01 13:00", items=_wholesale_lines()),
+        ),
+        # a cart that started checkout with the same lines
+        (
+            "checkout_started",
+            lambda shop: shop.cart(1, checkout_started_at="2026-10-01 13:00", items=_wholesale_lines()),
+        ),
+    ],
+)
+def test_a_400_line_event_is_delivered_with_its_most_valuable_lines_and_its_true_count(
+    shop, pipeline, customerio, family, make
+):
     shop.customer(1)
-    shop.order(1, total=5.0, paid_at="2026-10-01 12:00")
-    many_lines = [(f"SKU-{i:04d}", "coffee " + "x" * 60, 1, 1.0) for i in range(400)]
-    big = shop.order(1, total=400.0, paid_at="2026-10-01 13:00", items=many_lines)
+    source_id = make(shop)
+    with shop.engine.begin() as conn:  # every line's name as long as the schema allows
+        for table in (order_items, cart_items):
+            conn.execute(update(table).values(product_name=LONG_NAME))
 
     result = pipeline.run(partition="2026-10-01", assets=SYNC, customerio=customerio.resource())
 
+    [event] = [e for e in customerio.fake.events if e["name"] == family]
+    data = event["attributes"]
+    assert (data["item_count"], data["items_truncated"]) == (400, True)
+    kept = [line["price"] for line in data["items"]]
+    assert 0 < len(kept) < 400
+    assert kept == [float(400 - i) for i in range(len(kept))]  # the most valuable first, none skipped
+    assert all(validate_batch_body(orjson.loads(r.body)) == [] for r in customerio.fake.requests)
+    assert pipeline.table(state_tables.delivery_rejections).empty
+    listed = pipeline.table(state_tables.quarantine)
+    truncated = listed[listed["outcome"] == "truncated"]
+    assert truncated[["item_key", "source_key"]].values.tolist() == [[f"{family}:{source_id}", str(source_id)]]
+    assert truncated["reason"].iloc[0].startswith(f"400 lines; the {len(kept)} most valuable kept")
+    assert _metadata(result)["rejected"] == 0
+
+
+def test_a_persons_identify_lands_before_their_events_in_the_same_run(shop, pipeline, customerio):
+    shop.customer(1)
+    shop.order(1, total=20.0, paid_at="2026-10-01 12:00")
+
+    pipeline.run(partition="2026-10-01", assets=SYNC, customerio=customerio.resource())
+
+    actions = [item["action"] for r in customerio.fake.requests for item in orjson.loads(r.body)["batch"]]
+    assert actions == ["identify", "event"]
+
+
+def test_an_event_whose_person_customerio_refused_waits_instead_of_creating_a_bare_profile(shop, pipeline, customerio):
+    shop.customer(1)
+    shop.order(1, total=20.0, paid_at="2026-10-01 12:00")
+    resource = customerio.resource()
+    customerio.fake.refuse_people({"1"})
+
+    first = pipeline.run(partition="2026-10-01", assets=SYNC, customerio=resource)
+
+    assert customerio.fake.people == {} and customerio.fake.events == []  # no bare profile
+    assert _metadata(first)["events_waiting_for_identify"] == 1
+    waiting = pipeline.table(state_tables.delivery_rejections, ["kind"])
+    assert waiting[["kind", "item_key"]].values.tolist() == [["event", "order_placed:1"], ["person", "1"]]
+    assert waiting["reason"].iloc[0].startswith("held: the person is not identified")
+
+    customerio.fake.refuse_people(set())
+    later = pipeline.run(partition="2026-10-05", assets=SYNC, customerio=resource)  # nothing new that day
+
+    assert customerio.fake.people["1"]["email"] == "customer1@shop.com"
     assert [e["name"] for e in customerio.fake.events] == ["order_placed"]
-    refused = pipeline.table(state_tables.delivery_rejections)
-    assert refused[["kind", "item_key"]].values.tolist() == [["event", f"order_placed:{big}"]]
-    assert refused["reason"][0].startswith("item is ") and refused["reason"][0].endswith("bytes (limit 32000)")
-    assert _metadata(result)["rejected"] == 1
+    assert _metadata(later)["retried_refusals"] == 1
+    assert pipeline.table(state_tables.delivery_rejections).empty
 
 
 def test_live_events_carry_no_backfill_flag(shop, pipeline, customerio):

@@ -130,26 +130,44 @@ def test_a_person_refused_by_customerio_is_retried_on_later_runs(shop, pipeline,
     assert pipeline.table(state_tables.delivery_rejections).empty
 
 
-def test_a_person_too_big_for_customerio_is_refused_locally_until_the_source_changes(
-    shop, pipeline, customerio, source_engine
+def test_a_name_over_customerios_value_limit_is_clipped_and_the_rest_of_the_identify_goes_out(
+    shop, pipeline, customerio
 ):
-    shop.customer(1, first_name="😀" * 251)  # 251 characters fit VARCHAR(255), but 1004 bytes do not fit Customer.io
+    shop.customer(1, first_name="😀" * 255)  # 255 characters fit VARCHAR(255), but 1020 bytes do not fit Customer.io
     resource = customerio.resource()
 
     pipeline.run(partition="2026-10-01", assets=SYNC, customerio=resource)
-    pipeline.run(partition="2026-10-02", assets=SYNC, customerio=resource)
 
-    refused = pipeline.table(state_tables.delivery_rejections)
-    assert refused[["item_key", "reason", "attempts"]].values.tolist() == [
-        ["1", "attribute 'first_name' is 1004 bytes (limit 1000)", 2]
-    ]
-    assert customerio.fake.requests == []  # never sent to fail
-
-    with source_engine.begin() as conn:
-        conn.execute(
-            update(customers).where(customers.c.id == 1).values(first_name="Ada", updated_at="2026-10-03 08:00")
-        )
-    pipeline.run(partition="2026-10-03", assets=SYNC, customerio=resource)
-
-    assert customerio.fake.people["1"]["first_name"] == "Ada"
+    person = customerio.fake.people["1"]
+    assert person["first_name"] == "😀" * 250  # 1000 bytes: the longest whole-character prefix that fits
+    assert (person["email"], person["email_eligible"]) == ("customer1@shop.com", True)
     assert pipeline.table(state_tables.delivery_rejections).empty
+    listed = pipeline.table(state_tables.quarantine)
+    assert listed[["asset", "item_key", "outcome", "reason"]].values.tolist() == [
+        [
+            "attribute_snapshot",
+            "1",
+            "clipped",
+            "first_name is 1020 bytes, clipped to 1000 (Customer.io's limit is 1000)",
+        ]
+    ]
+
+    requests = len(customerio.fake.requests)
+    pipeline.run(partition="2026-10-01", assets=SYNC, customerio=resource)
+    assert len(customerio.fake.requests) == requests  # the ledger holds the clipped value: nothing to re-send
+
+
+def test_a_person_refused_on_every_run_stays_listed_and_counts_each_attempt(shop, pipeline, customerio):
+    # The person is fresh in every run (no ledger entry yet), so each run both re-plans and retries them:
+    # the fresh identify replaces the earlier refusal, whose attempts must keep counting up.
+    shop.customer(1)
+    resource = customerio.resource()
+    customerio.fake.refuse_people({"1"}, reason="invalid", field="identifiers.id")
+
+    attempts = []
+    for _ in range(3):
+        pipeline.run(partition="2026-10-01", assets=SYNC, customerio=resource)
+        refused = pipeline.table(state_tables.delivery_rejections)
+        attempts.append(refused[["item_key", "attempts"]].values.tolist())
+
+    assert attempts == [[["1", 1]], [["1", 2]], [["1", 3]]]

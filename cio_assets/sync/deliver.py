@@ -1,8 +1,8 @@
-"""One delivery loop for people and events: pack by bytes, send (or write the outbox), then record.
+"""The delivery loop: pack items by bytes, send them (or write the dry-run outbox), report each answer.
 
-The ledger is written after each batch Customer.io accepted, in its own transaction, so what the
-ledger says was delivered always was. Items refused locally (too big for Customer.io's limits) or
-by Customer.io (207/400) are recorded with their reason and retried on every later run.
+`on_delivered` is called after each batch Customer.io accepted, so the caller can write its ledger
+in its own transaction: what the ledger says was delivered always was. Items refused locally (too
+big for Customer.io's limits) or by Customer.io (207/400) go to `on_rejected` with their reason.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import pandas as pd
 from cio_assets.customerio.batching import Batch, Item, Refused, pack
 from cio_assets.customerio.outbox import write_outbox
 from cio_assets.metadata import json_counts, markdown_table
-from cio_assets.resources import CustomerIO, StateDatabase
-from cio_assets.sync import ledger
-from cio_assets.timestamps import unix, utc_now
+from cio_assets.resources import CustomerIO
 
 Delivered = Callable[[list[Item]], None]
 Rejected = Callable[[list[tuple[Item, str]]], None]
@@ -76,7 +74,7 @@ def deliver(
                 if result.rejected:
                     refuse(result.refused)
                 if report.batches % 50 == 0:
-                    log(f"{report.batches} batches accepted, {report.sent} items delivered")
+                    log(f"{report.batches} batches answered, {report.sent} items delivered so far")
             report.http = client.stats.as_dict()
     report.seconds = round(time.monotonic() - started, 2)
     return report
@@ -93,17 +91,6 @@ def _batches_refusing(items: Iterable[Item], refuse: Rejected) -> Iterator[Batch
 def _reason_kind(reason: str) -> str:
     """Group reasons for metadata: the text before any byte counts or ids."""
     return reason.split(" is ")[0] if " is " in reason else reason.split(":")[0]
-
-
-def record_refusals(state: StateDatabase, kind: str) -> Rejected:
-    """Record refused items with their reason (one transaction per batch), to be retried next run."""
-
-    def on_rejected(refused: list[tuple[Item, str]]) -> None:
-        rows = [(item.key, item.payload, int(item.payload["timestamp"]), reason) for item, reason in refused]
-        with state.begin() as conn:
-            ledger.record_rejections(conn, kind, rows, unix(utc_now()))
-
-    return on_rejected
 
 
 def outbox_path(customerio: CustomerIO, context: dg.AssetExecutionContext) -> Path:

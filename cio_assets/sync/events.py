@@ -1,34 +1,49 @@
-"""The `customerio_events` asset: every event in the log reaches Customer.io exactly once.
+"""Customer.io events: every event in the log delivered exactly once, after its person's identify.
 
 - An `event_id` in the ledger is never sent again (counted as a duplicate skipped).
 - Customer.io's event `id` is a ULID derived from the event_id and its time, so a resend after a
   crash between "accepted" and "recorded" is dropped by Customer.io as well.
+- An event whose person Customer.io does not know yet is held, not sent: sending it would create a
+  bare profile without e-mail or phone. It is retried on every run until the identify has landed
+  (the people sync runs first in the same run).
 - History guardrail: an event older than the live window (`CIO_LIVE_WINDOW_HOURS`) is sent with its
   historical timestamp and `backfill: true`, so journeys can filter it out (Customer.io also never
   triggers campaigns from events older than 72 h); `CIO_HISTORY_EVENTS=skip` leaves history out.
+- Besides its own days, a run sends the events of source rows released from quarantine during its
+  range (a corrected order), whatever day they belong to.
 - Events refused earlier are retried on every run until they succeed; a re-extracted event (its
   source row changed) replaces the refused payload.
 """
 
-import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import chain
 
 import dagster as dg
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, select
 
 from cio_assets.customerio.batching import Item
 from cio_assets.customerio.ids import event_ulid
+from cio_assets.events.families import FAMILY_TABLES, event_id
+from cio_assets.hygiene.rejections import released_rows
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
-from cio_assets.state.tables import event_log
+from cio_assets.state.tables import attribute_snapshot, event_log
+from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
 from cio_assets.sync import ledger
-from cio_assets.sync.deliver import deliver, delivery_metadata, outbox_path, record_refusals
+from cio_assets.sync.stream import Pending, SyncStream, run_sync
 from cio_assets.timestamps import unix, utc_now
 
 HISTORY_FLAG = "backfill"
+WAITING_FOR_IDENTIFY = "held: the person is not identified in Customer.io yet (no e-mail or phone there)"
+LOG_COLUMNS = (
+    event_log.c.event_id,
+    event_log.c.person_id,
+    event_log.c.name,
+    event_log.c.timestamp,
+    event_log.c.properties,
+)
 
 
 def event_item(event_id: str, person_id: str, name: str, timestamp: int, properties: dict, history: bool) -> Item:
@@ -47,77 +62,115 @@ def event_item(event_id: str, person_id: str, name: str, timestamp: int, propert
     )
 
 
+class EventStream(SyncStream):
+    """The range's events, each once, each after its person."""
+
+    kind = ledger.EVENT
+
+    def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
+        super().__init__(state, prange, settings, dry_run)
+        self.live_since = unix(utc_now()) - settings.live_window_hours * 3600
+
+    def fresh(self) -> Iterator[Item]:
+        for page in chain(_log_pages(self.state, self.prange.keys, self.settings.chunk_size), self._released_pages()):
+            with self.state.connect() as conn:
+                delivered = ledger.delivered_event_ids(conn, [row.event_id for row in page])
+                identified = self._identified(conn, {row.person_id for row in page})
+            for row in page:
+                history = row.timestamp < self.live_since
+                if row.event_id in delivered:
+                    self.counts["duplicates_skipped"] += 1
+                elif history and self.settings.history_events == "skip":
+                    self.counts["history_skipped"] += 1
+                else:
+                    item = event_item(
+                        row.event_id, row.person_id, row.name, int(row.timestamp), orjson.loads(row.properties), history
+                    )
+                    if row.person_id not in identified:
+                        self.counts["waiting_for_identify"] += 1
+                        self.held.append((item, WAITING_FOR_IDENTIFY))
+                    else:
+                        self.counts["history" if history else "live"] += 1
+                        yield item
+
+    def _released_pages(self) -> Iterator[list[Row]]:
+        """Log rows of source rows released from quarantine during the range, outside its own days."""
+        with self.state.connect() as conn:
+            candidates = [
+                event_id(name, key)
+                for name, table in FAMILY_TABLES.items()
+                for key in released_rows(conn, table, self.prange)["source_key"]
+            ]
+            pages = [
+                conn.execute(
+                    select(*LOG_COLUMNS).where(
+                        event_log.c.event_id.in_(chunk), event_log.c.day.not_in(self.prange.keys)
+                    )
+                ).all()
+                for chunk in chunks(candidates, KEYS_PER_STATEMENT)
+            ]
+        for page in filter(None, pages):  # few rows: read before yielding, so no reader holds the database
+            self.counts["released_from_quarantine"] += len(page)
+            yield page
+
+    def _identified(self, conn: Connection, person_ids: set[str]) -> set[str]:
+        """People Customer.io knows; in a dry run, also those the people sync would identify."""
+        known = ledger.identified_people(conn, sorted(person_ids))
+        if self.dry_run:
+            for chunk in chunks(sorted(person_ids - known), KEYS_PER_STATEMENT):
+                statement = select(attribute_snapshot.c.person_id).distinct()
+                known.update(conn.execute(statement.where(attribute_snapshot.c.person_id.in_(chunk))).scalars())
+        return known
+
+    def due(self, pending: list[Pending]) -> tuple[list[Item], list[str]]:
+        """Earlier refusals not delivered since, whose person Customer.io now knows."""
+        with self.state.connect() as conn:
+            delivered = ledger.delivered_event_ids(conn, [key for key, _, _ in pending])
+            identified = self._identified(conn, {payload["identifiers"]["id"] for _, payload, _ in pending})
+        retry = []
+        for key, payload, _ in pending:
+            if key in delivered:
+                continue
+            if payload["identifiers"]["id"] in identified:
+                retry.append(Item(key, payload))
+            else:
+                self.counts["waiting_for_identify"] += 1
+        return retry, sorted(delivered)
+
+    def record(self, conn: Connection, delivered: list[Item], now: int) -> None:
+        ledger.record_events(conn, [(item.key, item.payload["id"]) for item in delivered], now)
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "events_live": self.counts["live"],
+            "events_history": self.counts["history"],
+            "events_history_skipped": self.counts["history_skipped"],
+            "events_duplicate_skipped": self.counts["duplicates_skipped"],
+            "events_waiting_for_identify": self.counts["waiting_for_identify"],
+            "events_released_from_quarantine": self.counts["released_from_quarantine"],
+            "live_window_hours": self.settings.live_window_hours,
+        }
+
+
 @dg.asset(
     key="customerio_events",
     group_name="customerio",
     kinds={"customerio"},
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["event_log"],
+    # After the people sync: a person's identify reaches Customer.io before their events.
+    deps=["event_log", "customerio_people"],
     pool="customerio_api",
     description=__doc__,
 )
 def customerio_events(
     context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO, settings: Settings
 ) -> dg.MaterializeResult:
-    started = time.monotonic()
-    prange = PartitionRange.from_context(context)
-    live_since = unix(utc_now()) - settings.live_window_hours * 3600
-    counts: Counter[str] = Counter()
-    with state.connect() as conn:
-        retries = ledger.pending_rejections(conn, ledger.EVENT)
-
-    def fresh_items() -> Iterator[Item]:
-        for chunk in _log_chunks(state, prange.keys, settings.chunk_size):
-            delivered = _delivered(state, [row.event_id for row in chunk])
-            for row in chunk:
-                history = row.timestamp < live_since
-                if row.event_id in delivered:
-                    counts["duplicates_skipped"] += 1
-                elif history and settings.history_events == "skip":
-                    counts["history_skipped"] += 1
-                else:
-                    counts["history" if history else "live"] += 1
-                    yield event_item(
-                        row.event_id, row.person_id, row.name, int(row.timestamp), orjson.loads(row.properties), history
-                    )
-
-    in_this_run: set[str] = set()
-    already_delivered = _delivered(state, [key for key, _, _ in retries])
-
-    def items() -> Iterator[Item]:
-        for item in fresh_items():
-            in_this_run.add(item.key)
-            yield item
-        for key, payload, _ in retries:
-            if key not in in_this_run and key not in already_delivered:
-                counts["retried_refusals"] += 1
-                yield Item(key, payload)
-
-    def on_delivered(delivered_items: list[Item]) -> None:
-        now = unix(utc_now())
-        with state.begin() as conn:
-            ledger.record_events(conn, [(i.key, i.payload["id"]) for i in delivered_items], now)
-            ledger.clear_rejections(conn, ledger.EVENT, [i.key for i in delivered_items])
-
-    on_rejected = record_refusals(state, ledger.EVENT)
-    report = deliver(items(), customerio, outbox_path(customerio, context), on_delivered, on_rejected, context.log.info)
-    context.log.info(f"events: {dict(counts)}; {report.sent} sent, {sum(report.rejected.values())} rejected")
-    return dg.MaterializeResult(
-        metadata={
-            "events_live": counts["live"],
-            "events_history": counts["history"],
-            "events_history_skipped": counts["history_skipped"],
-            "events_duplicate_skipped": counts["duplicates_skipped"],
-            "retried_refusals": counts["retried_refusals"],
-            "live_window_hours": settings.live_window_hours,
-            **delivery_metadata(report),
-            "duration_s": round(time.monotonic() - started, 2),
-        }
-    )
+    stream = EventStream(state, PartitionRange.from_context(context), settings, dry_run=not customerio.sends)
+    return run_sync(context, stream, state, customerio)
 
 
-def _log_chunks(state: StateDatabase, days: list[str], size: int) -> Iterator[list]:
+def _log_pages(state: StateDatabase, days: Sequence[str], size: int) -> Iterator[list[Row]]:
     """The event log rows of these days, `size` at a time, each page its own short query.
 
     Pages follow the primary key, so each is an index range scan. Keyset pages rather than one
@@ -126,18 +179,7 @@ def _log_chunks(state: StateDatabase, days: list[str], size: int) -> Iterator[li
     """
     after: str | None = None
     while True:
-        statement = (
-            select(
-                event_log.c.event_id,
-                event_log.c.person_id,
-                event_log.c.name,
-                event_log.c.timestamp,
-                event_log.c.properties,
-            )
-            .where(event_log.c.day.in_(days))
-            .order_by(event_log.c.event_id)
-            .limit(size)
-        )
+        statement = select(*LOG_COLUMNS).where(event_log.c.day.in_(days)).order_by(event_log.c.event_id).limit(size)
         if after is not None:
             statement = statement.where(event_log.c.event_id > after)
         with state.connect() as conn:
@@ -146,8 +188,3 @@ def _log_chunks(state: StateDatabase, days: list[str], size: int) -> Iterator[li
             return
         yield page
         after = page[-1].event_id
-
-
-def _delivered(state: StateDatabase, event_ids: list[str]) -> set[str]:
-    with state.connect() as conn:
-        return ledger.delivered_event_ids(conn, event_ids)

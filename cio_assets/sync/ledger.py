@@ -1,4 +1,4 @@
-"""The sync ledger: what Customer.io already holds, and which items it refused.
+"""The sync ledger: what Customer.io already holds, and which items it refused or that wait.
 
 Every write commits on its own, right after Customer.io accepted (or refused) a batch, so a run
 killed half-way re-sends at most the batches that were in flight.
@@ -6,26 +6,38 @@ killed half-way re-sends at most the batches that were in flight.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Sequence
 
 import orjson
 from sqlalchemy import Connection, and_, delete, select
 
-from cio_assets.state.tables import delivery_rejections, event_ledger, people_ledger
+from cio_assets.state.tables import delivery_rejections, event_ledger, ledger_identity, people_ledger
+from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
+from cio_assets.text import clip
 
 PERSON = "person"
 EVENT = "event"
 
 
-def _chunks(items: Sequence, size: int = 1000) -> Iterable[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def identity(conn: Connection, now: int) -> tuple[str, int]:
+    """(ledger id, created at) of this state database's ledger, created on first use."""
+    row = conn.execute(
+        select(ledger_identity.c.ledger_id, ledger_identity.c.created_at)
+        .order_by(ledger_identity.c.created_at)
+        .limit(1)
+    ).first()
+    if row is not None:
+        return row.ledger_id, int(row.created_at)
+    ledger_id = str(uuid.uuid4())
+    conn.execute(ledger_identity.insert(), [{"ledger_id": ledger_id, "created_at": now}])
+    return ledger_id, now
 
 
 def delivered_people(conn: Connection, person_ids: Sequence[str]) -> dict[str, tuple[dict, int]]:
     """person_id -> (attributes Customer.io holds, the as_of they came from)."""
     found: dict[str, tuple[dict, int]] = {}
-    for chunk in _chunks(list(person_ids)):
+    for chunk in chunks(list(person_ids), KEYS_PER_STATEMENT):
         rows = conn.execute(
             select(people_ledger.c.person_id, people_ledger.c.attributes, people_ledger.c.as_of).where(
                 people_ledger.c.person_id.in_(chunk)
@@ -35,11 +47,21 @@ def delivered_people(conn: Connection, person_ids: Sequence[str]) -> dict[str, t
     return found
 
 
+def identified_people(conn: Connection, person_ids: Sequence[str]) -> set[str]:
+    """The people whose identify Customer.io has accepted."""
+    found: set[str] = set()
+    for chunk in chunks(list(person_ids), KEYS_PER_STATEMENT):
+        found.update(
+            conn.execute(select(people_ledger.c.person_id).where(people_ledger.c.person_id.in_(chunk))).scalars()
+        )
+    return found
+
+
 def record_people(conn: Connection, rows: Sequence[tuple[str, dict, int]], now: int) -> None:
     """Replace the ledger entries of these people with (person_id, full attributes, as_of)."""
     if not rows:
         return
-    for chunk in _chunks([r[0] for r in rows]):
+    for chunk in chunks([r[0] for r in rows], KEYS_PER_STATEMENT):
         conn.execute(delete(people_ledger).where(people_ledger.c.person_id.in_(chunk)))
     conn.execute(
         people_ledger.insert(),
@@ -52,7 +74,7 @@ def record_people(conn: Connection, rows: Sequence[tuple[str, dict, int]], now: 
 
 def delivered_event_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
-    for chunk in _chunks(list(event_ids)):
+    for chunk in chunks(list(event_ids), KEYS_PER_STATEMENT):
         found.update(conn.execute(select(event_ledger.c.event_id).where(event_ledger.c.event_id.in_(chunk))).scalars())
     return found
 
@@ -61,7 +83,7 @@ def record_events(conn: Connection, rows: Sequence[tuple[str, str]], now: int) -
     """(event_id, Customer.io ULID) pairs that Customer.io accepted."""
     if not rows:
         return
-    for chunk in _chunks([r[0] for r in rows]):
+    for chunk in chunks([r[0] for r in rows], KEYS_PER_STATEMENT):
         conn.execute(delete(event_ledger).where(event_ledger.c.event_id.in_(chunk)))
     conn.execute(
         event_ledger.insert(),
@@ -70,7 +92,7 @@ def record_events(conn: Connection, rows: Sequence[tuple[str, str]], now: int) -
 
 
 def pending_rejections(conn: Connection, kind: str) -> list[tuple[str, dict, int]]:
-    """(key, payload, as_of) of every item of `kind` Customer.io has refused and not yet accepted."""
+    """(key, payload, as_of) of every item of `kind` refused or waiting, not yet accepted."""
     rows = conn.execute(
         select(delivery_rejections.c.item_key, delivery_rejections.c.payload, delivery_rejections.c.as_of)
         .where(delivery_rejections.c.kind == kind)
@@ -85,7 +107,7 @@ def record_rejections(conn: Connection, kind: str, rows: Sequence[tuple[str, dic
         return
     keys = [r[0] for r in rows]
     previous: dict[str, tuple[int, int]] = {}
-    for chunk in _chunks(keys):
+    for chunk in chunks(keys, KEYS_PER_STATEMENT):
         result = conn.execute(
             select(
                 delivery_rejections.c.item_key,
@@ -95,6 +117,7 @@ def record_rejections(conn: Connection, kind: str, rows: Sequence[tuple[str, dic
         )
         previous.update({key: (int(attempts), int(first)) for key, attempts, first in result})
     clear_rejections(conn, kind, keys)
+    width = delivery_rejections.c.reason.type.length
     conn.execute(
         delivery_rejections.insert(),
         [
@@ -103,7 +126,7 @@ def record_rejections(conn: Connection, kind: str, rows: Sequence[tuple[str, dic
                 "item_key": key,
                 "payload": orjson.dumps(payload).decode(),
                 "as_of": as_of,
-                "reason": reason[:1000],
+                "reason": clip(reason, width),
                 "attempts": previous.get(key, (0, now))[0] + 1,
                 "first_rejected_at": previous.get(key, (0, now))[1],
                 "last_rejected_at": now,
@@ -114,7 +137,7 @@ def record_rejections(conn: Connection, kind: str, rows: Sequence[tuple[str, dic
 
 
 def clear_rejections(conn: Connection, kind: str, keys: Sequence[str]) -> None:
-    for chunk in _chunks(list(keys)):
+    for chunk in chunks(list(keys), KEYS_PER_STATEMENT):
         conn.execute(
             delete(delivery_rejections).where(
                 and_(delivery_rejections.c.kind == kind, delivery_rejections.c.item_key.in_(chunk))

@@ -1,4 +1,4 @@
-"""The `customerio_people` asset: identify only the people whose attributes changed, only those keys.
+"""Customer.io people: each changed person identified once, with only the attributes that changed.
 
 For each person in the partition range, the latest snapshot row is compared with the ledger (what
 Customer.io already holds):
@@ -13,14 +13,13 @@ People refused earlier are retried on every run, until they succeed or a newer s
 """
 
 import math
-import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from cio_assets.customerio.batching import Item
 from cio_assets.partitions import PartitionRange, daily_partitions
@@ -28,11 +27,9 @@ from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
 from cio_assets.sync import ledger
-from cio_assets.sync.deliver import deliver, delivery_metadata, outbox_path, record_refusals
-from cio_assets.timestamps import unix, utc_now
+from cio_assets.sync.stream import Pending, SyncStream, run_sync
 
 CREATED, UPDATED, UNCHANGED, OLDER = "created", "updated", "unchanged", "skipped_older"
-RETRIED = "retried"
 
 
 @dataclass(frozen=True)
@@ -109,6 +106,50 @@ def _plain(value: object) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
+class PeopleStream(SyncStream):
+    """People of the range, latest snapshot first compared with what Customer.io holds."""
+
+    kind = ledger.PERSON
+
+    def fresh(self) -> Iterator[Item]:
+        """Page through the range's people: memory follows the page, not the shop."""
+        pairs = latest_days(self.state, self.prange.keys)
+        for start in range(0, len(pairs), self.settings.chunk_size):
+            rows = snapshot_rows(self.state, pairs[start : start + self.settings.chunk_size])
+            with self.state.connect() as conn:
+                held = ledger.delivered_people(conn, list(rows["person_id"]))
+            for row in rows.itertuples(index=False):
+                attributes = {c: _plain(getattr(row, c)) for c in ATTRIBUTE_COLUMNS}
+                change = plan_change(row.person_id, int(row.as_of), attributes, held.get(row.person_id))
+                self.counts[change.kind] += 1
+                if change.kind in (CREATED, UPDATED):
+                    yield identify(change)
+
+    def due(self, pending: list[Pending]) -> tuple[list[Item], list[str]]:
+        """Earlier refusals, unless Customer.io now holds newer state for the person."""
+        with self.state.connect() as conn:
+            held = ledger.delivered_people(conn, [key for key, _, _ in pending])
+        settled = [key for key, _, as_of in pending if key in held and held[key][1] > as_of]
+        retry = []
+        for key, payload, as_of in pending:
+            if key not in settled:
+                previous = held.get(key, ({}, 0))[0]
+                sent = {k: (None if v == "" else v) for k, v in payload["attributes"].items()}
+                retry.append(Item(key, payload, record=({**previous, **sent}, as_of)))
+        return retry, settled
+
+    def record(self, conn: Connection, delivered: list[Item], now: int) -> None:
+        ledger.record_people(conn, [(item.key, *item.record) for item in delivered], now)
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "people_created": self.counts[CREATED],
+            "people_updated": self.counts[UPDATED],
+            "people_unchanged": self.counts[UNCHANGED],
+            "people_skipped_older": self.counts[OLDER],
+        }
+
+
 @dg.asset(
     key="customerio_people",
     group_name="customerio",
@@ -122,68 +163,5 @@ def _plain(value: object) -> object:
 def customerio_people(
     context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO, settings: Settings
 ) -> dg.MaterializeResult:
-    started = time.monotonic()
-    prange = PartitionRange.from_context(context)
-    kinds: Counter[str] = Counter()
-    sent_fresh: set[str] = set()
-    with state.connect() as conn:
-        # Read before this run refuses anything, so only earlier refusals count as retries.
-        pending = ledger.pending_rejections(conn, ledger.PERSON)
-
-    def fresh_items() -> Iterator[Item]:
-        """Page through the range's people: memory follows the page, not the shop."""
-        pairs = latest_days(state, prange.keys)
-        for start in range(0, len(pairs), settings.chunk_size):
-            rows = snapshot_rows(state, pairs[start : start + settings.chunk_size])
-            with state.connect() as conn:
-                held = ledger.delivered_people(conn, list(rows["person_id"]))
-            for row in rows.itertuples(index=False):
-                attributes = {c: _plain(getattr(row, c)) for c in ATTRIBUTE_COLUMNS}
-                change = plan_change(row.person_id, int(row.as_of), attributes, held.get(row.person_id))
-                kinds[change.kind] += 1
-                if change.kind in (CREATED, UPDATED):
-                    sent_fresh.add(change.person_id)
-                    yield identify(change)
-        context.log.info(f"people: {dict(kinds)}")
-
-    def items() -> Iterator[Item]:
-        yield from fresh_items()
-        yield from _retries(state, pending, sent_fresh, kinds)
-
-    def on_delivered(delivered: list[Item]) -> None:
-        now = unix(utc_now())
-        with state.begin() as conn:
-            ledger.record_people(conn, [(item.key, *item.record) for item in delivered], now)
-            ledger.clear_rejections(conn, ledger.PERSON, [item.key for item in delivered])
-
-    on_rejected = record_refusals(state, ledger.PERSON)
-    report = deliver(items(), customerio, outbox_path(customerio, context), on_delivered, on_rejected, context.log.info)
-    return dg.MaterializeResult(
-        metadata={
-            "people_created": kinds[CREATED],
-            "people_updated": kinds[UPDATED],
-            "people_unchanged": kinds[UNCHANGED],
-            "people_skipped_older": kinds[OLDER],
-            "retried_refusals": kinds[RETRIED],
-            **delivery_metadata(report),
-            "duration_s": round(time.monotonic() - started, 2),
-        }
-    )
-
-
-def _retries(
-    state: StateDatabase, retries: list[tuple[str, dict, int]], sent_fresh: set[str], kinds: Counter[str]
-) -> Iterator[Item]:
-    """Earlier refusals, unless a newer snapshot went out in this run or Customer.io holds newer state."""
-    with state.connect() as conn:
-        held = ledger.delivered_people(conn, [key for key, _, _ in retries])
-    superseded = [key for key, _, as_of in retries if key in sent_fresh or (key in held and held[key][1] > as_of)]
-    if superseded:
-        with state.begin() as conn:
-            ledger.clear_rejections(conn, ledger.PERSON, superseded)
-    for key, payload, as_of in retries:
-        if key not in set(superseded):
-            kinds[RETRIED] += 1
-            previous = held.get(key, ({}, 0))[0]
-            sent = {k: (None if v == "" else v) for k, v in payload["attributes"].items()}
-            yield Item(key, payload, record=({**previous, **sent}, as_of))
+    stream = PeopleStream(state, PartitionRange.from_context(context), settings, dry_run=not customerio.sends)
+    return run_sync(context, stream, state, customerio)

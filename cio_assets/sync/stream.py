@@ -1,0 +1,164 @@
+"""One skeleton for both sync assets: plan the items, send them (or write the outbox), record the ledger.
+
+A `SyncStream` knows one kind of item, people or events: which items its range needs (`fresh`),
+which earlier refusals are still due (`due`), and how an accepted item is recorded (`record`).
+`run_sync` does the rest in the same way for both:
+
+- earlier refusals are retried after the fresh items; a fresh item replaces an earlier refusal of
+  the same key, whose outcome (accepted, or refused again with one more attempt) then stands;
+- items a stream holds back for later (an event whose person Customer.io does not know yet) are
+  recorded with their reason and retried on every run, like refusals;
+- a state database whose ledger is not the one that delivered before refuses to send, so a lost
+  ledger never silently re-sends history (`CIO_ACCEPT_NEW_LEDGER=1` allows it once, on purpose).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator
+
+import dagster as dg
+from sqlalchemy import Connection
+
+from cio_assets.customerio.batching import Item
+from cio_assets.partitions import PartitionRange
+from cio_assets.resources import CustomerIO, StateDatabase
+from cio_assets.settings import Settings
+from cio_assets.sync import ledger
+from cio_assets.sync.deliver import deliver, delivery_metadata, outbox_path
+from cio_assets.timestamps import unix, utc_now
+
+LEDGER_ID = "ledger_id"
+RETRIED = "retried_refusals"
+# How far back the instance is searched for the ledger that delivered last.
+_LEDGER_SEARCH_LIMIT = 1000
+
+Pending = tuple[str, dict, int]  # (key, payload, as_of) of an item refused or held back earlier
+
+
+class SyncStream(ABC):
+    """What differs between the people and the event sync."""
+
+    kind: str  # ledger.PERSON or ledger.EVENT
+
+    def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
+        self.state = state
+        self.prange = prange
+        self.settings = settings
+        self.dry_run = dry_run
+        self.counts: Counter[str] = Counter()
+        self.held: list[tuple[Item, str]] = []  # items kept for a later run, with why
+
+    @abstractmethod
+    def fresh(self) -> Iterator[Item]:
+        """The items the range needs, in pages; hold back (append to `held`) what must wait."""
+
+    @abstractmethod
+    def due(self, pending: list[Pending]) -> tuple[list[Item], list[str]]:
+        """(earlier refusals to retry now, keys of refusals that no longer need sending)."""
+
+    @abstractmethod
+    def record(self, conn: Connection, delivered: list[Item], now: int) -> None:
+        """Write the ledger entries of items Customer.io accepted."""
+
+    @abstractmethod
+    def metadata(self) -> dict[str, object]: ...
+
+
+def run_sync(
+    context: dg.AssetExecutionContext, stream: SyncStream, state: StateDatabase, customerio: CustomerIO
+) -> dg.MaterializeResult:
+    started = time.monotonic()
+    ledger_metadata = check_ledger(context, state, customerio)
+    with state.connect() as conn:
+        # Read before this run refuses anything, so only earlier refusals count as retries.
+        pending = ledger.pending_rejections(conn, stream.kind)
+
+    def items() -> Iterator[Item]:
+        fresh_keys: set[str] = set()
+        for item in stream.fresh():
+            fresh_keys.add(item.key)
+            yield item
+        held_keys = {item.key for item, _ in stream.held}
+        retry, settled = stream.due([p for p in pending if p[0] not in fresh_keys | held_keys])
+        if settled and not stream.dry_run:
+            with state.begin() as conn:
+                ledger.clear_rejections(conn, stream.kind, settled)
+        stream.counts[RETRIED] += len(retry)
+        yield from retry
+
+    def on_delivered(delivered: list[Item]) -> None:
+        with state.begin() as conn:
+            stream.record(conn, delivered, unix(utc_now()))
+            ledger.clear_rejections(conn, stream.kind, [item.key for item in delivered])
+
+    report = deliver(
+        items(),
+        customerio,
+        outbox_path(customerio, context),
+        on_delivered,
+        lambda refused: _record_refusals(state, stream.kind, refused),
+        context.log.info,
+    )
+    if stream.held and not stream.dry_run:
+        _record_refusals(state, stream.kind, stream.held)
+    context.log.info(
+        f"{stream.kind}s: {dict(stream.counts)}; {report.sent} {'planned (dry run)' if report.dry_run else 'sent'}, "
+        f"{sum(report.rejected.values())} refused, {len(stream.held)} held for a later run"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **stream.metadata(),
+            RETRIED: stream.counts[RETRIED],
+            **delivery_metadata(report),
+            **ledger_metadata,
+            "duration_s": round(time.monotonic() - started, 2),
+        }
+    )
+
+
+def _record_refusals(state: StateDatabase, kind: str, refused: list[tuple[Item, str]]) -> None:
+    """Refused (or held) items with their reason, one transaction per batch, to be retried next run."""
+    rows = [(item.key, item.payload, int(item.payload["timestamp"]), reason) for item, reason in refused]
+    with state.begin() as conn:
+        ledger.record_rejections(conn, kind, rows, unix(utc_now()))
+
+
+def check_ledger(context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO) -> dict[str, object]:
+    """Refuse to deliver from a ledger other than the one that delivered before (lost or recreated)."""
+    if not customerio.sends:
+        return {}
+    with state.begin() as conn:
+        ledger_id, created_at = ledger.identity(conn, unix(utc_now()))
+    before = _last_delivering_ledger(context.instance, context.asset_key)
+    if before is not None and before[0] != ledger_id:
+        if not customerio.accept_new_ledger:
+            raise dg.Failure(
+                description=(
+                    f"The sync ledger in the state database (ledger {ledger_id}, created at Unix {created_at}) is not "
+                    f"the one that delivered {context.asset_key.to_user_string()} to Customer.io before (ledger "
+                    f"{before[0]}, run {before[1]}). It was lost or recreated, so it no longer knows what Customer.io "
+                    "holds: delivering now would send every person and event again, history included. Restore the "
+                    "state database, or, if re-sending is intended, run once with CIO_ACCEPT_NEW_LEDGER=1."
+                ),
+                metadata={"ledger_id": ledger_id, "previous_ledger_id": before[0]},
+            )
+        context.log.warning(f"Delivering from a new ledger {ledger_id} (was {before[0]}): CIO_ACCEPT_NEW_LEDGER=1")
+    return {LEDGER_ID: ledger_id}
+
+
+def _last_delivering_ledger(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> tuple[str, str] | None:
+    """(ledger id, run id) recorded by the newest materialization that delivered, if any."""
+    cursor = None
+    for _ in range(0, _LEDGER_SEARCH_LIMIT, 100):
+        page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key), limit=100, cursor=cursor)
+        for record in page.records:
+            materialization = record.asset_materialization
+            if materialization is not None and LEDGER_ID in materialization.metadata:
+                return str(materialization.metadata[LEDGER_ID].value), record.run_id
+        if not page.has_more:
+            return None
+        cursor = page.cursor
+    return None
