@@ -1,25 +1,35 @@
-"""The sample shop: deterministic, carrying every messy case it promises, with consistent money and times."""
+"""The sample shop: deterministic, carrying every messy case it promises, with consistent money and times,
+and fitting the reference schema on MariaDB in strict mode."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import phonenumbers
 import pytest
 import sqlalchemy
-from sqlalchemy import Row, Table, select
+from sqlalchemy import Row, Table, make_url, select, text
 
 from cio_assets.demo.shop import (
+    DELETED_CUSTOMER_ID,
     EPOCH,
     FAR_FUTURE,
     LINKED_ANONYMOUS_ID,
     MESSY_CASES,
+    NEGATIVE_TOTAL,
+    UNKNOWN_STATUS,
     UNLINKED_ANONYMOUS_ID,
+    WHOLESALE_LINES,
     ShopSize,
     generate_shop,
 )
 from cio_assets.sources.tables import (
+    ORDER_STATUSES,
     SOURCE_TABLES,
     cart_items,
     carts,
@@ -34,6 +44,7 @@ from cio_assets.sources.tables import (
 SIZE = ShopSize(customers=300, days=30)
 WINDOW_START = datetime(2026, 10, 21)
 WINDOW_END = datetime(2026, 11, 21)  # exclusive
+MYSQL_SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 
 
 def _engine(path: Path, seed: int = 7) -> sqlalchemy.Engine:
@@ -268,7 +279,8 @@ def test_money_adds_up(shop: sqlalchemy.Engine) -> None:
         assert order.currency == "USD"
         assert order.total == round(order.subtotal - order.discount_total + order.shipping_total, 2), order.id
         assert order.subtotal == round(subtotals[order.id], 2), order.id
-        assert order.total >= 0
+        if order.id not in MESSY_CASES["negative_total_order"]["orders"]:
+            assert order.total >= 0, order.id
 
 
 def test_times_stay_in_the_window_except_on_purpose(shop: sqlalchemy.Engine) -> None:
@@ -287,9 +299,154 @@ def test_times_stay_in_the_window_except_on_purpose(shop: sqlalchemy.Engine) -> 
         if person.created_at != FAR_FUTURE:
             assert person.updated_at >= person.created_at
     created = {person.id: person.created_at for person in _all_rows(shop, customers)}
+    orphans, paid_early = MESSY_CASES["orphan_order"]["orders"], MESSY_CASES["paid_before_created"]["orders"]
     for order in _all_rows(shop, orders):
         assert order.updated_at >= order.created_at
-        if order.customer_id is not None:
+        if order.customer_id is not None and order.id not in orphans:
             assert order.created_at > created[order.customer_id], order.id
-        if order.paid_at not in (None, EPOCH):
+        if order.paid_at not in (None, EPOCH) and order.id not in paid_early:
             assert order.created_at < order.paid_at == order.updated_at
+
+
+# --- rows that must not stop the feed (issue 6) -----------------------------------------------------------
+
+
+def _facts(shop: sqlalchemy.Engine) -> SimpleNamespace:
+    return SimpleNamespace(
+        people=_by_id(shop, customers), lines=Counter(item.order_id for item in _all_rows(shop, order_items))
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "defect"),
+    [
+        # more lines than any shopper's order (those have at most 4)
+        pytest.param("wholesale_order_400_lines", lambda order, shop: shop.lines[order.id] > 4, id="many_lines"),
+        # names a customer id that no customer row has
+        pytest.param("orphan_order", lambda order, shop: order.customer_id not in (None, *shop.people), id="orphan"),
+        # a negative total
+        pytest.param("negative_total_order", lambda order, shop: order.total < 0, id="negative_total"),
+        # a status the pipeline does not know
+        pytest.param(
+            "unknown_status_order", lambda order, shop: order.status not in ORDER_STATUSES, id="unknown_status"
+        ),
+        # paid before it was created (the 1970 paid_at is a case of its own)
+        pytest.param(
+            "paid_before_created",
+            lambda order, shop: order.paid_at not in (None, EPOCH) and order.paid_at < order.created_at,
+            id="paid_before_created",
+        ),
+    ],
+)
+def test_each_bad_order_is_the_only_order_with_its_defect(shop: sqlalchemy.Engine, case: str, defect) -> None:
+    facts = _facts(shop)
+    all_orders = _by_id(shop, orders)
+    assert [o.id for o in all_orders.values() if defect(o, facts)] == list(MESSY_CASES[case]["orders"])
+    for order_id in MESSY_CASES[case]["orders"]:
+        order = all_orders[order_id]
+        assert order.status == (UNKNOWN_STATUS if case == "unknown_status_order" else "paid")
+        # A case that names customers names existing cast customers, who placed the order.
+        for customer_id in MESSY_CASES[case].get("customers", ()):
+            assert order.customer_id == customer_id and customer_id in facts.people
+
+
+def test_wholesale_order_has_400_distinct_lines_with_255_character_names_that_add_up(shop: sqlalchemy.Engine) -> None:
+    (order_id,) = MESSY_CASES["wholesale_order_400_lines"]["orders"]
+    order = _by_id(shop, orders)[order_id]
+    lines = [item for item in _all_rows(shop, order_items) if item.order_id == order_id]
+    assert len(lines) == WHOLESALE_LINES == 400
+    assert {len(item.product_name) for item in lines} == {255}
+    assert len({item.sku for item in lines}) == 400 and all(len(item.sku) <= 64 for item in lines)
+    assert order.subtotal == round(sum(item.quantity * item.unit_price for item in lines), 2)
+    assert order.total == round(order.subtotal - order.discount_total + order.shipping_total, 2)
+    assert all(item.quantity > 0 and item.unit_price > 0 for item in lines)
+
+
+def test_orphan_order_names_a_missing_customer_and_an_email_nobody_has(shop: sqlalchemy.Engine) -> None:
+    (order_id,) = MESSY_CASES["orphan_order"]["orders"]
+    order = _by_id(shop, orders)[order_id]
+    people = _by_id(shop, customers)
+    assert order.customer_id == DELETED_CUSTOMER_ID and order.customer_id not in people
+    assert order.email and _normalised(order.email) not in {_normalised(p.email) for p in people.values()}
+
+
+def test_overlong_first_name_fits_varchar_255_but_not_customerio_1000_bytes(shop: sqlalchemy.Engine) -> None:
+    (customer_id,) = MESSY_CASES["overlong_first_name"]["customers"]
+    name = _by_id(shop, customers)[customer_id].first_name
+    assert len(name) == 255 and len(name.encode()) == 1020 > 1000
+    longest = max(len(p.first_name.encode()) for p in _all_rows(shop, customers) if p.id != customer_id)
+    assert longest <= 1000
+
+
+def test_negative_order_is_a_paid_credit_of_500(shop: sqlalchemy.Engine) -> None:
+    (order_id,) = MESSY_CASES["negative_total_order"]["orders"]
+    order = _by_id(shop, orders)[order_id]
+    assert order.total == order.subtotal == NEGATIVE_TOTAL == -500
+    assert order.discount_total == order.shipping_total == 0 and order.status == "paid"
+
+
+def test_shop_fits_the_reference_schema_on_mariadb_in_strict_mode(tmp_path: Path) -> None:
+    """What `make bench` does: the generated rows go into MariaDB unchanged, none too long or out of range."""
+    size = ShopSize(customers=60, days=10)
+    name = f"cio_shop_{uuid.uuid4().hex[:10]}"
+    server = sqlalchemy.create_engine(MYSQL_SERVER_URL)
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    mariadb = sqlalchemy.create_engine(
+        make_url(MYSQL_SERVER_URL).set(database=name),
+        connect_args={"init_command": "SET SESSION sql_mode = 'TRADITIONAL'"},  # strict: errors, not warnings
+    )
+    try:
+        with mariadb.connect() as conn:
+            assert "STRICT_ALL_TABLES" in conn.execute(text("SELECT @@SESSION.sql_mode")).scalar_one()
+        counts = generate_shop(mariadb, size)
+        reference = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'reference.sqlite'}")
+        assert counts == generate_shop(reference, size)
+        for table in SOURCE_TABLES:
+            # Sorted in Python: the server's collation may order text differently from SQLite.
+            assert sorted(_all_rows(mariadb, table), key=repr) == sorted(_all_rows(reference, table), key=repr)
+    finally:
+        mariadb.dispose()
+        with server.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        server.dispose()
+
+
+def test_demo_summary_says_what_became_of_each_bad_row(tmp_path: Path) -> None:
+    # Imported here: the demo runner loads the whole pipeline, which the shop's other tests do not need.
+    from cio_assets.demo.run import delivery_report, summary
+    from cio_assets.state import tables as state
+
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    assert "order 15 (400 lines)                 not listed anywhere" in summary(url, 0.0)  # no tables yet: no error
+
+    engine = sqlalchemy.create_engine(url)
+    state.state_metadata.create_all(engine)
+    set_aside = {"source_table": "orders", "raw_value": None, "first_rejected_at": 1, "released_at": None}
+    listed = {"day": "2026-11-15", "source_table": "orders"}
+    with engine.begin() as conn:
+        rows = [
+            {**set_aside, "source_key": "18", "column_name": "status", "reason": "unknown_status"},
+            # released: the row passed again, so it is no longer set aside
+            {**set_aside, "source_key": "9", "column_name": "paid_at", "reason": "in_future", "released_at": 2},
+        ]
+        conn.execute(state.rejected_rows.insert(), rows)
+        columns = ("asset", "item_key", "outcome", "source_key", "reason")
+        quarantined = [
+            ("event_log", "order_placed:15", "truncated", "15", "items_truncated: 400 lines, 60 kept"),
+            ("attribute_snapshot", "14", "held", "17", "negative_amount: total"),  # the person's day, for order 17
+        ]
+        rows = [{**listed, **dict(zip(columns, values, strict=True))} for values in quarantined]
+        conn.execute(state.quarantine.insert(), rows)
+    engine.dispose()
+
+    text_ = summary(url, 0.0)
+    assert "  unknown_status           orders              1" in text_ and "in_future" not in text_
+    assert "  attribute_snapshot   held       negative_amount               1" in text_
+    assert "order 15 (400 lines)                 truncated to fit in event_log (items_truncated:" in text_
+    assert "order 17 (total -500)                held back in attribute_snapshot (negative_amount: total)" in text_
+    assert "order 18 (status on_hold)            set aside, unknown_status (status)" in text_
+
+    dry_run = {"dry_run": True, "items_planned": 12, "batches": 1, "rejected": 0, "outbox": "out.jsonl"}
+    plan = delivery_report({"customerio_people": dry_run, "customerio_events": dry_run})
+    assert "12 items planned in 1 batches" in plan and "sent" not in plan

@@ -8,19 +8,50 @@ afterwards shows the same materialisations in the UI.
 from __future__ import annotations
 
 import os
+import re
 import time
+from collections import Counter
+from itertools import groupby
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
-from sqlalchemy import create_engine, func, make_url, select
+from sqlalchemy import Connection, Row, Select, Table, and_, create_engine, func, inspect, make_url, or_, select
 
 from cio_assets.definitions import defs
-from cio_assets.demo.shop import ShopSize, generate_shop
+from cio_assets.demo.shop import (
+    MESSY_CASES,
+    NEGATIVE_TOTAL,
+    UNKNOWN_STATUS,
+    WHOLESALE_LINES,
+    ShopSize,
+    generate_shop,
+)
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import DEMO_SOURCE_URL, DEMO_STATE_URL
-from cio_assets.state import tables as state_tables
+from cio_assets.state.tables import (
+    attribute_snapshot,
+    event_log,
+    identity_conflicts,
+    identity_map,
+    invalid_values,
+    quarantine,
+    rejected_rows,
+    unresolved_identifiers,
+)
+
+SYNC_ASSETS = ("customerio_people", "customerio_events")
+
+# The sample shop's rows that must not stop the feed, named in the summary: case -> (source table, label).
+BAD_ROWS = {
+    "wholesale_order_400_lines": ("orders", f"order {{}} ({WHOLESALE_LINES} lines)"),
+    "orphan_order": ("orders", "order {} (deleted customer)"),
+    "overlong_first_name": ("customers", "customer {} (1,020-byte first name)"),
+    "negative_total_order": ("orders", f"order {{}} (total {NEGATIVE_TOTAL})"),
+    "unknown_status_order": ("orders", f"order {{}} (status {UNKNOWN_STATUS})"),
+    "paid_before_created": ("orders", "order {} (paid before created)"),
+}
+OUTCOMES = {"held": "held back", "clipped": "clipped to fit", "truncated": "truncated to fit"}
 
 
 def main() -> None:
@@ -37,8 +68,8 @@ def main() -> None:
     result = _materialize_everything(first, last)
     if not result.success:
         raise SystemExit("The demo run failed; see the log above.")
-    print(_summary(time.monotonic() - started))
-    print(_delivery_plan(result))
+    print(summary(DEMO_STATE_URL, time.monotonic() - started))
+    print(delivery_report(_sync_metadata(result)))
     print("Open the Dagster UI on the same data with: make dev")
 
 
@@ -56,69 +87,149 @@ def _materialize_everything(first: str, last: str) -> dg.ExecuteInProcessResult:
         )
 
 
-def _summary(elapsed: float) -> str:
-    state = create_engine(DEMO_STATE_URL)
+def summary(state_url: str, elapsed: float) -> str:
+    """What the run wrote, read back from the state tables; a missing or empty table shows as "none"."""
+    state = create_engine(state_url)
     with state.connect() as conn:
-        people = conn.execute(select(func.count(func.distinct(state_tables.identity_map.c.person_id)))).scalar_one()
-        snapshot_rows = conn.execute(select(func.count()).select_from(state_tables.attribute_snapshot)).scalar_one()
-        events = _grouped(conn, state_tables.event_log.c.name)
-        rejections = _grouped(conn, state_tables.rejected_rows.c.reason, state_tables.rejected_rows.c.source_table)
-        unresolved = _grouped(conn, state_tables.unresolved_identifiers.c.reason)
-        invalid = _grouped(conn, state_tables.invalid_values.c.column_name)
-        conflicts = _frame(conn, select(state_tables.identity_conflicts))
+        [(people,)] = _query(conn, select(func.count(func.distinct(identity_map.c.person_id)))) or [(0,)]
+        [(snapshot_rows,)] = _query(conn, select(func.count()).select_from(attribute_snapshot)) or [(0,)]
+        lines = [
+            "",
+            "Summary",
+            "=======",
+            f"People: {people} ({snapshot_rows} attribute snapshot rows)",
+            "Events by name:",
+            *_or_none(f"  {name:<22} {n:>6}" for name, n in _query(conn, _counted(event_log.c.name))),
+            "",
+            "What happened to bad input",
+            "--------------------------",
+            *_bad_input(conn),
+            f"Done in {elapsed:.1f} s. Tables are in {_path(state_url)}.",
+        ]
     state.dispose()
+    return "\n".join(lines)
 
-    lines = [
-        "",
-        "Summary",
-        "=======",
-        f"People: {people} ({snapshot_rows} attribute snapshot rows)",
-        "Events by name:",
-        *(f"  {name:<22} {n:>6}" for name, n in events),
-        "Rejected rows by reason:",
-        *(f"  {reason:<15} {table:<14} {n:>4}" for reason, table, n in rejections),
+
+def _bad_input(conn: Connection) -> list[str]:
+    set_aside = _counted(rejected_rows.c.reason, rejected_rows.c.source_table).where(
+        rejected_rows.c.released_at.is_(None)
+    )
+    # Reasons carry details ('negative_amount: total', 'first_name is 1020 bytes, clipped to 1000'): group them
+    # by their first word, the code.
+    adjusted: Counter[tuple[str, str, str]] = Counter()
+    for asset, outcome, reason, n in _query(
+        conn, _counted(quarantine.c.asset, quarantine.c.outcome, quarantine.c.reason)
+    ):
+        adjusted[asset, outcome, (re.findall(r"[A-Za-z_]+", reason) or ["?"])[0]] += n
+    c = identity_conflicts.c
+    conflicts = select(identity_conflicts).order_by(c.kind, c.identifier, c.member)
+    return [
+        "Source rows set aside by the hygiene rules (cio_rejected_rows, not released):",
+        *_or_none(f"  {reason:<24} {table:<14} {n:>6}" for reason, table, n in _query(conn, set_aside)),
+        "Derived rows held back or changed to fit Customer.io (cio_quarantine):",
+        *_or_none(
+            f"  {asset:<20} {outcome:<10} {code:<24} {n:>6}" for (asset, outcome, code), n in adjusted.most_common()
+        ),
         "Invalid values (nulled, with a reason):",
-        *(f"  {column:<22} {n:>6}" for column, n in invalid),
-        "Unresolved (listed, not sent):",
-        *(f"  {reason:<40} {n:>5}" for reason, n in unresolved),
+        *_or_none(f"  {column:<22} {n:>6}" for column, n in _query(conn, _counted(invalid_values.c.column_name))),
+        "Unresolved identifiers (listed, left out of Customer.io):",
+        *_or_none(f"  {reason:<40} {n:>5}" for reason, n in _query(conn, _counted(unresolved_identifiers.c.reason))),
         "Identity conflicts:",
-        *_conflict_lines(conflicts),
-        f"Done in {elapsed:.1f} s. Tables are in {_path(DEMO_STATE_URL)}.",
+        *_or_none(_conflict_lines(_query(conn, conflicts))),
+        "The sample shop's bad rows:",
+        *(
+            _bad_row_line(conn, case, source_id)
+            for case in BAD_ROWS
+            for source_id in MESSY_CASES[case][BAD_ROWS[case][0]]
+        ),
     ]
-    return "\n".join(lines)
 
 
-def _delivery_plan(result: dg.ExecuteInProcessResult) -> str:
-    """What the sync assets would have sent (the demo has no credentials, so it is a dry run)."""
-    lines = ["Customer.io delivery (dry run: nothing sent, exact request bodies in the outbox):"]
-    for node in ("customerio_people", "customerio_events"):
-        # A range run records one materialisation per partition, each with the run's metadata.
-        metadata = result.asset_materializations_for_node(node)[0].metadata
-        planned, batches = metadata["items_planned"].value, metadata["batches"].value
-        lines.append(f"  {node:<18} {planned:>6} items in {batches} batches → {metadata['outbox'].value}")
-    return "\n".join(lines)
-
-
-def _conflict_lines(conflicts: pd.DataFrame) -> list[str]:
-    if conflicts.empty:
-        return ["  none"]
-    lines = []
-    for (kind, identifier), group in conflicts.groupby(["kind", "identifier"]):
-        members = ", ".join(
-            f"{m}{' (survivor)' if s else ''}" for m, s in zip(group["member"], group["is_survivor"], strict=True)
+def _bad_row_line(conn: Connection, case: str, source_id: int) -> str:
+    """What became of one of the cast's bad rows, from every listing that names it."""
+    table, label = BAD_ROWS[case]
+    key = str(source_id)
+    r, q, u = rejected_rows.c, quarantine.c, unresolved_identifiers.c
+    # A derived row names its source row, or only itself: the order's event, the customer's person.
+    if table == "orders":
+        items = [f"order_placed:{key}"]
+    else:
+        person = select(identity_map.c.person_id).where(
+            identity_map.c.identifier_type == "customer_id", identity_map.c.identifier == key
         )
+        items = [row.person_id for row in _query(conn, person)]
+    set_aside = (
+        select(r.reason, r.column_name)
+        .where(r.source_table == table, r.source_key == key, r.released_at.is_(None))
+        .order_by(r.reason, r.column_name)
+    )
+    listed = or_(and_(q.source_table == table, q.source_key == key), q.item_key.in_(items))
+    adjusted = select(q.outcome, q.asset, q.reason).where(listed).order_by(q.asset, q.day)
+    unresolved = select(u.reason).where(u.source_table == table, u.source_key == key)
+    outcomes = [
+        *(
+            f"set aside, {reason} ({', '.join(row.column_name for row in rows)})"
+            for reason, rows in groupby(_query(conn, set_aside), key=lambda row: row.reason)
+        ),
+        *(f"{OUTCOMES.get(row.outcome, row.outcome)} in {row.asset} ({row.reason})" for row in _query(conn, adjusted)),
+        *(f"unresolved ({row.reason})" for row in _query(conn, unresolved)),
+    ]
+    return f"  {label.format(source_id):<36} " + ("; ".join(dict.fromkeys(outcomes)) or "not listed anywhere")
+
+
+def _sync_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
+    """The metadata of each sync asset's materialisation (a range run records the run's own on each)."""
+    found = {}
+    for node in SYNC_ASSETS:
+        materializations = result.asset_materializations_for_node(node)
+        if materializations:
+            found[node] = {key: value.value for key, value in materializations[0].metadata.items()}
+    return found
+
+
+def delivery_report(metadata: dict[str, dict[str, object]]) -> str:
+    """What each sync asset sent or, in a dry run (the demo has no credentials), planned to send."""
+    lines = []
+    for node in SYNC_ASSETS:
+        m = metadata.get(node)
+        if m is None:
+            lines.append(f"  {node:<18} not materialised")
+            continue
+        dry_run = m.get("dry_run", True)
+        items = m.get("items_planned" if dry_run else "items_sent", 0)
+        outbox = f" → {m['outbox']}" if dry_run and m.get("outbox") else ""
+        lines.append(
+            f"  {node:<18} {items:>6} items {'planned' if dry_run else 'sent'} in {m.get('batches', 0)} batches,"
+            f" {m.get('rejected', 0)} refused{outbox}"
+        )
+    dry_run = any(m.get("dry_run", True) for m in metadata.values())
+    note = " (dry run: nothing left this machine; the exact request bodies are in the outbox)" if dry_run else ""
+    return "\n".join([f"Customer.io delivery{note}:", *lines])
+
+
+def _conflict_lines(rows: list[Row]) -> list[str]:
+    lines = []
+    for (kind, identifier), group in groupby(rows, key=lambda row: (row.kind, row.identifier)):
+        members = ", ".join(f"{row.member}{' (survivor)' if row.is_survivor else ''}" for row in group)
         lines.append(f"  {kind}: {identifier} → {members}")
     return lines
 
 
-def _grouped(conn, *columns) -> list[tuple]:
-    statement = select(*columns, func.count()).group_by(*columns).order_by(func.count().desc())
-    return [tuple(row) for row in conn.execute(statement)]
+def _counted(*columns) -> Select:
+    """Rows per value of `columns`, most first."""
+    return select(*columns, func.count()).group_by(*columns).order_by(func.count().desc(), *columns)
 
 
-def _frame(conn, statement) -> pd.DataFrame:
-    result = conn.execute(statement)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+def _query(conn: Connection, statement: Select) -> list[Row]:
+    """The statement's rows; none when a table it reads does not exist (yet)."""
+    tables = [table for table in statement.get_final_froms() if isinstance(table, Table)]
+    if not all(inspect(conn).has_table(table.name) for table in tables):
+        return []
+    return list(conn.execute(statement))
+
+
+def _or_none(lines) -> list[str]:
+    return list(lines) or ["  none"]
 
 
 def _path(url: str) -> str:

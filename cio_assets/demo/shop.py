@@ -5,11 +5,14 @@ size always produce the same rows, so tests, the demo and benchmarks can refer t
 
 The data has two layers:
 
-* A hand-made *cast*, written first with fixed ids (customers 1-17, orders 1-14, carts 1-8, refunds 1-3,
+* A hand-made *cast*, written first with fixed ids (customers 1-18, orders 1-19, carts 1-8, refunds 1-3,
   subscriptions 1-3, one identity link) and times at fixed fractions of the window, so it fits any
   `ShopSize`. `MESSY_CASES` names the ids that carry each messy case. The one-off cases (the 1970 `paid_at`,
-  the 2099 timestamps, the paid order without `paid_at`, the duplicate-email pair) exist only in the cast.
-* Bulk customers (ids from 18) with random activity from `random.Random(seed)`, which repeat the recurring
+  the 2099 timestamps, the paid order without `paid_at`, the duplicate-email pair, and the rows that must
+  not stop the feed: a 400-line order, an order of a deleted customer, a 1,020-byte first name, a negative
+  total, an unknown status, a payment before its order) exist only in the cast. Customer id 19 is a hole:
+  that customer deleted their account, their order stayed.
+* Bulk customers (ids from 20) with random activity from `random.Random(seed)`, which repeat the recurring
   messy cases at realistic rates: ~20% padded mixed-case emails, ~0.5% invalid and ~0.5% NULL emails, phones
   in national format (~30% none, ~1% garbage, ~5% already E.164), ~10% guest orders (half using a
   customer's address spelled differently), anonymous carts (linked later, never linked, or email only),
@@ -86,7 +89,7 @@ MESSY_CASES: dict[str, dict[str, tuple[int, ...]]] = {
     "invalid_email": {"customers": (5, 6)},
     "null_email": {"customers": (7,)},
     # 2: phones (national format is valid for the customer's country)
-    "local_phone": {"customers": (1, 3, 4, 5, 10, 11, 12, 13, 14, 15, 16, 17)},
+    "local_phone": {"customers": (1, 3, 4, 5, 10, 11, 12, 13, 14, 15, 16, 17, 18)},
     "e164_phone": {"customers": (8,)},
     "garbage_phone": {"customers": (6, 7)},
     "no_phone": {"customers": (2, 9)},
@@ -117,7 +120,22 @@ MESSY_CASES: dict[str, dict[str, tuple[int, ...]]] = {
     "future_customer_created_at": {"customers": (4,)},
     "future_refund_created_at": {"refunds": (3,), "orders": (9,)},
     "paid_without_paid_at": {"orders": (11,)},
+    # issue 6, one bad row never stops the feed: each is set aside with a reason, clipped or truncated
+    "wholesale_order_400_lines": {"orders": (15,), "customers": (8,)},
+    "orphan_order": {"orders": (16,)},  # its customer_id is DELETED_CUSTOMER_ID, its email nobody's
+    "overlong_first_name": {"customers": (18,)},
+    "negative_total_order": {"orders": (17,), "customers": (14,)},
+    "unknown_status_order": {"orders": (18,), "customers": (17,)},
+    "paid_before_created": {"orders": (19,), "customers": (11,)},
 }
+
+# The values those rows carry. A 400-line order is far over Customer.io's 32 KB item limit; 255 emoji fill a
+# VARCHAR(255) first_name with 1,020 bytes of UTF-8, over its 1,000-byte attribute value limit.
+WHOLESALE_LINES = 400
+DELETED_CUSTOMER_ID = 19  # no customer row has this id: the account was deleted
+OVERLONG_FIRST_NAME = "\N{SMILING FACE WITH SUNGLASSES}" * 255
+NEGATIVE_TOTAL = -500  # dollars
+UNKNOWN_STATUS = "on_hold"  # not in sources.tables.ORDER_STATUSES
 
 
 @dataclass(frozen=True)
@@ -341,7 +359,8 @@ def _random_lines(rng: random.Random) -> tuple[_Line, ...]:
 
 def _price(lines: Sequence[_Line], country: str, discount_code: str | None) -> _Totals:
     subtotal = sum(line.product.price_cents * line.quantity for line in lines)
-    free_shipping = subtotal >= _FREE_SHIPPING_FROM or discount_code == "FREESHIP"
+    # A credit (a subtotal of zero or less) ships nothing.
+    free_shipping = subtotal <= 0 or subtotal >= _FREE_SHIPPING_FROM or discount_code == "FREESHIP"
     shipping = 0 if free_shipping else _SHIPPING_BY_COUNTRY[country]
     if discount_code == "WELCOME10":
         discount = (subtotal + 5) // 10
@@ -624,6 +643,7 @@ def _cast_customers(rows: _Rows, window: _Window) -> None:
         (15, "olivia.brown@example.com", "(305) 555-0110", "Olivia", "Brown", "US", at(0.04)),
         (16, "mia.muller@example.com", "0151 23456789", "Mia", "Muller", "DE", at(0.06)),
         (17, "jack.taylor@example.com", "07400 123456", "Jack", "Taylor", "GB", at(0.07)),
+        (18, "zoe.nguyen@example.com", "(512) 555-0147", OVERLONG_FIRST_NAME, "Nguyen", "US", at(0.09)),
     )
     # Jane edited her profile in the window; the 2099 customer's row was last touched at a real time.
     edited = {3: at(0.50), 4: at(0.30)}
@@ -691,6 +711,27 @@ def _cast_orders(rows: _Rows, window: _Window) -> None:
     _cast_order(rows, 12, 17, "jack.taylor@example.com", at(0.62), status="payment_failed")
     _cast_order(rows, 13, 17, "jack.taylor@example.com", at(0.64), status="pending")
     _cast_order(rows, 14, 17, "jack.taylor@example.com", at(0.66), status="cancelled")
+    # Rows that must not stop the feed. A café's wholesale order: 400 lines with 255-character names.
+    _cast_order(rows, 15, 8, "maria.garcia@example.com", at(0.78), lines=_wholesale_lines())
+    # An order of the customer who deleted their account, with an address no customer has.
+    _cast_order(rows, 16, DELETED_CUSTOMER_ID, "Former.Customer@example.net", at(0.80), lines=_lines(("ACC-MUG", 1)))
+    # A goodwill credit booked as a paid order: subtotal and total -500.
+    credit = _Line(Product("ADJ-CREDIT", "Goodwill credit", "adjustments", NEGATIVE_TOTAL * 100), 1)
+    _cast_order(rows, 17, 14, "chloe.dubois@example.com", at(0.82), lines=(credit,))
+    _cast_order(rows, 18, 17, "jack.taylor@example.com", at(0.68), status=UNKNOWN_STATUS)
+    # Paid an hour and a half before the order was created (a clock or an import gone wrong).
+    _cast_order(rows, 19, 11, "noah.schmidt@example.com", at(0.86), paid_at=at(0.86, minutes=-90))
+
+
+def _wholesale_lines() -> tuple[_Line, ...]:
+    """`WHOLESALE_LINES` lines of distinct SKUs (WHL-0001...), each named with exactly 255 characters."""
+    lines = []
+    for n in range(1, WHOLESALE_LINES + 1):
+        base = PRODUCTS[n % len(PRODUCTS)]
+        description = f"Wholesale lot {n:04d}: {base.name}, {base.category} for cafe resale, packed to order. "
+        name = (description * 4)[:254] + "."
+        lines.append(_Line(Product(f"WHL-{n:04d}", name, base.category, base.price_cents), (1, 2, 3, 6)[n % 4]))
+    return tuple(lines)
 
 
 def _cast_carts(rows: _Rows, window: _Window) -> None:
@@ -1037,7 +1078,8 @@ class _Crowd:
 
 # --- entry points ----------------------------------------------------------------------------------------
 
-_CAST_CUSTOMERS = 17
+_CAST_CUSTOMERS = 18  # customer rows in the cast (ids 1-18); the bulk starts after the deleted id 19
+_FIRST_BULK_CUSTOMER = DELETED_CUSTOMER_ID + 1
 
 
 def generate_shop(engine: sqlalchemy.Engine, size: ShopSize = ShopSize(), seed: int = 7) -> dict[str, int]:
@@ -1059,8 +1101,9 @@ def _shop_chunks(size: ShopSize, seed: int) -> Iterator[Chunk]:
     _write_cast(rows, window)
     yield rows.take()
     crowd = _Crowd(rows, window, size, seed)
-    for first in range(_CAST_CUSTOMERS + 1, size.customers + 1, CHUNK_CUSTOMERS):
-        crowd.add_chunk(range(first, min(first + CHUNK_CUSTOMERS, size.customers + 1)))
+    end = _FIRST_BULK_CUSTOMER + size.customers - _CAST_CUSTOMERS  # size.customers rows in all
+    for first in range(_FIRST_BULK_CUSTOMER, end, CHUNK_CUSTOMERS):
+        crowd.add_chunk(range(first, min(first + CHUNK_CUSTOMERS, end)))
         yield rows.take()
 
 
