@@ -57,6 +57,12 @@ def _rows(**tables: list[dict]) -> dict[str, list[dict]]:
     return tables
 
 
+def _long_line(**keys: object) -> dict:
+    """An order or cart line whose every text is over-long."""
+    texts = dict(sku=_long("sku", 300), product_name=_long("product", 2000), category=_long("category", 360))
+    return {**texts, "quantity": 1, **keys}
+
+
 def _at(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
@@ -99,15 +105,7 @@ SHOP = _rows(
         dict(id=5, customer_id=None, email=LONG_EMAIL, status="paid", currency="USD"),
     ],
     order_items=[
-        dict(
-            id=1,
-            order_id=1,
-            sku=_long("sku", 300),
-            product_name=_long("product", 2000),
-            category=_long("category", 360),
-            quantity=1,
-            unit_price=20.0,
-        ),
+        _long_line(id=1, order_id=1, unit_price=20.0),
         *(dict(id=i, order_id=i, sku="SKU-1", quantity=1, unit_price=20.0) for i in (2, 3, 4, 5)),
     ],
     carts=[
@@ -116,15 +114,7 @@ SHOP = _rows(
         dict(id=3, email=LONG_EMAIL),
     ],
     cart_items=[
-        dict(
-            id=1,
-            cart_id=1,
-            sku=_long("sku", 300),
-            product_name=_long("product", 2000),
-            category=_long("category", 360),
-            quantity=1,
-            unit_price=5.0,
-        ),
+        _long_line(id=1, cart_id=1, unit_price=5.0),
         *(dict(id=i, cart_id=i, sku="SKU-1", quantity=1, unit_price=5.0) for i in (2, 3)),
     ],
     refunds=[dict(id=1, order_id=1, amount=5.0, reason=_long("reason", 2000), created_at=_at("2026-10-02 12:00"))],

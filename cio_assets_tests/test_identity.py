@@ -351,3 +351,24 @@ def test_an_order_and_a_cart_whose_customer_id_matches_no_customer_are_listed_as
         ["carts", str(cart_id), "customer id 98 matches no customer"],
         ["orders", "1", "customer id 99 matches no customer; guest order without e-mail"],
     ]
+
+
+def test_an_order_naming_a_deleted_customer_with_a_guest_email_is_listed_with_its_whole_reason(shop, pipeline):
+    shop.customer(1)
+    shop.order(123456789, id=1, total=40.0, paid_at="2026-10-02 10:00", email="Former.Customer@example.net")
+    shop.subscription(987654321, status="canceled", canceled_at="2026-10-02 11:00", started_at="2026-10-01 10:00")
+
+    result = pipeline.run(partition="2026-10-02")
+
+    assert result.success  # the reason is longer than the old 64-character column
+    unresolved = pipeline.table(state_tables.unresolved_identifiers, ["source_table", "source_key"])
+    assert unresolved[["source_table", "source_key", "identifier", "reason"]].values.tolist() == [
+        [
+            "orders",
+            "1",
+            "Former.Customer@example.net",
+            "customer id 123456789 matches no customer; guest e-mail matches no customer",
+        ],
+        ["subscriptions", "1", "987654321", "customer id 987654321 matches no customer"],
+    ]
+    assert pipeline.events().empty
