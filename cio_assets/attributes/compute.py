@@ -52,8 +52,9 @@ def compute_attributes(
     state["vip_tier"] = vip_tier(state["lifetime_value_net"], tiers)
 
     guests = state["has_profile"].isna() & (state["total_orders"] > 0) & guests_are_people
-    state.loc[guests, "email"] = state.loc[guests, "person_id"]
-    state.loc[guests, "created_at"] = state.loc[guests, "first_order_at"]
+    if guests.any():
+        state.loc[guests, "email"] = state.loc[guests, "person_id"]
+        state.loc[guests, "created_at"] = state.loc[guests, "first_order_at"]
     for flag in ("email_opt_in", "sms_opt_in"):
         state[flag] = state[flag].astype("boolean").fillna(False).astype(bool)
     state["email_eligible"] = state["email_opt_in"] & state["email"].notna()

@@ -15,7 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from cio_assets.contract import ContractTally, split_by_contract
-from cio_assets.events.families import FAMILIES, FAMILY_TABLES, Extraction
+from cio_assets.events.families import FAMILIES, FAMILY_TABLES, Extraction, FamilyResult
 from cio_assets.events.schema import event_log_schema
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
@@ -76,8 +76,10 @@ def event_log(context: dg.AssetExecutionContext, source: SourceDatabase, state: 
                 for result in family(extraction):
                     unresolved[name] += result.unresolved
                     require_identity(resolver, result.unresolved)
+                    if extraction.only is not None:  # released rows: only what the range itself did not cover
+                        result = _outside(result, prange)
                     events, broken = split_by_contract(result.events, schema, key_column="event_id")
-                    tally.note(_within(result.listing, prange))
+                    tally.note(result.listing)
                     tally.note(broken)
                     moved += delete_keys(dst, state_tables.event_log.c.event_id, list(events["event_id"]))
                     tally.written += insert_frame(dst, state_tables.event_log, events, settings.chunk_size)
@@ -114,6 +116,8 @@ def _extractions(src, resolver, prange: PartitionRange, settings: Settings, boun
         yield Extraction(src, resolver, history, settings, bounds, only=released)
 
 
-def _within(listing: pd.DataFrame, prange: PartitionRange) -> pd.DataFrame:
-    """The listing rows of the run's own days (a released row's listing belongs to its day's own run)."""
-    return listing[listing["day"].isin(prange.keys)]
+def _outside(result: FamilyResult, prange: PartitionRange) -> FamilyResult:
+    """A released row's events outside the range's days (those inside it came with the range). Its
+    listing is left out: listings belong to the runs of their own days."""
+    outside = result.events[~result.events["day"].isin(prange.keys)]
+    return FamilyResult(outside.reset_index(drop=True), result.listing.iloc[0:0], result.unresolved)
