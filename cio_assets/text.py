@@ -8,6 +8,8 @@ long to keep is set aside with a reason instead.
 
 from __future__ import annotations
 
+import pandas as pd
+
 ELLIPSIS = "…"
 
 
@@ -24,3 +26,10 @@ def clip_utf8(text: str, max_bytes: int) -> str:
     if len(encoded) <= max_bytes:
         return text
     return encoded[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def clip_column(values: pd.Series, chars: int) -> pd.Series:
+    """`clip` over a whole column at once (vectorised: event properties are built a page at a time)."""
+    values = values.astype(object)
+    long = pd.to_numeric(values.str.len(), errors="coerce").gt(chars)  # NULL has no length: not long
+    return values.where(~long, values.str.slice(0, chars - 1) + ELLIPSIS)

@@ -31,7 +31,7 @@ from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
 from cio_assets.sources.reads import read_frame, read_pages
 from cio_assets.sources.tables import cart_items, carts, order_items, orders, refunds, subscriptions
-from cio_assets.text import clip
+from cio_assets.text import clip_column
 from cio_assets.timestamps import to_source_naive, to_unix_seconds, unix
 
 ORDER_PLACED = "order_placed"
@@ -149,31 +149,26 @@ def _items_by(conn: Connection, table: Table, parent: str, parent_ids: list[int]
         .where(table.c[parent].in_(parent_ids))
         .order_by(table.c[parent], table.c.id),
     )
+    lines = _plain(frame, texts=("sku", "product_name", "category"), money=("unit_price",), whole=("quantity",))
     items: dict[int, list[dict]] = {}
-    for parent_id, sku, product_name, category, quantity, price in frame.itertuples(index=False, name=None):
+    for parent_id, sku, name, category, quantity, price in zip(
+        frame[parent].tolist(),
+        *(lines[c] for c in ("sku", "product_name", "category", "quantity", "unit_price")),
+        strict=True,
+    ):
         items.setdefault(int(parent_id), []).append(
-            {
-                "sku": _text(sku),
-                "product_name": _text(product_name),
-                "category": _text(category),
-                "quantity": _whole(quantity),
-                "price": _money(price),
-            }
+            {"sku": sku, "product_name": name, "category": category, "quantity": quantity, "price": price}
         )
     return items
 
 
-def _text(value: object) -> object:
-    """Free text as it goes into properties: clipped, and None rather than NaN."""
-    return None if value is None or (isinstance(value, float) and pd.isna(value)) else clip(value, PROPERTY_TEXT_CHARS)
-
-
-def _money(value: object) -> float | None:
-    return None if value is None or pd.isna(value) else round(float(value), 2)
-
-
-def _whole(value: object) -> int | None:
-    return None if value is None or pd.isna(value) else int(value)
+def _plain(frame: pd.DataFrame, texts=(), money=(), whole=()) -> dict[str, list]:
+    """Columns as JSON-ready Python lists, a page at a time: free text clipped to PROPERTY_TEXT_CHARS,
+    money rounded to cents, whole numbers as ints, and NULL (or NaN) as None."""
+    cleaned = {c: clip_column(frame[c], PROPERTY_TEXT_CHARS) for c in texts}
+    cleaned |= {c: pd.to_numeric(frame[c]).round(2) for c in money}
+    cleaned |= {c: pd.to_numeric(frame[c]).astype("Int64") for c in whole}
+    return {c: values.astype(object).where(values.notna(), None).tolist() for c, values in cleaned.items()}
 
 
 def _item_count(items: list[dict]) -> int:
@@ -204,19 +199,29 @@ def order_placed(x: Extraction) -> Iterator[FamilyResult]:
         items = _items_by(x.conn, order_items, "order_id", [int(i) for i in frame["id"]])
         frame["timestamp"] = to_unix_seconds(frame["paid_at"], x.settings.zone_of(orders.name))
         frame["person_id"] = x.resolver.people_for_orders(frame)
+        values = _plain(
+            frame,
+            texts=("currency", "discount_code"),
+            money=("subtotal", "discount_total", "shipping_total", "total"),
+            whole=("id",),
+        )
         properties = [
             {
-                "order_id": int(row.id),
-                "currency": _text(row.currency),
-                "subtotal": _money(row.subtotal),
-                "discount_total": _money(row.discount_total),
-                "shipping_total": _money(row.shipping_total),
-                "total": _money(row.total),
-                "discount_code": _text(row.discount_code),
-                "item_count": _item_count(items.get(int(row.id), [])),
-                "items": items.get(int(row.id), []),
+                "order_id": order_id,
+                "currency": currency,
+                "subtotal": subtotal,
+                "discount_total": discount_total,
+                "shipping_total": shipping_total,
+                "total": total,
+                "discount_code": discount_code,
+                "item_count": _item_count(items.get(order_id, [])),
+                "items": items.get(order_id, []),
             }
-            for row in frame.itertuples(index=False)
+            for order_id, currency, subtotal, discount_total, shipping_total, total, discount_code in zip(
+                *(values[c] for c in ("id", "currency", "subtotal", "discount_total", "shipping_total", "total")),
+                values["discount_code"],
+                strict=True,
+            )
         ]
         yield _events(x, ORDER_PLACED, frame, properties)
 
@@ -383,15 +388,12 @@ def refund_issued(x: Extraction) -> Iterator[FamilyResult]:
     for frame in read_pages(x.conn, statement, refunds.c.id, x.settings.chunk_size):
         frame["timestamp"] = to_unix_seconds(frame["created_at"], x.settings.zone_of(refunds.name))
         frame["person_id"] = x.resolver.people_for_orders(frame)
+        values = _plain(frame, texts=("currency", "refund_reason"), money=("amount",), whole=("id", "order_id"))
         properties = [
-            {
-                "refund_id": int(row.id),
-                "order_id": _whole(row.order_id),
-                "amount": _money(row.amount),
-                "currency": _text(row.currency),
-                "reason": _text(row.refund_reason),
-            }
-            for row in frame.itertuples(index=False)
+            {"refund_id": refund_id, "order_id": order_id, "amount": amount, "currency": currency, "reason": reason}
+            for refund_id, order_id, amount, currency, reason in zip(
+                *(values[c] for c in ("id", "order_id", "amount", "currency", "refund_reason")), strict=True
+            )
         ]
         yield _events(x, REFUND_ISSUED, frame, properties)
 
@@ -415,15 +417,13 @@ def subscription_canceled(x: Extraction) -> Iterator[FamilyResult]:
     for frame in read_pages(x.conn, statement, subscriptions.c.id, x.settings.chunk_size):
         frame["timestamp"] = to_unix_seconds(frame["canceled_at"], zone)
         frame["person_id"] = [x.resolver.person_for_customer(c) for c in frame["customer_id"]]
-        started = to_unix_seconds(frame["started_at"], zone)
+        frame["started"] = to_unix_seconds(frame["started_at"], zone)
+        values = _plain(frame, texts=("sku", "cancel_reason"), whole=("id", "started"))
         properties = [
-            {
-                "subscription_id": int(i),
-                "sku": _text(sku),
-                "cancel_reason": _text(reason),
-                "started_at": None if pd.isna(s) else int(s),
-            }
-            for i, sku, reason, s in zip(frame["id"], frame["sku"], frame["cancel_reason"], started, strict=True)
+            {"subscription_id": subscription_id, "sku": sku, "cancel_reason": reason, "started_at": started}
+            for subscription_id, sku, reason, started in zip(
+                *(values[c] for c in ("id", "sku", "cancel_reason", "started")), strict=True
+            )
         ]
         yield _events(x, SUBSCRIPTION_CANCELED, frame, properties)
 

@@ -9,39 +9,51 @@ its own day is not re-run.
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import Connection, Table, and_, cast, func, select
-from sqlalchemy.types import String
+from sqlalchemy import Connection, Table, and_, func, select
 
-from cio_assets.hygiene.rules import RULES, Bounds, Rule, rejection_reason
+from cio_assets.hygiene.rules import REJECTING_TABLES, RULES, Bounds, rejection_reason, row_rejection
 from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
 from cio_assets.sources.reads import read_frame
 from cio_assets.state.tables import rejected_rows
 
 KEY = ["source_table", "source_key", "column_name"]
-COLUMNS = [*KEY, "raw_value", "reason", "first_rejected_at", "released_at"]
+LISTED = [*KEY, "raw_value", "reason"]
+COLUMNS = [*LISTED, "first_rejected_at", "released_at"]
 
 
 def current_rejections(conn: Connection, settings: Settings, bounds: Bounds) -> pd.DataFrame:
     """Every source row that fails a rule now: source_table, source_key, column_name, raw_value, reason."""
-    frames = [_failing(conn, rule, settings, bounds) for rule in RULES]
-    return pd.concat(frames, ignore_index=True)
+    frames = [_failing(conn, table, settings, bounds) for table in REJECTING_TABLES]
+    return pd.concat(frames, ignore_index=True)[LISTED]
 
 
-def _failing(conn: Connection, rule: Rule, settings: Settings, bounds: Bounds) -> pd.DataFrame:
-    reason = rejection_reason(rule, settings, bounds)
+def _failing(conn: Connection, table: Table, settings: Settings, bounds: Bounds) -> pd.DataFrame:
+    """One scan of `table` for the rows failing any rule (the same CASE every query filters with), then
+    one listing row per rule each of them fails."""
+    rules = [rule for rule in RULES if rule.table is table]
     frame = read_frame(
         conn,
         select(
-            cast(rule.table.c.id, String).label("source_key"),
-            rule.raw().label("raw_value"),
-            reason.label("reason"),
-        ).where(reason.is_not(None)),
+            table.c.id.label("source_key"),
+            *(rejection_reason(rule, settings, bounds).label(f"reason_{i}") for i, rule in enumerate(rules)),
+            *(rule.raw().label(f"raw_{i}") for i, rule in enumerate(rules)),
+        ).where(row_rejection(table, settings, bounds).is_not(None)),
     )
-    frame["raw_value"] = [None if pd.isna(v) else str(v) for v in frame["raw_value"]]
-    frame.insert(0, "source_table", rule.table.name)
-    frame.insert(2, "column_name", rule.column)
-    return frame
+    listed = [
+        pd.DataFrame(
+            {
+                "source_table": table.name,
+                "source_key": frame["source_key"].astype(str),
+                "column_name": rule.column,
+                "raw_value": [None if pd.isna(v) else str(v) for v in frame[f"raw_{i}"]],
+                "reason": frame[f"reason_{i}"],
+            }
+        )
+        for i, rule in enumerate(rules)
+    ]
+    rows = pd.concat(listed, ignore_index=True)
+    return rows[rows["reason"].notna()]
 
 
 def merge_rejections(previous: pd.DataFrame, current: pd.DataFrame, now: int) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Table, and_, case, cast, exists, func, literal, null, or_, select, true
+from sqlalchemy import ColumnElement, Table, and_, case, cast, func, literal, null, or_, select, true
 from sqlalchemy.types import String
 
 from cio_assets.settings import Settings
@@ -140,9 +140,12 @@ def _bad_line(lines: Table) -> ColumnElement[bool]:
 def _lines(parent: Table, lines: Table, parent_key: str) -> tuple[Callable[[Scope], list[Check]], Callable]:
     """Checks that the parent has no bad line, and the raw value to list: the first bad line's id."""
     link = lines.c[parent_key] == parent.c.id
+    # Uncorrelated, so the database can build the (small) set of bad parents once per query; a
+    # correlated EXISTS inside a CASE is evaluated row by row, several times slower.
+    bad_parents = select(lines.c[parent_key]).where(_bad_line(lines)).correlate(None)
 
     def checks(scope: Scope) -> list[Check]:
-        return [(exists().where(link, _bad_line(lines)), BAD_LINE_ITEM)]
+        return [(parent.c.id.in_(bad_parents), BAD_LINE_ITEM)]
 
     def first_bad_line() -> ColumnElement:
         return cast(select(func.min(lines.c.id)).where(link, _bad_line(lines)).scalar_subquery(), String)
@@ -167,14 +170,9 @@ def _canceled_after_started(scope: Scope) -> list[Check]:
 
 
 def _refunded_order_is_paid(scope: Scope) -> list[Check]:
-    # correlate_except: the query around may itself join orders; this one looks at its own.
-    paid_order = (
-        select(orders.c.id)
-        .where(orders.c.id == refunds.c.order_id, _paid(), row_is_valid(orders, scope.settings, scope.bounds))
-        .correlate_except(orders)
-        .exists()
-    )
-    return [(~paid_order, ORDER_NOT_PAID)]
+    # Uncorrelated (see `_lines`): the query around may itself join orders; this one looks at its own.
+    paid_orders = select(orders.c.id).where(_paid(), row_is_valid(orders, scope.settings, scope.bounds)).correlate(None)
+    return [(or_(refunds.c.order_id.is_(None), refunds.c.order_id.not_in(paid_orders)), ORDER_NOT_PAID)]
 
 
 def _then(*parts: Callable[[Scope], list[Check]]) -> Callable[[Scope], list[Check]]:
