@@ -19,7 +19,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from cio_assets.metadata import counts_by, json_counts, markdown_table
+from cio_assets.metadata import counts_by, json_counts, markdown_table, reason_code
 from cio_assets.settings import Settings
 
 HELD, CLIPPED, TRUNCATED = "held", "clipped", "truncated"
@@ -103,7 +103,7 @@ class ContractTally:
     def held_by_reason(self, *columns: str) -> dict[str, int]:
         """Held rows counted by their reason's code (and `columns`)."""
         held = self.held
-        return counts_by(held.assign(code=_code(held["reason"])), *columns, "code")
+        return counts_by(held.assign(code=reason_code(held["reason"])), *columns, "code")
 
     def exceeded(self, settings: Settings) -> bool:
         mass = self.held_items >= max(settings.quarantine_min_rows, 1)
@@ -148,8 +148,3 @@ class ContractTally:
             "rows_adjusted": json_counts(counts_by(adjusted, "outcome")),
             "adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
         }
-
-
-def _code(reasons: pd.Series) -> pd.Series:
-    """The reason's code, without the details after it ('negative_amount: total' → 'negative_amount')."""
-    return reasons.astype(str).str.split(r"[: ]", n=1, regex=True).str[0]

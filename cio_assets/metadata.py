@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import pandas as pd
@@ -37,3 +37,61 @@ def json_counts(counts: Mapping[str, int | float]) -> dg.MetadataValue:
 def _cell(value: object) -> str:
     text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
     return text.replace("|", "\\|").replace("\n", " ")[:120]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Per-partition figures. A range run records one materialization per day; each day's own figures are
+# attached to that day's event (`context.add_asset_metadata(..., partition_key=day)`), so the UI shows
+# and plots that day. Figures of the whole run are named `run_*`.
+# ---------------------------------------------------------------------------------------------------------
+
+DayFigures = dict[str, dict[str, object]]
+
+
+def named(prefix: str, counts: Mapping[str, int | float]) -> dict[str, int | float]:
+    """{"prefix/key": n}: one plottable entry per key, in key order."""
+    return {f"{prefix}/{key}": value for key, value in sorted(counts.items())}
+
+
+def reason_code(reasons: pd.Series) -> pd.Series:
+    """A listing reason's code, without the details after it ('negative_amount: total' → 'negative_amount')."""
+    return reasons.astype(str).str.split(r"[: ]", n=1, regex=True).str[0]
+
+
+def counts_per_day(
+    frame: pd.DataFrame,
+    column: str,
+    days: Sequence[str],
+    prefix: str,
+    known: Sequence[str] = (),
+    count: str | None = None,
+) -> DayFigures:
+    """{day: {"prefix/value": n}} for every day of the run and every value of `column` that is `known` or
+    seen in the run, zeros included, so a series has a point on every day. `n` counts rows, or sums the
+    `count` column when the frame is already counted."""
+    values = sorted({*known, *(str(v) for v in frame[column].unique())}) if len(frame) else sorted(known)
+    grouped = frame.groupby(["day", column])
+    counts = (grouped[count].sum() if count else grouped.size()) if len(frame) else pd.Series(dtype="int64")
+    return {day: {f"{prefix}/{value}": int(counts.get((day, value), 0)) for value in values} for day in days}
+
+
+def listing_per_day(listing: pd.DataFrame, days: Sequence[str], held_outcome: str) -> DayFigures:
+    """A quarantine listing's figures per day: items held back (`rows_held`, `held/<reason code>`) and items
+    changed to fit (`adjusted/<outcome>`). An item held for two reasons counts once in `rows_held`."""
+    held = listing[listing["outcome"] == held_outcome]
+    held = held.assign(code=reason_code(held["reason"])).drop_duplicates(["day", "item_key", "code"])
+    adjusted = listing[listing["outcome"] != held_outcome].drop_duplicates(["day", "item_key", "outcome"])
+    by_reason = counts_per_day(held, "code", days, "held")
+    by_outcome = counts_per_day(adjusted, "outcome", days, "adjusted")
+    items = held.drop_duplicates(["day", "item_key"])["day"].value_counts()
+    return {day: {"rows_held": int(items.get(day, 0)), **by_reason[day], **by_outcome[day]} for day in days}
+
+
+def merge_days(days: Sequence[str], *parts: Mapping[str, Mapping[str, object]]) -> DayFigures:
+    return {day: {key: value for part in parts for key, value in part.get(day, {}).items()} for day in days}
+
+
+def add_partition_metadata(context: dg.AssetExecutionContext, figures: Mapping[str, Mapping[str, object]]) -> None:
+    """Attach each day's figures to that day's materialization (they override run-wide keys of the same name)."""
+    for day, metadata in figures.items():
+        context.add_asset_metadata(dict(metadata), partition_key=day)

@@ -26,10 +26,13 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
+from cio_assets.customerio.app_api import APP_REGION_URLS, AppClient
 from cio_assets.customerio.client import REGION_URLS, TrackClient
 from cio_assets.settings import (
     ACCEPT_NEW_LEDGER,
     API_KEY,
+    APP_API_KEY,
+    APP_URL,
     DEMO_SOURCE_URL,
     DEMO_STATE_URL,
     DRY_RUN,
@@ -37,6 +40,8 @@ from cio_assets.settings import (
     MYSQL_URL,
     OUTBOX_DIR,
     RATE_LIMIT,
+    RECONCILE_SAMPLE,
+    RECONCILE_SETTLE_SECONDS,
     REGION,
     RETRY_BUDGET_SECONDS,
     SITE_ID,
@@ -355,6 +360,9 @@ CUSTOMERIO_ENV: dict[str, EnvSetting] = {
     "outbox_dir": OUTBOX_DIR,
     "retry_budget_seconds": RETRY_BUDGET_SECONDS,
     "accept_new_ledger": ACCEPT_NEW_LEDGER,
+    "app_url": APP_URL,
+    "reconcile_sample": RECONCILE_SAMPLE,
+    "reconcile_settle_seconds": RECONCILE_SETTLE_SECONDS,
 }
 
 
@@ -386,7 +394,11 @@ class CustomerIO(dg.ConfigurableResource):
     )
     dry_run: bool = Field(
         default=DRY_RUN.default,
-        description="CIO_DRY_RUN: send nothing; write the exact request bodies to the outbox and report the plan.",
+        description=(
+            "CIO_DRY_RUN: send nothing; write the exact request bodies to the outbox and report the plan. "
+            "Loaded as true when CIO_SITE_ID and CIO_API_KEY are not both set, because without credentials "
+            "nothing can be sent: the launchpad shows the mode a run will actually be in."
+        ),
     )
     outbox_dir: str = Field(
         default=OUTBOX_DIR.default, description="CIO_OUTBOX_DIR: where dry runs write <asset>-<run id>.jsonl."
@@ -403,6 +415,34 @@ class CustomerIO(dg.ConfigurableResource):
         description=(
             "CIO_ACCEPT_NEW_LEDGER: allow delivery from a sync ledger that is new or was recreated "
             "(otherwise a lost ledger stops delivery before it re-sends history)."
+        ),
+    )
+
+    app_api_key: str = Field(
+        default=APP_API_KEY.default,
+        description=(
+            "CIO_APP_API_KEY: App API key (a secret), used only to read people back for the "
+            "customerio_people_reconciled check; unset skips that check."
+        ),
+    )
+    app_url: str = Field(
+        default=APP_URL.default,
+        description=(
+            "CIO_APP_URL: overrides the App API host (default by CIO_REGION: api.customer.io or api-eu.customer.io)."
+        ),
+    )
+    reconcile_sample: int = Field(
+        default=RECONCILE_SAMPLE.default,
+        description=(
+            "CIO_RECONCILE_SAMPLE: people read back after each people sync (>= 1): those the latest sync "
+            "delivered first, then a seeded random sample of everyone delivered."
+        ),
+    )
+    reconcile_settle_seconds: float = Field(
+        default=RECONCILE_SETTLE_SECONDS.default,
+        description=(
+            "CIO_RECONCILE_SETTLE_SECONDS: Customer.io applies updates asynchronously, so people that differ "
+            "are read once more after this many seconds before they count as mismatches (>= 0)."
         ),
     )
 
@@ -434,13 +474,31 @@ class CustomerIO(dg.ConfigurableResource):
             retry_budget_seconds=self.retry_budget_seconds,
         )
 
+    @property
+    def reads_back(self) -> bool:
+        """Whether people can be read back through the App API (an App API key is set)."""
+        return bool(self.app_api_key)
+
+    @property
+    def app_base_url(self) -> str:
+        return self.app_url or APP_REGION_URLS[self.region]
+
+    def app_client(self) -> AppClient:
+        return AppClient(
+            api_key=self.app_api_key, base_url=self.app_base_url, retry_budget_seconds=self.retry_budget_seconds
+        )
+
 
 def customerio_resource() -> CustomerIO:
     """The `customerio` resource from the environment; every value is checked here, credentials included."""
     values = read_all(CUSTOMERIO_ENV)
     check_credentials(SITE_ID.is_set(), API_KEY.is_set(), values["dry_run"])
+    # Without both credentials nothing can be sent: the configured value says so, so that the launchpad
+    # shows the mode a run will actually be in (the assets report the same `dry_run`).
+    values["dry_run"] = values["dry_run"] or not (SITE_ID.is_set() and API_KEY.is_set())
     return CustomerIO(
         site_id=dg.EnvVar(SITE_ID.name) if SITE_ID.is_set() else "",
         api_key=dg.EnvVar(API_KEY.name) if API_KEY.is_set() else "",
+        app_api_key=dg.EnvVar(APP_API_KEY.name) if APP_API_KEY.is_set() else "",
         **values,
     )

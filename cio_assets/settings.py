@@ -35,6 +35,7 @@ from sqlalchemy import make_url
 
 from cio_assets.customerio.client import REGION_URLS
 from cio_assets.sources.tables import SOURCE_TABLES
+from cio_assets.state.tables import ATTRIBUTE_COLUMNS
 
 # Where the embedded demo keeps its SQLite files and Dagster instance.
 DATA_DIR = Path(os.environ.get("CIO_DATA_DIR", ".cio")).resolve()
@@ -121,7 +122,9 @@ def env_text(name: str, default: str = "", secret: bool = False) -> EnvSetting[s
     return EnvSetting(name, default, rule, secret)
 
 
-def env_int(name: str, default: int, minimum: int) -> EnvSetting[int]:
+def env_int(name: str, default: int, minimum: int, maximum: int | None = None) -> EnvSetting[int]:
+    expected = f"expected a whole number from {minimum} to {maximum}" if maximum is not None else ""
+
     def rule(value: Any) -> int:
         number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
@@ -130,8 +133,8 @@ def env_int(name: str, default: int, minimum: int) -> EnvSetting[int]:
             isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value)
         ):
             number = int(value)
-        if number is None or number < minimum:
-            raise _Invalid(f"expected a whole number >= {minimum}")
+        if number is None or number < minimum or (maximum is not None and number > maximum):
+            raise _Invalid(expected or f"expected a whole number >= {minimum}")
         return number
 
     return EnvSetting(name, default, rule)
@@ -248,6 +251,18 @@ def env_vip_tiers(name: str, default: str) -> EnvSetting[str]:
     return EnvSetting(name, default, rule)
 
 
+def env_null_rates(name: str, default: str) -> EnvSetting[str]:
+    """Snapshot attributes with the largest share of nulls each may have, 'attribute:share' entries, kept as text."""
+
+    def rule(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Invalid("expected 'attribute:share' entries such as 'email:0.05,first_name:0.2'")
+        parse_null_rates(value)
+        return value
+
+    return EnvSetting(name, default, rule)
+
+
 def env_http_url(name: str, default: str = "") -> EnvSetting[str]:
     """An http(s) URL with a host, or empty. Never echoed: a proxy URL may carry credentials."""
 
@@ -326,6 +341,30 @@ CHUNK_SIZE = env_int("CIO_CHUNK_SIZE", 5000, minimum=1)
 QUARANTINE_MAX_SHARE = env_float("CIO_QUARANTINE_MAX_SHARE", 0.05, at_least=0.0, at_most=1.0)
 QUARANTINE_MIN_ROWS = env_int("CIO_QUARANTINE_MIN_ROWS", 20, minimum=0)
 
+# Data-quality and delivery check thresholds (the `settings` resource too; see cio_assets/checks/).
+CHECK_TRAILING_DAYS = env_int("CIO_CHECK_TRAILING_DAYS", 14, minimum=1)
+CHECK_MIN_TRAILING_DAYS = env_int("CIO_CHECK_MIN_TRAILING_DAYS", 7, minimum=1)
+CHECK_DEVIATION_SIGMAS = env_float("CIO_CHECK_DEVIATION_SIGMAS", 4.0, above=0.0)
+CHECK_MAX_NULL_RATES = env_null_rates(
+    "CIO_CHECK_MAX_NULL_RATES", "email:0.05,first_name:0.2,last_product_category:0.05"
+)
+CHECK_MAX_CONFLICT_SHARE = env_float("CIO_CHECK_MAX_CONFLICT_SHARE", 0.01, at_least=0.0, at_most=1.0)
+CHECK_MAX_UNRESOLVED_GUEST_SHARE = env_float("CIO_CHECK_MAX_UNRESOLVED_GUEST_SHARE", 0.1, at_least=0.0, at_most=1.0)
+CHECK_MAX_UNRESOLVED_CART_SHARE = env_float("CIO_CHECK_MAX_UNRESOLVED_CART_SHARE", 0.5, at_least=0.0, at_most=1.0)
+CHECK_MAX_REJECTED_SHARE = env_float("CIO_CHECK_MAX_REJECTED_SHARE", 0.01, at_least=0.0, at_most=1.0)
+CHECK_MAX_REFUSAL_RATE = env_float("CIO_CHECK_MAX_REFUSAL_RATE", 0.01, at_least=0.0, at_most=1.0)
+CHECK_MAX_THROTTLED_RATE = env_float("CIO_CHECK_MAX_THROTTLED_RATE", 0.1, at_least=0.0, at_most=1.0)
+CHECK_MAX_SERVER_ERROR_RATE = env_float("CIO_CHECK_MAX_SERVER_ERROR_RATE", 0.05, at_least=0.0, at_most=1.0)
+CHECK_STALE_REFUSAL_DAYS = env_int("CIO_CHECK_STALE_REFUSAL_DAYS", 3, minimum=1)
+
+# Freshness of the source (the `settings` resource too; see cio_assets/automation.py).
+SOURCE_MAX_LAG_MINUTES = env_int("CIO_SOURCE_MAX_LAG_MINUTES", 1440, minimum=1)
+
+# Automation (read when the definitions load: they shape the schedule and the freshness policies).
+FINALIZE_HOUR = env_int("CIO_FINALIZE_HOUR", 2, minimum=0, maximum=23)
+SYNC_WARN_LAG_MINUTES = env_int("CIO_SYNC_WARN_LAG_MINUTES", 1500, minimum=0)  # 0: no warning window
+SYNC_MAX_LAG_MINUTES = env_int("CIO_SYNC_MAX_LAG_MINUTES", 2880, minimum=1)
+
 # Databases (the `source` and `state` resources).
 MYSQL_URL = env_database_url("CIO_MYSQL_URL", DEMO_SOURCE_URL)
 STATE_URL = env_database_url("CIO_STATE_URL", "", optional=True)  # empty: derived from CIO_MYSQL_URL
@@ -341,6 +380,11 @@ DRY_RUN = env_flag("CIO_DRY_RUN")
 OUTBOX_DIR = env_text("CIO_OUTBOX_DIR", str(DATA_DIR / "outbox"))
 RETRY_BUDGET_SECONDS = env_float("CIO_RETRY_BUDGET_SECONDS", 120.0, above=0.0)
 ACCEPT_NEW_LEDGER = env_flag("CIO_ACCEPT_NEW_LEDGER")
+# Read-back reconciliation through the App API (the `customerio` resource too).
+APP_API_KEY = env_text("CIO_APP_API_KEY", secret=True)  # unset: the reconciliation check is skipped
+APP_URL = env_http_url("CIO_APP_URL")  # empty: https://api.customer.io, or api-eu for CIO_REGION=eu
+RECONCILE_SAMPLE = env_int("CIO_RECONCILE_SAMPLE", 20, minimum=1)
+RECONCILE_SETTLE_SECONDS = env_float("CIO_RECONCILE_SETTLE_SECONDS", 30.0, at_least=0.0)
 
 
 # The `settings` resource's fields and the variable each one comes from.
@@ -356,6 +400,19 @@ SETTINGS_ENV: dict[str, EnvSetting] = {
     "chunk_size": CHUNK_SIZE,
     "quarantine_max_share": QUARANTINE_MAX_SHARE,
     "quarantine_min_rows": QUARANTINE_MIN_ROWS,
+    "source_max_lag_minutes": SOURCE_MAX_LAG_MINUTES,
+    "check_trailing_days": CHECK_TRAILING_DAYS,
+    "check_min_trailing_days": CHECK_MIN_TRAILING_DAYS,
+    "check_deviation_sigmas": CHECK_DEVIATION_SIGMAS,
+    "check_max_null_rates": CHECK_MAX_NULL_RATES,
+    "check_max_conflict_share": CHECK_MAX_CONFLICT_SHARE,
+    "check_max_unresolved_guest_share": CHECK_MAX_UNRESOLVED_GUEST_SHARE,
+    "check_max_unresolved_cart_share": CHECK_MAX_UNRESOLVED_CART_SHARE,
+    "check_max_rejected_share": CHECK_MAX_REJECTED_SHARE,
+    "check_max_refusal_rate": CHECK_MAX_REFUSAL_RATE,
+    "check_max_throttled_rate": CHECK_MAX_THROTTLED_RATE,
+    "check_max_server_error_rate": CHECK_MAX_SERVER_ERROR_RATE,
+    "check_stale_refusal_days": CHECK_STALE_REFUSAL_DAYS,
 }
 
 
@@ -421,6 +478,67 @@ class Settings(dg.ConfigurableResource):
             "quarantined, so one bad row in a small day never stops the feed."
         ),
     )
+    source_max_lag_minutes: int = Field(
+        default=SOURCE_MAX_LAG_MINUTES.default,
+        description=(
+            "CIO_SOURCE_MAX_LAG_MINUTES: the source freshness check warns when the newest paid order is older "
+            "than this (>= 1)."
+        ),
+    )
+    check_trailing_days: int = Field(
+        default=CHECK_TRAILING_DAYS.default,
+        description="CIO_CHECK_TRAILING_DAYS: days before a day whose counts form its baseline in the volume checks.",
+    )
+    check_min_trailing_days: int = Field(
+        default=CHECK_MIN_TRAILING_DAYS.default,
+        description="CIO_CHECK_MIN_TRAILING_DAYS: a day is judged only with this many earlier days.",
+    )
+    check_deviation_sigmas: float = Field(
+        default=CHECK_DEVIATION_SIGMAS.default,
+        description=(
+            "CIO_CHECK_DEVIATION_SIGMAS: a day's count warns when it is more than this many standard deviations "
+            "(at least the count's Poisson noise, the root of the mean) from the trailing mean."
+        ),
+    )
+    check_max_null_rates: str = Field(
+        default=CHECK_MAX_NULL_RATES.default,
+        description=(
+            "CIO_CHECK_MAX_NULL_RATES: 'attribute:share' entries; the snapshot's null rate of each attribute among "
+            "people with paid orders warns above its share."
+        ),
+    )
+    check_max_conflict_share: float = Field(
+        default=CHECK_MAX_CONFLICT_SHARE.default,
+        description="CIO_CHECK_MAX_CONFLICT_SHARE: share of people in an identity conflict (warns above).",
+    )
+    check_max_unresolved_guest_share: float = Field(
+        default=CHECK_MAX_UNRESOLVED_GUEST_SHARE.default,
+        description="CIO_CHECK_MAX_UNRESOLVED_GUEST_SHARE: share of paid orders whose person cannot be resolved.",
+    )
+    check_max_unresolved_cart_share: float = Field(
+        default=CHECK_MAX_UNRESOLVED_CART_SHARE.default,
+        description="CIO_CHECK_MAX_UNRESOLVED_CART_SHARE: share of carts whose person cannot be resolved.",
+    )
+    check_max_rejected_share: float = Field(
+        default=CHECK_MAX_REJECTED_SHARE.default,
+        description="CIO_CHECK_MAX_REJECTED_SHARE: share of a source table's rows set aside (warns above).",
+    )
+    check_max_refusal_rate: float = Field(
+        default=CHECK_MAX_REFUSAL_RATE.default,
+        description="CIO_CHECK_MAX_REFUSAL_RATE: share of a sync's items refused (locally or by Customer.io).",
+    )
+    check_max_throttled_rate: float = Field(
+        default=CHECK_MAX_THROTTLED_RATE.default,
+        description="CIO_CHECK_MAX_THROTTLED_RATE: share of a sync's requests answered 429.",
+    )
+    check_max_server_error_rate: float = Field(
+        default=CHECK_MAX_SERVER_ERROR_RATE.default,
+        description="CIO_CHECK_MAX_SERVER_ERROR_RATE: share of a sync's requests answered 5xx.",
+    )
+    check_stale_refusal_days: int = Field(
+        default=CHECK_STALE_REFUSAL_DAYS.default,
+        description="CIO_CHECK_STALE_REFUSAL_DAYS: a refusal still pending after this many days is an error.",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -447,6 +565,10 @@ class Settings(dg.ConfigurableResource):
     def tiers(self) -> list[tuple[str, float]]:
         return parse_vip_tiers(self.vip_tiers)
 
+    @property
+    def max_null_rates(self) -> dict[str, float]:
+        return parse_null_rates(self.check_max_null_rates)
+
 
 class PartitionSettings:
     """Settings that shape the partitions. They fix asset definitions, so they are read at load time."""
@@ -460,6 +582,34 @@ class PartitionSettings:
         # CIO_START_DATE: first daily partition; it also covers all history before it.
         # CIO_BUSINESS_TZ: the time zone whose midnights cut the daily partitions.
         values = read_all({"start_date": START_DATE, "business_tz": BUSINESS_TZ})
+        return cls(**values)
+
+
+class AutomationSettings:
+    """Settings that shape the schedule and the sync assets' freshness policies, read at load time."""
+
+    def __init__(self, finalize_hour: int, sync_warn_lag_minutes: int, sync_max_lag_minutes: int) -> None:
+        self.finalize_hour = FINALIZE_HOUR.check(finalize_hour)
+        self.sync_warn_lag_minutes = SYNC_WARN_LAG_MINUTES.check(sync_warn_lag_minutes)
+        self.sync_max_lag_minutes = SYNC_MAX_LAG_MINUTES.check(sync_max_lag_minutes)
+        if self.sync_warn_lag_minutes >= self.sync_max_lag_minutes:
+            raise SettingsError(
+                f"{SYNC_WARN_LAG_MINUTES.name}={self.sync_warn_lag_minutes} is invalid: expected fewer minutes than "
+                f"{SYNC_MAX_LAG_MINUTES.name}={self.sync_max_lag_minutes} (a sync warns before it fails), or 0 for "
+                "no warning"
+            )
+
+    @classmethod
+    def from_env(cls) -> AutomationSettings:
+        # CIO_FINALIZE_HOUR: the hour (0-23, business time zone) the daily schedule finalises yesterday.
+        # CIO_SYNC_WARN_LAG_MINUTES / CIO_SYNC_MAX_LAG_MINUTES: the sync assets' freshness windows.
+        values = read_all(
+            {
+                "finalize_hour": FINALIZE_HOUR,
+                "sync_warn_lag_minutes": SYNC_WARN_LAG_MINUTES,
+                "sync_max_lag_minutes": SYNC_MAX_LAG_MINUTES,
+            }
+        )
         return cls(**values)
 
 
@@ -489,6 +639,26 @@ def parse_zone_overrides(raw: str) -> dict[str, str]:
             raise _Invalid(f"expected IANA time zone names such as America/New_York; {zone!r} is not one")
         overrides[table] = zone
     return overrides
+
+
+def parse_null_rates(raw: str) -> dict[str, float]:
+    """'email:0.05,first_name:0.2' -> {attribute: share}; raises `_Invalid` naming the bad entry."""
+    rates: dict[str, float] = {}
+    shape = "expected 'attribute:share' entries such as 'email:0.05,first_name:0.2'"
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        attribute, sep, share = (part.strip() for part in item.partition(":"))
+        if not sep:
+            raise _Invalid(f"{shape}; {item!r} has no ':'")
+        if attribute not in ATTRIBUTE_COLUMNS:
+            raise _Invalid(f"{shape}, with snapshot attributes such as email or first_name; {attribute!r} is not one")
+        try:
+            value = float(share)
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value <= 1.0:
+            raise _Invalid(f"{shape}, with shares from 0 to 1; {item!r} breaks that")
+        rates[attribute] = value
+    return rates
 
 
 def parse_vip_tiers(raw: str) -> list[tuple[str, float]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import datetime
 
 # Partitions are fixed when the package is imported: pin them before any cio_assets import.
@@ -96,6 +97,7 @@ class Pipeline:
         assets: list | None = None,
         raise_on_error: bool = True,
         customerio: CustomerIO | None = None,
+        instance: dg.DagsterInstance | None = None,  # to read the run's records back; a throwaway one if None
     ) -> dg.ExecuteInProcessResult:
         tags = {}
         if partition_range:
@@ -103,7 +105,7 @@ class Pipeline:
                 "dagster/asset_partition_range_start": partition_range[0],
                 "dagster/asset_partition_range_end": partition_range[1],
             }
-        with dg.instance_for_test() as instance:
+        with nullcontext(instance) if instance else dg.instance_for_test() as instance:
             return dg.materialize(
                 assets or PIPELINE,
                 partition_key=partition,

@@ -14,6 +14,11 @@ Usage:
 
 Fault injection (`fail_next`, `drop_next`, `accept_then_drop_next`, `latency_seconds`) simulates the
 failures a sync must survive: throttling, 5xx, lost connections and lost responses.
+
+The App API's read-back (`POST /v1/customers/attributes`, `GET /v1/customers/{id}/attributes`, Bearer
+`app_api_key`, 10 requests/s answering 429 + Retry-After) is served from `people`, every attribute as a
+string; each answer is validated against the document's `customerAttributesObject`. `corrupt_person` and
+`forget_person` change a profile behind the pipeline's back; `throttle_app_next` queues 429s.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import base64
 import binascii
 import contextlib
 import functools
+import hashlib
 import hmac
 import json
 import os
@@ -82,6 +88,13 @@ UPDATE_FLAG = "_update"
 # [TRACK-SPEC] person_common.identifiers: "one of `id`, `email`, `phone`, or `cio_id`".
 PERSON_IDENTIFIERS = ("id", "email", "phone", "cio_id")
 _DROP_CONNECTION = "fake_customerio.drop_connection"
+
+# The App API ([NOTES] §6): Bearer auth; up to 100 ids per POST, unknown ids left out; 10 requests/s, and a 429
+# whose `Retry-After` is an integer >= 1 ([NOTES] §4, [TRACK-SPEC newer mirror] components.responses.429).
+APP_PEOPLE_PATH = "/v1/customers/attributes"
+APP_PERSON_PATH = "/v1/customers/{customer_id}/attributes"
+APP_MAX_IDS = 100
+APP_RATE_LIMIT = 10
 
 ErrorDict = dict[str, Any]
 
@@ -397,7 +410,9 @@ class FakeCustomerIO:
     another thread); reading a dict or list without it is safe under the GIL, iterating one while requests
     land is not."""
 
-    def __init__(self, site_id: str = "site-test", api_key: str = "key-test") -> None:
+    def __init__(
+        self, site_id: str = "site-test", api_key: str = "key-test", app_api_key: str = "app-key-test"
+    ) -> None:
         _item_schema()  # fail now, with a clear message, if the OpenAPI document is missing
         self.site_id = site_id
         self.api_key = api_key
@@ -412,9 +427,15 @@ class FakeCustomerIO:
         self._event_ids: set[str] = set()
         self._faults: deque[_Fault] = deque()
         self._refused_people: tuple[set[str], str, str] = (set(), "invalid", "identifiers.id")
+        self.app_api_key = app_api_key
+        self.app_requests: list[RecordedRequest] = []  # App API reads, kept apart from Track's `requests`
+        self._app_throttles: deque[str] = deque()  # Retry-After values of queued 429s
+        self._app_answered: deque[float] = deque()  # monotonic times of App requests in the last second
         self.app = Starlette(
             routes=[
                 Route(BATCH_PATH, self._batch_endpoint, methods=["POST"]),
+                Route(APP_PEOPLE_PATH, self._app_people_endpoint, methods=["POST"]),
+                Route(APP_PERSON_PATH, self._app_person_endpoint, methods=["GET"]),
                 Route("/{path:path}", self._not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             ]
         )
@@ -467,6 +488,9 @@ class FakeCustomerIO:
             self._event_ids.clear()
             self._faults.clear()
             self._refused_people = (set(), "invalid", "identifiers.id")
+            self.app_requests.clear()
+            self._app_throttles.clear()
+            self._app_answered.clear()
 
     def _queue(self, count: int, fault: _Fault) -> None:
         if count < 0:
@@ -477,6 +501,96 @@ class FakeCustomerIO:
     def _next_fault(self) -> _Fault | None:
         with self.lock:
             return self._faults.popleft() if self._faults else None
+
+    # -- the App API: reading people back -------------------------------------------------------------------
+
+    def corrupt_person(self, person_id: str, **attributes: Any) -> None:
+        """Change a stored profile behind the pipeline's back, as someone editing it in Customer.io would
+        (None removes an attribute)."""
+        with self.lock:
+            person = self.people[person_id]
+            for name, value in attributes.items():
+                if value is None:
+                    person.pop(name, None)
+                else:
+                    person[name] = value
+
+    def forget_person(self, person_id: str) -> None:
+        """Delete a profile behind the pipeline's back."""
+        with self.lock:
+            self._delete(person_id)
+
+    def throttle_app_next(self, count: int, retry_after: str = "1") -> None:
+        """Answer the next `count` App API requests 429 with `Retry-After: retry_after`."""
+        with self.lock:
+            self._app_throttles.extend([retry_after] * count)
+
+    async def _app_people_endpoint(self, request: Request) -> Response:
+        body = await request.body()
+        outcome = self._app_gate(request)
+        if outcome is None:
+            ids, problem = _app_ids(body)
+            outcome = _app_error(400, problem) if problem else _Outcome(200, {"customers": self._customers(ids)})
+        return self._app_answer(request, body, outcome)
+
+    async def _app_person_endpoint(self, request: Request) -> Response:
+        outcome = self._app_gate(request)
+        if outcome is None:
+            found = self._customers([request.path_params["customer_id"]])
+            outcome = _Outcome(200, found[0]) if found else _app_error(404, "The customer_id does not exist.")
+        return self._app_answer(request, b"", outcome)
+
+    def _app_gate(self, request: Request) -> _Outcome | None:
+        """401 for a wrong key, 429 past 10 requests in the last second (or when queued), 400 for an id_type
+        other than id (the fake knows no other identifiers); None when the request may be answered."""
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.app_api_key.encode()):
+            return _app_error(401, "Unauthorized request. Make sure that you provided the right credentials.")
+        now = time.monotonic()
+        with self.lock:
+            while self._app_answered and now - self._app_answered[0] >= 1.0:
+                self._app_answered.popleft()
+            queued = self._app_throttles.popleft() if self._app_throttles else None
+            if queued is None and len(self._app_answered) >= APP_RATE_LIMIT:
+                queued = "1"
+            if queued is None:
+                self._app_answered.append(now)
+        if queued is not None:
+            detail = f"rate limited to {APP_RATE_LIMIT} requests per 1s (fake)"
+            return _app_error(429, detail, {"Retry-After": queued})
+        if request.query_params.get("id_type", "id") != "id":
+            return _app_error(400, "the fake serves id_type=id only")
+        return None
+
+    def _customers(self, person_ids: list[str]) -> list[dict[str, Any]]:
+        with self.lock:
+            found = [
+                _customer_object(pid, self.people[pid], self._attribute_timestamps.get(pid, {}))
+                for pid in dict.fromkeys(person_ids)
+                if pid in self.people
+            ]
+        for customer in found:
+            problem = best_match(_customer_validator().iter_errors(customer))
+            if problem is not None:
+                raise AssertionError(f"the fake's App API answer breaks customerAttributesObject: {problem.message}")
+        return found
+
+    def _app_answer(self, request: Request, body: bytes, outcome: _Outcome) -> Response:
+        recorded = RecordedRequest(
+            method=request.method,
+            path=request.url.path,
+            headers=dict(request.headers),
+            body=body,
+            item_count=len(outcome.payload.get("customers", [])),
+            status=outcome.status,
+            applied=False,
+            fault="throttle" if outcome.status == 429 else None,
+            received_at=time.time(),
+            received_monotonic=time.monotonic(),
+        )
+        with self.lock:
+            self.app_requests.append(recorded)
+        return JSONResponse(outcome.payload, status_code=outcome.status, headers=outcome.headers)
 
     # -- HTTP ------------------------------------------------------------------------------------------------
 
@@ -608,6 +722,66 @@ class FakeCustomerIO:
     def _delete(self, key: str) -> None:
         self.people.pop(key, None)
         self._attribute_timestamps.pop(key, None)
+
+
+def _app_error(status: int, detail: str, headers: dict[str, str] | None = None) -> _Outcome:
+    # [NOTES] §6: App API errors are `{"errors": [{"detail", "status", ...}]}`.
+    return _Outcome(status, {"errors": [{"detail": detail, "status": str(status)}]}, headers=headers or {})
+
+
+def _app_ids(body: bytes) -> tuple[list[str], str | None]:
+    """The `ids` of a getPeopleById body ([APP-DOCS]: "ids": array of 1 to 100 strings), or why it is refused."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return [], "request body is not valid JSON"
+    ids = parsed.get("ids") if isinstance(parsed, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return [], "ids must be an array of strings"
+    if not 1 <= len(ids) <= APP_MAX_IDS:
+        return [], f"ids must hold 1 to {APP_MAX_IDS} values ({len(ids)} given)"
+    return ids, None
+
+
+def _as_stored_string(value: Any) -> str:
+    """An attribute as the App API shows it: "Attributes are all stored as strings" ([TRACK-SPEC]
+    customerAttributesObject). Booleans print as JSON does; a whole float prints without ".0", as Go's %v
+    does (Customer.io's printing is undocumented, so the client must compare numbers as numbers)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _customer_object(person_id: str, person: dict[str, Any], stamps: dict[str, float]) -> dict[str, Any]:
+    """One `customerAttributesObject` ([TRACK-SPEC]): identifiers, string attributes, integer timestamps.
+    An attribute set to null or "" is absent: "Pass `null` or an empty string to remove an attribute"
+    ([TRACK-SPEC] object_attributes; people are assumed to behave alike)."""
+    cio_id = hashlib.sha256(person_id.encode()).hexdigest()[:8]
+    attributes = {k: _as_stored_string(v) for k, v in person.items() if v is not None and v != ""}
+    attributes.update({"id": person_id, "cio_id": cio_id})
+    email = attributes.get("email")
+    return {
+        "customer": {
+            "id": person_id,
+            "identifiers": {"id": person_id, "email": email, "cio_id": cio_id},
+            "attributes": attributes,
+            "timestamps": {k: int(stamps.get(k, 0)) for k in attributes if k in stamps},
+            "unsubscribed": False,
+            "devices": [],
+        }
+    }
+
+
+@functools.cache
+def _customer_validator() -> Draft202012Validator:
+    document = json.loads(openapi_document_path().read_text(encoding="utf-8"))
+    base = "urn:customerio:track-openapi"
+    registry: Registry = Registry().with_resource(base, Resource.from_contents(document, DRAFT202012))
+    return Draft202012Validator({"$ref": f"{base}#/components/schemas/customerAttributesObject"}, registry=registry)
 
 
 def _person_key(identifiers: dict[str, Any]) -> str:

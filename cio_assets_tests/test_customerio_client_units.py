@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from cio_assets.customerio.batching import Batch, Item, Refused, pack
-from cio_assets.customerio.client import TokenBucket, _retry_after_seconds
+from cio_assets.customerio.client import TokenBucket, retry_after_seconds
 from cio_assets.customerio.ids import event_ulid
 from cio_assets.customerio.limits import MAX_BODY_BYTES, item_problem
 
@@ -75,9 +75,9 @@ def test_packing_refuses_what_cannot_fit_and_keeps_the_rest():
 def test_retry_after_is_read_as_seconds_or_as_an_http_date():
     in_seconds = httpx.Response(429, headers={"Retry-After": "7"})
     as_date = httpx.Response(429, headers={"Retry-After": format_datetime(datetime.now(UTC) + timedelta(seconds=30))})
-    assert _retry_after_seconds(in_seconds) == 7.0
-    assert 28 <= _retry_after_seconds(as_date) <= 30
-    assert _retry_after_seconds(httpx.Response(429)) is None
+    assert retry_after_seconds(in_seconds) == 7.0
+    assert 28 <= retry_after_seconds(as_date) <= 30
+    assert retry_after_seconds(httpx.Response(429)) is None
 
 
 def test_the_token_bucket_allows_a_burst_then_the_rate():

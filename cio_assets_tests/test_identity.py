@@ -2,10 +2,15 @@
 
 import dagster as dg
 
+from cio_assets.checks.identity import HEALTH, identity_map_health
 from cio_assets.identity.normalize import normalize_email, normalize_phone
 from cio_assets.settings import Settings
 from cio_assets.state import tables as state_tables
-from cio_assets_tests.conftest import unix
+from cio_assets_tests.conftest import PIPELINE, unix
+
+# The pipeline with the identity check (conflicts and unresolved shares; here a conflict among 1 or 2
+# people is far above the 1% share, so it warns).
+WITH_HEALTH = [*PIPELINE, identity_map_health]
 
 
 def _conflicts(pipeline):
@@ -25,7 +30,7 @@ def _identity(pipeline, identifier_type, identifier):
 
 
 def _conflicts_check(result):
-    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "identity_conflicts"]
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == HEALTH]
     return evaluation
 
 
@@ -73,7 +78,7 @@ def test_customers_sharing_an_email_are_one_person_and_the_oldest_survives(shop,
     shop.order(1, total=40.0, paid_at="2026-10-02 10:00")
     shop.order(2, total=25.0, paid_at="2026-10-02 11:00")
 
-    result = pipeline.run(partition_range=("2026-10-01", "2026-10-02"))
+    result = pipeline.run(partition_range=("2026-10-01", "2026-10-02"), assets=WITH_HEALTH)
 
     assert _identity(pipeline, "customer_id", "1") == ["2"]
     assert _identity(pipeline, "customer_id", "2") == ["2"]
@@ -97,7 +102,7 @@ def test_the_conflicts_check_passes_when_nobody_shares_an_identifier(shop, pipel
     shop.customer(1, email="jane@example.com")
     shop.customer(2, email="john@example.com")
 
-    result = pipeline.run(partition="2026-10-01")
+    result = pipeline.run(partition="2026-10-01", assets=WITH_HEALTH)
 
     assert _conflicts(pipeline) == []
     assert _conflicts_check(result).passed is True
@@ -325,7 +330,7 @@ def test_an_anonymous_id_linked_to_two_customers_is_a_conflict_won_by_the_earlie
         None, anonymous_id="anon-2", updated_at="2026-10-02 10:00", checkout_started_at="2026-10-02 10:05"
     )
 
-    result = pipeline.run(partition="2026-10-02")
+    result = pipeline.run(partition="2026-10-02", assets=WITH_HEALTH)
 
     assert _identity(pipeline, "anonymous_id", "anon-2") == ["10"]
     assert _conflicts(pipeline) == [

@@ -217,7 +217,11 @@ def secret_world() -> Iterator[SecretWorld]:
                 conn.execute(text(f"GRANT ALL ON `{db}`.* TO '{user}'@'{host}'"))
     base = make_url(SERVER_URL).set(username=user, password=password, host="127.0.0.1")
     urls = [base.set(database=db).render_as_string(hide_password=False) for db in databases]
-    fake = FakeCustomerIO(site_id=f"site-{suffix}", api_key=f"cio-key-{secrets.token_hex(12)}")
+    fake = FakeCustomerIO(
+        site_id=f"site-{suffix}",
+        api_key=f"cio-key-{secrets.token_hex(12)}",
+        app_api_key=f"cio-app-key-{secrets.token_hex(12)}",
+    )
     try:
         with serve(fake) as track_url:
             yield SecretWorld(password, urls, fake, track_url)
@@ -261,6 +265,9 @@ def _materialize(world: SecretWorld, home: Path, *selection: str, **overrides: s
         CIO_SITE_ID=world.fake.site_id,
         CIO_API_KEY=world.fake.api_key,
         CIO_TRACK_URL=world.track_url,
+        CIO_APP_API_KEY=world.fake.app_api_key,  # the read-back reconciliation runs after the people sync
+        CIO_APP_URL=world.track_url,
+        CIO_RECONCILE_SETTLE_SECONDS="0",
         CIO_RATE_LIMIT="1000",
         CIO_ACCEPT_NEW_LEDGER="1",
     )
@@ -350,9 +357,11 @@ def test_secrets_and_personal_data_stay_out_of_output_logs_and_run_storage(secre
     assert any(b"Cannot connect to the state database" in content for _, content in event_texts)
     assert any(b"within the 1 s retry budget" in content for _, content in event_texts)
     assert PEOPLE[0][4].encode() in b"".join(orjson.dumps(p) for p in secret_world.fake.people.values())
+    assert secret_world.fake.app_requests, "the reconciliation read people back with the App API key"
 
     # The secrets: nowhere at all (output, instance storage and compute logs, outbox, event texts).
-    for secret in (secret_world.password.encode(), secret_world.fake.api_key.encode()):
+    fake = secret_world.fake
+    for secret in (secret_world.password.encode(), fake.api_key.encode(), fake.app_api_key.encode()):
         leaks = [where for where, content in [*output, *files, *event_texts] if secret in content]
         assert leaks == [], f"a secret appears in {leaks}"
 

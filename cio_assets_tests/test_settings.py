@@ -202,6 +202,9 @@ def test_credentials_both_or_neither_or_an_explicit_dry_run(clean_env, variables
     ],
 )
 def test_flags_read_the_usual_spellings(clean_env, value, on):
+    # With credentials, so that `dry_run` is the flag alone (without them a run is a dry run anyway).
+    clean_env.setenv("CIO_SITE_ID", "site-1")
+    clean_env.setenv("CIO_API_KEY", SECRET)
     clean_env.setenv("CIO_DRY_RUN", value)
     clean_env.setenv("CIO_ACCEPT_NEW_LEDGER", value)
 

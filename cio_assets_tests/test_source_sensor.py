@@ -1,44 +1,270 @@
-"""The source sensor observes every table and refreshes today's partition only when the shop moved."""
+"""The source sensor: it observes the shop, refreshes today's partition only when a high-water mark moved
+forward, never moves its cursor backwards, reports the source's freshness, and keeps its place across a
+database error (on a real MariaDB database that is dropped, or whose table is renamed, mid-test)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import orjson
+import pytest
+from sqlalchemy import Engine, create_engine, make_url, text
 
+from cio_assets.automation import SOURCE_FRESHNESS_CHECK
+from cio_assets.definitions import defs
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import SourceDatabase
-from cio_assets.sources.sensors import source_changes
+from cio_assets.settings import Settings
+from cio_assets.sources.sensors import SourceCursor, advance, source_changes
+from cio_assets.sources.tables import orders, source_metadata
+from cio_assets_tests.conftest import SERVER_URL
+from cio_assets_tests.shop import ShopBuilder
 
 
-def _tick(pipeline, cursor=None):
-    with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources={"source": SourceDatabase(url=pipeline.source_url)}
-        )
-        return source_changes(context)
+def _tick(source_url: str, cursor: str | None = None, settings: Settings | None = None) -> dg.SensorExecutionData:
+    """One evaluation as the daemon runs it: the returned cursor is the one the daemon would keep."""
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            repository_def=defs.get_repository_def(),
+            resources={"source": SourceDatabase(url=source_url), "settings": settings or Settings()},
+        ) as context,
+    ):
+        return source_changes.evaluate_tick(context)
+
+
+def _observed(tick: dg.SensorExecutionData) -> dict[str, dict]:
+    return {e.asset_key.to_user_string(): e.metadata for e in tick.asset_events if isinstance(e, dg.AssetObservation)}
+
+
+def _freshness(tick: dg.SensorExecutionData) -> list[dg.AssetCheckEvaluation]:
+    return [e for e in tick.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
+
+
+def _marks(tick: dg.SensorExecutionData) -> dict:
+    return SourceCursor.parse(tick.cursor).marks
+
+
+def _minutes_ago(minutes: int) -> datetime:
+    """A naive UTC source DATETIME `minutes` before now."""
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).replace(tzinfo=None, microsecond=0)
 
 
 def test_observations_carry_row_counts_and_high_water_marks(shop, pipeline):
     shop.customer(1)
     shop.order(1, id=41, paid_at="2026-10-02 10:00")
 
-    result = _tick(pipeline)
+    tick = _tick(pipeline.source_url)
 
-    observed = {e.asset_key.to_user_string(): e.metadata for e in result.asset_events}
+    observed = _observed(tick)
     assert observed["source/orders"]["dagster/row_count"].value == 1
     assert observed["source/orders"]["max_id"].value == 41
     assert observed["source/orders"]["max_updated_at"].value == "2026-10-02T10:00:00"
+    # The first tick observes every table, empty ones too.
     assert observed["source/refunds"]["dagster/row_count"].value == 0
-    assert len(result.run_requests) == 1
-    assert result.run_requests[0].partition_key == daily_partitions.get_last_partition_key()
+    assert len(tick.run_requests) == 1
+    assert tick.run_requests[0].partition_key == daily_partitions.get_last_partition_key()
+    assert tick.run_requests[0].job_name in (None, "refresh")
+    assert tick.run_requests[0].tags["cio/changed_tables"] == "customers, order_items, orders"
+    assert _marks(tick)["source/orders"] == {"max_id": 41, "max_updated_at": "2026-10-02T10:00:00"}
 
 
 def test_an_unchanged_shop_requests_nothing_and_a_new_order_requests_a_refresh(shop, pipeline):
     shop.customer(1)
-    first = _tick(pipeline)
+    first = _tick(pipeline.source_url)
 
-    unchanged = _tick(pipeline, cursor=first.cursor)
+    unchanged = _tick(pipeline.source_url, cursor=first.cursor)
     shop.order(1, id=42, paid_at="2026-10-02 10:00")
-    changed = _tick(pipeline, cursor=first.cursor)
+    changed = _tick(pipeline.source_url, cursor=first.cursor)
 
-    assert unchanged.run_requests == [] and unchanged.skip_reason is not None
+    assert unchanged.run_requests == [] and "No high-water mark moved" in (unchanged.skip_message or "")
+    assert _observed(unchanged) == {}  # nothing moved: nothing observed
+    assert unchanged.cursor == first.cursor
     assert len(changed.run_requests) == 1
-    assert changed.cursor != first.cursor
+    assert set(_observed(changed)) == {"source/orders", "source/order_items"}
     assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+
+
+@pytest.mark.parametrize(
+    ("kept", "seen", "marks", "moved"),
+    [
+        # the first sighting of a table's marks moves them forward
+        pytest.param({}, {"t": {"max_id": 3}}, {"t": {"max_id": 3}}, ["t"], id="first_sighting"),
+        # a higher id moves forward
+        pytest.param({"t": {"max_id": 3}}, {"t": {"max_id": 4}}, {"t": {"max_id": 4}}, ["t"], id="higher_id"),
+        # a lower id (rows deleted, an older backup restored) keeps the higher mark and moves nothing
+        pytest.param({"t": {"max_id": 9}}, {"t": {"max_id": 4}}, {"t": {"max_id": 9}}, [], id="lower_id_kept"),
+        # times compare as times: fractions of a second count, the text's length does not
+        pytest.param(
+            {"t": {"max_updated_at": "2026-10-02T10:00:00"}},
+            {"t": {"max_updated_at": "2026-10-02T10:00:00.250000"}},
+            {"t": {"max_updated_at": "2026-10-02T10:00:00.250000"}},
+            ["t"],
+            id="later_by_a_fraction",
+        ),
+        # an earlier time (a future timestamp corrected) keeps the later mark
+        pytest.param(
+            {"t": {"max_updated_at": "2099-01-01T00:00:00"}},
+            {"t": {"max_updated_at": "2026-11-01T00:00:00"}},
+            {"t": {"max_updated_at": "2099-01-01T00:00:00"}},
+            [],
+            id="earlier_time_kept",
+        ),
+        # a table the source no longer reports keeps its marks; another table's move is reported alone
+        pytest.param(
+            {"a": {"max_id": 1}, "b": {"max_id": 1}},
+            {"b": {"max_id": 2}},
+            {"a": {"max_id": 1}, "b": {"max_id": 2}},
+            ["b"],
+            id="one_of_two",
+        ),
+    ],
+)
+def test_marks_only_move_forward(kept, seen, marks, moved):
+    assert advance(kept, seen) == (marks, moved)
+
+
+ORDER = {
+    "customer_id": 1,
+    "status": "paid",
+    "currency": "USD",
+    "subtotal": 5,
+    "total": 5,
+    "created_at": datetime(2026, 10, 2, 8),
+}
+
+
+def test_a_source_behind_the_cursor_launches_nothing_until_it_passes_it(shop, pipeline, source_engine: Engine):
+    shop.customer(1)
+    shop.order(1, id=7, paid_at="2026-10-02 10:00")
+    first = _tick(pipeline.source_url)
+    # The newest order disappears (a restore from an older backup): the marks read lower than kept.
+    with source_engine.begin() as conn:
+        conn.execute(text("DELETE FROM order_items WHERE order_id = 7"))
+        conn.execute(text("DELETE FROM orders WHERE id = 7"))
+    behind = _tick(pipeline.source_url, cursor=first.cursor)
+    with source_engine.begin() as conn:  # an order re-inserted below the kept marks
+        conn.execute(
+            orders.insert(),
+            [{**ORDER, "id": 5, "paid_at": datetime(2026, 10, 2, 9), "updated_at": datetime(2026, 10, 2, 9)}],
+        )
+    still_behind = _tick(pipeline.source_url, cursor=behind.cursor)
+    shop.order(1, id=8, paid_at="2026-10-02 11:00")
+    passed = _tick(pipeline.source_url, cursor=still_behind.cursor)
+
+    assert behind.run_requests == [] and _marks(behind) == _marks(first)
+    assert still_behind.run_requests == [] and _marks(still_behind) == _marks(first)
+    assert len(passed.run_requests) == 1
+    assert _marks(passed)["source/orders"] == {"max_id": 8, "max_updated_at": "2026-10-02T11:00:00"}
+
+
+def test_a_cursor_of_an_older_sensor_starts_afresh(shop, pipeline):
+    shop.customer(1)
+
+    tick = _tick(pipeline.source_url, cursor="3f2a9c0d1b2e4f5a")  # the previous sensor's hash cursor
+
+    assert len(tick.run_requests) == 1
+    assert orjson.loads(tick.cursor or "{}")["marks"]["source/customers"]["max_id"] == 1
+
+
+def test_the_source_freshness_check_is_reported_when_its_outcome_changes(shop, pipeline):
+    shop.customer(1)
+    shop.order(1, id=1, paid_at=_minutes_ago(30))
+
+    first = _tick(pipeline.source_url, settings=Settings(source_max_lag_minutes=60))
+    same = _tick(pipeline.source_url, cursor=first.cursor, settings=Settings(source_max_lag_minutes=60))
+    stale = _tick(pipeline.source_url, cursor=same.cursor, settings=Settings(source_max_lag_minutes=10))
+
+    [reported] = _freshness(first)
+    assert reported.check_name == SOURCE_FRESHNESS_CHECK and reported.passed
+    assert reported.asset_key == dg.AssetKey(["source", "orders"])
+    assert _freshness(same) == []  # unchanged outcome: not reported again
+    [warning] = _freshness(stale)
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+    assert warning.metadata["max_lag_minutes"].value == 10
+    assert 29 <= warning.metadata["lag_minutes"].value <= 32
+    assert stale.run_requests == []  # freshness alone launches nothing
+
+
+# --- a database error during a tick -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_source() -> Iterator[tuple[str, Engine]]:
+    """A source database of this test's own, which the test may drop or damage."""
+    server = create_engine(SERVER_URL)
+    name = f"cio_sensor_{uuid.uuid4().hex[:10]}"
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    url = make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(url)
+    source_metadata.create_all(engine)
+    try:
+        yield url, engine
+    finally:
+        engine.dispose()
+        with server.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        server.dispose()
+
+
+def _drop_database(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP DATABASE `{engine.url.database}`"))
+    engine.dispose()
+
+
+def _recreate_database(engine: Engine) -> None:
+    server = create_engine(engine.url.set(database=""))
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{engine.url.database}` CHARACTER SET utf8mb4"))
+    server.dispose()
+    source_metadata.create_all(engine)
+
+
+def _rename_orders(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("RENAME TABLE orders TO orders_moved_away"))
+
+
+def _rename_orders_back(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("RENAME TABLE orders_moved_away TO orders"))
+
+
+@pytest.mark.parametrize(
+    ("break_source", "mend_source", "said"),
+    [
+        # the database is dropped between two ticks, then created again (empty, as after a failed restore)
+        pytest.param(_drop_database, _recreate_database, "Unknown database", id="database_dropped"),
+        # a table the pipeline reads is renamed away, then back
+        pytest.param(_rename_orders, _rename_orders_back, "lacks what the pipeline reads: table orders", id="renamed"),
+    ],
+)
+def test_a_database_error_skips_the_tick_and_keeps_the_cursor(own_source, break_source, mend_source, said):
+    url, engine = own_source
+    shop = ShopBuilder(engine)
+    shop.customer(1)
+    shop.order(1, id=3, paid_at="2026-10-02 10:00")
+    first = _tick(url)
+
+    break_source(engine)
+    failed = _tick(url, cursor=first.cursor)
+    mend_source(engine)
+    shop.customer(2, created_at="2026-10-03 09:00")  # the shop moves on
+    shop.order(2, id=4, paid_at="2026-10-03 10:00")
+    resumed = _tick(url, cursor=failed.cursor)
+
+    host = make_url(SERVER_URL).host or ""
+    assert failed.run_requests == [] and failed.asset_events == []
+    assert host and host in (failed.skip_message or "") and said in (failed.skip_message or "")
+    assert failed.cursor == first.cursor  # kept: the daemon stores exactly this
+    # Back on its feet, the sensor carries on from the kept marks: the new rows launch one refresh.
+    assert len(resumed.run_requests) == 1
+    assert _marks(resumed)["source/orders"]["max_id"] == 4
+    assert _marks(resumed)["source/customers"]["max_id"] == 2

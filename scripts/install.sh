@@ -19,6 +19,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" python3-dev >/dev/null
 fi
 
+# Headless Chromium and its WebDriver, for the test that looks at the Dagster UI (cio_assets_tests/test_ui.py).
+# Only the tests need them: without root they are not installed and that test is skipped, saying so.
+need_browser=()
+command -v chromium >/dev/null 2>&1 || need_browser+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_browser+=(chromium-driver)
+if [ ${#need_browser[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "install.sh: installing ${need_browser[*]} (for the UI test)"
+    apt-get update -qq
+    # Without recommends (desktop extras) but with a font, so screenshots show text on a bare machine.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_browser[@]}" fonts-liberation >/dev/null
+  else
+    echo "install.sh: ${need_browser[*]} missing, so the UI test will be skipped; install with: sudo apt-get install chromium chromium-driver" >&2
+  fi
+fi
+
 if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1; then
   echo "install.sh: installing uv from PyPI"
   python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null; }

@@ -8,22 +8,22 @@ row that breaks the contract is held back alone; both are listed in `cio_quarant
 """
 
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 
 import dagster as dg
 import pandas as pd
+from sqlalchemy import Connection, and_, case, func, select
 
 from cio_assets.attributes.compute import clip_text_attributes, compute_attributes
 from cio_assets.attributes.queries import CHANGE_TABLES, as_of_instants, changed_people, read_history
 from cio_assets.attributes.schema import attribute_snapshot_schema
-from cio_assets.contract import ContractTally, split_by_contract
+from cio_assets.catalog import pii_tags, table_metadata
+from cio_assets.contract import HELD, ContractTally, split_by_contract
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.lookup import load_resolver, require_identity
 from cio_assets.identity.membership import chunk_people, guest_emails
 from cio_assets.identity.resolve import EMAIL
-from cio_assets.metadata import json_counts
+from cio_assets.metadata import DayFigures, add_partition_metadata, listing_per_day, markdown_table, merge_days
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
@@ -35,35 +35,10 @@ from cio_assets.timestamps import unix, utc_now
 
 ASSET = "attribute_snapshot"
 SCHEMA_CHECK = "attribute_snapshot_schema"
-COLUMNS = [c.name for c in state_tables.attribute_snapshot.columns]
-
-
-@dataclass
-class SnapshotStats:
-    """What the written rows hold, for the UI."""
-
-    people: set[str] = field(default_factory=set)
-    rows_by_day: Counter[str] = field(default_factory=Counter)
-    nulls: Counter[str] = field(default_factory=Counter)
-    eligible: Counter[str] = field(default_factory=Counter)
-    without_profile: int = 0
-
-    def add(self, rows: pd.DataFrame) -> None:
-        self.people.update(rows["person_id"])
-        self.rows_by_day.update(rows["day"])
-        self.nulls.update({c: int(n) for c, n in rows.isna().sum().items() if n})
-        self.eligible.update({"email": int(rows["email_eligible"].sum()), "sms": int(rows["sms_eligible"].sum())})
-
-    def metadata(self, written: int) -> dict[str, object]:
-        return {
-            "people": len(self.people),
-            "rows_by_day": json_counts(dict(sorted(self.rows_by_day.items()))),
-            "without_customer_record": self.without_profile,
-            "eligible": json_counts(self.eligible),
-            "null_rate": json_counts(
-                {c: round(n / written, 4) for c, n in sorted(self.nulls.items())} if written else {}
-            ),
-        }
+SNAPSHOT = state_tables.attribute_snapshot
+COLUMNS = [c.name for c in SNAPSHOT.columns]
+# Attributes that may be null, each with its null rate per day.
+NULLABLE = [c for c in SNAPSHOT.columns if c.nullable]
 
 
 @dg.asset(
@@ -89,6 +64,8 @@ class SnapshotStats:
         )
     ],
     description=__doc__,
+    tags=pii_tags(SNAPSHOT),
+    metadata=table_metadata(SNAPSHOT, listings=[state_tables.quarantine]),
 )
 def attribute_snapshot(
     context: dg.AssetExecutionContext, source: SourceDatabase, state: StateDatabase, settings: Settings
@@ -100,7 +77,7 @@ def attribute_snapshot(
     resolver = load_resolver(state)
     as_of = {key: unix(instant) for key, instant in as_of_instants(prange, bounds).items()}
     tally = ContractTally(ASSET, SCHEMA_CHECK)
-    stats = SnapshotStats()
+    without_profile = 0
 
     with source.connect() as src, state.begin() as dst:
         released = {table.name: released_rows(dst, table, prange) for table in CHANGE_TABLES}
@@ -118,7 +95,7 @@ def attribute_snapshot(
         for number, chunk in enumerate(chunk_people(people, resolver, spellings, settings.chunk_size), start=1):
             history = read_history(src, chunk, resolver, settings, bounds)
             chunk_requests = requests[requests["person_id"].isin(chunk.person_ids)]
-            rows, without_profile = compute_attributes(
+            rows, chunk_without_profile = compute_attributes(
                 chunk_requests, history, settings.tiers, settings.canonical_id == EMAIL
             )
             rows, clipped = clip_text_attributes(rows[COLUMNS])
@@ -126,24 +103,90 @@ def attribute_snapshot(
             tally.note(clipped)
             tally.note(broken)
             tally.written += insert_frame(dst, state_tables.attribute_snapshot, rows, settings.chunk_size)
-            stats.without_profile += without_profile
-            stats.add(rows)
+            without_profile += chunk_without_profile
             context.log.info(f"chunk {number}: {len(rows)} rows ({tally.written} so far)")
         if tally.exceeded(settings):
             yield tally.check_result(settings)
             raise tally.failure(settings)  # rolls the whole range back: the days keep their previous rows
         replace_quarantine(dst, ASSET, prange.keys, tally.quarantine)
+        # Read back from the table, in the same transaction: the figures are what the days now hold.
+        days = merge_days(
+            prange.keys, written_per_day(dst, prange.keys), listing_per_day(tally.quarantine, prange.keys, HELD)
+        )
+        run = written_in_run(dst, prange.keys)
 
+    add_partition_metadata(context, days)
+    adjusted = tally.quarantine[tally.quarantine["outcome"] != HELD]
     yield dg.MaterializeResult(
         metadata={
-            "dagster/row_count": tally.written,
-            **stats.metadata(tally.written),
-            **tally.metadata(),
-            "days": len(prange.days),
-            "unresolved_change_rows": changes.unresolved,
-            "released_from_quarantine": int(sum(len(rows) for rows in released.values())),
-            "includes_history_before_start": prange.includes_history,
-            "duration_s": round(time.monotonic() - started, 2),
+            **table_metadata(SNAPSHOT),
+            **run,
+            "run_rows_held": tally.held_items,
+            "run_days": len(prange.days),
+            "run_without_customer_record": without_profile,
+            "run_unresolved_change_rows": changes.unresolved,
+            "run_released_from_quarantine": int(sum(len(rows) for rows in released.values())),
+            "run_includes_history_before_start": prange.includes_history,
+            "run_adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
+            "run_duration_s": round(time.monotonic() - started, 2),
         },
         check_results=[tally.check_result(settings)],
     )
+
+
+def written_per_day(conn: Connection, days: list[str]) -> DayFigures:
+    """Each day's rows as the table holds them: rows, people, people eligible per channel, and the null
+    rate of every nullable attribute."""
+    t = SNAPSHOT
+    statement = (
+        select(
+            t.c.day,
+            func.count().label("rows"),
+            func.count(func.distinct(t.c.person_id)).label("people"),
+            func.count(func.distinct(case((t.c.email_eligible, t.c.person_id)))).label("email"),
+            func.count(func.distinct(case((t.c.sms_eligible, t.c.person_id)))).label("sms"),
+            *(func.sum(case((c.is_(None), 1), else_=0)).label(f"null_{c.name}") for c in NULLABLE),
+        )
+        .where(_in_range(days))
+        .group_by(t.c.day)
+    )
+    with_rows = {row.day: row._mapping for row in conn.execute(statement)}
+    figures: DayFigures = {}
+    for day in days:
+        row = with_rows.get(day)
+        rows = int(row["rows"]) if row else 0
+        figures[day] = {
+            "dagster/row_count": rows,
+            "people": int(row["people"]) if row else 0,
+            "eligible/email": int(row["email"]) if row else 0,
+            "eligible/sms": int(row["sms"]) if row else 0,
+            # No rows, no rate: a zero would read as "every value present".
+            **({f"null_rate/{c.name}": round(int(row[f"null_{c.name}"]) / rows, 4) for c in NULLABLE} if row else {}),
+        }
+    return figures
+
+
+def written_in_run(conn: Connection, days: list[str]) -> dict[str, int]:
+    """The whole run: rows, distinct people, and people eligible in their latest row of the range."""
+    t = SNAPSHOT
+    totals = conn.execute(select(func.count(), func.count(func.distinct(t.c.person_id))).where(_in_range(days))).one()
+    latest = select(t.c.person_id, func.max(t.c.day).label("day")).where(_in_range(days)).group_by(t.c.person_id)
+    latest = latest.subquery()
+    joined = t.join(latest, and_(t.c.person_id == latest.c.person_id, t.c.day == latest.c.day))
+    eligible = conn.execute(
+        select(
+            func.coalesce(func.sum(case((t.c.email_eligible, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((t.c.sms_eligible, 1), else_=0)), 0),
+        ).select_from(joined)
+    ).one()
+    return {
+        "run_rows": int(totals[0]),
+        "run_people": int(totals[1]),
+        "run_people_email_eligible": int(eligible[0]),
+        "run_people_sms_eligible": int(eligible[1]),
+    }
+
+
+def _in_range(days: list[str]):
+    """SQL: the row's day is one of the run's (contiguous) days."""
+    return SNAPSHOT.c.day.between(min(days), max(days))

@@ -122,7 +122,7 @@ class TrackClient:
     ) -> None:
         self.site_id = site_id
         self.url = base_url.rstrip("/") + BATCH_PATH
-        self.shown_url = _without_userinfo(self.url)
+        self.shown_url = without_userinfo(self.url)
         self.limiter = TokenBucket(rate_limit)
         self.max_in_flight = max_in_flight
         self.max_attempts = max_attempts
@@ -234,7 +234,7 @@ class TrackClient:
         """Full-jitter exponential backoff, but never sooner than the server's Retry-After."""
         jittered = wait_random_exponential(multiplier=self.backoff_base, max=self.backoff_cap)(state)
         error = state.outcome.exception() if state.outcome else None
-        retry_after = _retry_after_seconds(error.response) if isinstance(error, _RetryableAnswer) else None
+        retry_after = retry_after_seconds(error.response) if isinstance(error, _RetryableAnswer) else None
         return max(jittered, retry_after or 0.0)
 
 
@@ -246,7 +246,7 @@ class _RetryableAnswer(Exception):
         self.response = response
 
 
-def _without_userinfo(url: str) -> str:
+def without_userinfo(url: str) -> str:
     """The URL as it may be shown: a proxy's user:password@ part is dropped."""
     try:
         return str(httpx.URL(url).copy_with(userinfo=b""))
@@ -277,7 +277,7 @@ def _error_text(response: httpx.Response) -> str:
     return "; ".join(m for m in messages if m) or response.text[:300]
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
+def retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
         return None

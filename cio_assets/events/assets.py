@@ -13,14 +13,24 @@ from collections import Counter
 
 import dagster as dg
 import pandas as pd
+from sqlalchemy import Connection, func, select
 
-from cio_assets.contract import ContractTally, split_by_contract
-from cio_assets.events.families import FAMILIES, FAMILY_TABLES, Extraction, FamilyResult
+from cio_assets.catalog import pii_tags, table_metadata
+from cio_assets.contract import HELD, ContractTally, split_by_contract
+from cio_assets.events.families import EVENT_NAMES, FAMILIES, FAMILY_TABLES, Extraction, FamilyResult
 from cio_assets.events.schema import event_log_schema
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.lookup import load_resolver, require_identity
-from cio_assets.metadata import json_counts
+from cio_assets.metadata import (
+    DayFigures,
+    add_partition_metadata,
+    counts_per_day,
+    listing_per_day,
+    markdown_table,
+    merge_days,
+    named,
+)
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
@@ -34,6 +44,7 @@ ASSET = "event_log"
 SCHEMA_CHECK = "event_log_schema"
 SOURCES = (orders, order_items, carts, cart_items, refunds, subscriptions)
 EVENT_TABLES = tuple(dict.fromkeys(FAMILY_TABLES.values()))
+LOG = state_tables.event_log
 
 
 @dg.asset(
@@ -55,6 +66,8 @@ EVENT_TABLES = tuple(dict.fromkeys(FAMILY_TABLES.values()))
         )
     ],
     description=__doc__,
+    tags=pii_tags(LOG),
+    metadata=table_metadata(LOG, listings=[state_tables.quarantine]),
 )
 def event_log(context: dg.AssetExecutionContext, source: SourceDatabase, state: StateDatabase, settings: Settings):
     started = time.monotonic()
@@ -64,7 +77,6 @@ def event_log(context: dg.AssetExecutionContext, source: SourceDatabase, state: 
     resolver = load_resolver(state)
     tally = ContractTally(ASSET, SCHEMA_CHECK)
     by_name: Counter[str] = Counter()
-    by_day: Counter[str] = Counter()
     unresolved: Counter[str] = Counter()
     moved = 0
 
@@ -84,28 +96,60 @@ def event_log(context: dg.AssetExecutionContext, source: SourceDatabase, state: 
                     moved += delete_keys(dst, state_tables.event_log.c.event_id, list(events["event_id"]))
                     tally.written += insert_frame(dst, state_tables.event_log, events, settings.chunk_size)
                     by_name[name] += len(events)
-                    by_day.update(events["day"])
             context.log.info(f"{dict(by_name)} events so far, {tally.held_items} held, {dict(+unresolved)} to nobody")
         if tally.exceeded(settings):
             yield tally.check_result(settings)
             raise tally.failure(settings)  # rolls the whole range back: the days keep their previous rows
         replace_quarantine(dst, ASSET, prange.keys, tally.quarantine)
+        # Read back from the table, in the same transaction: the figures are what the days now hold.
+        days = merge_days(
+            prange.keys, logged_per_day(dst, prange.keys), listing_per_day(tally.quarantine, prange.keys, HELD)
+        )
 
+    add_partition_metadata(context, days)
+    adjusted = tally.quarantine[tally.quarantine["outcome"] != HELD]
     yield dg.MaterializeResult(
         metadata={
-            "dagster/row_count": tally.written,
-            "events_by_name": json_counts(by_name),
-            "events_by_day": json_counts(dict(sorted(by_day.items()))),
-            **tally.metadata(),
-            "unresolved_by_name": json_counts(+unresolved),
-            "moved_from_other_days": moved,
-            "released_from_quarantine": sum(len(keys) for keys in released.values()),
-            "days": len(prange.days),
-            "includes_history_before_start": prange.includes_history,
-            "duration_s": round(time.monotonic() - started, 2),
+            **table_metadata(LOG),
+            "run_rows": tally.written,
+            **named("run_events", {name: by_name[name] for name in EVENT_NAMES}),
+            **named("run_unresolved", {name: unresolved[name] for name in EVENT_NAMES}),
+            "run_rows_held": tally.held_items,
+            "run_moved_from_other_days": moved,
+            "run_released_from_quarantine": sum(len(keys) for keys in released.values()),
+            "run_days": len(prange.days),
+            "run_includes_history_before_start": prange.includes_history,
+            "run_adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
+            "run_duration_s": round(time.monotonic() - started, 2),
         },
         check_results=[tally.check_result(settings)],
     )
+
+
+def logged_per_day(conn: Connection, days: list[str]) -> DayFigures:
+    """Each day's events as the log holds them: rows, people with an event, and events per name (every
+    name, zeros included)."""
+    in_range = LOG.c.day.between(min(days), max(days))
+    per_name = pd.DataFrame(
+        conn.execute(
+            select(LOG.c.day, LOG.c.name, func.count().label("n")).where(in_range).group_by(LOG.c.day, LOG.c.name)
+        ).all(),
+        columns=["day", "name", "n"],
+    )
+    people = dict(
+        conn.execute(
+            select(LOG.c.day, func.count(func.distinct(LOG.c.person_id))).where(in_range).group_by(LOG.c.day)
+        ).all()
+    )
+    by_name = counts_per_day(per_name, "name", days, "events", EVENT_NAMES, count="n")
+    return {
+        day: {
+            "dagster/row_count": int(per_name.loc[per_name["day"] == day, "n"].sum()),
+            "people": int(people.get(day, 0)),
+            **by_name[day],
+        }
+        for day in days
+    }
 
 
 def _extractions(src, resolver, prange: PartitionRange, settings: Settings, bounds: Bounds, released):

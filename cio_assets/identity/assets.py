@@ -1,4 +1,4 @@
-"""Normalised identifiers (customer id, e-mail, phone, anonymous id) → canonical person ids.
+"""Normalised identifiers (customer id, e-mail, phone, anonymous id) mapped to canonical person ids.
 
 Also lists identity conflicts, unresolved identifiers and invalid values. Not partitioned: identity
 is a property of the whole history, recomputed in every run (it carries a single-run backfill
@@ -9,9 +9,10 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Table, exists, or_, select
 
+from cio_assets.catalog import pii_tags, table_metadata
 from cio_assets.hygiene.rules import RULES, Bounds, rejection_reason, row_is_valid
-from cio_assets.identity.resolve import SHARED_EMAIL, IdentityResult, resolve_identity
-from cio_assets.metadata import counts_by, json_counts, markdown_table
+from cio_assets.identity.resolve import IdentityResult, resolve_identity
+from cio_assets.metadata import counts_by, json_counts, markdown_table, named
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
@@ -21,7 +22,8 @@ from cio_assets.state import tables as state_tables
 from cio_assets.state.writes import replace_all
 from cio_assets.timestamps import to_unix_seconds, utc_now
 
-CONFLICTS_CHECK = "identity_conflicts"
+# The listings written beside the map, described in the catalog with it.
+IDENTITY_LISTINGS = [state_tables.identity_conflicts, state_tables.unresolved_identifiers, state_tables.invalid_values]
 
 
 @dg.asset(
@@ -30,14 +32,9 @@ CONFLICTS_CHECK = "identity_conflicts"
     kinds={"python", "sql"},
     deps=[source_key(t) for t in (customers, orders, carts, identity_links, subscriptions)],
     backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=[
-        dg.AssetCheckSpec(
-            CONFLICTS_CHECK,
-            asset="identity_map",
-            description="Warns when customers share an e-mail (merged into the oldest) or identifiers collide.",
-        )
-    ],
     description=__doc__,
+    tags=pii_tags(state_tables.identity_map),
+    metadata=table_metadata(state_tables.identity_map, listings=IDENTITY_LISTINGS),
 )
 def identity_map(
     context: dg.AssetExecutionContext, source: SourceDatabase, state: StateDatabase, settings: Settings
@@ -65,7 +62,7 @@ def identity_map(
         f"{len(result.conflicts)} conflict rows, {len(result.unresolved)} unresolved, "
         f"{len(result.invalid_values)} invalid values"
     )
-    return dg.MaterializeResult(metadata=_metadata(result, settings), check_results=[_conflicts_check(result)])
+    return dg.MaterializeResult(metadata=_metadata(result, settings))
 
 
 def _customers(conn: Connection, settings: Settings, bounds: Bounds) -> pd.DataFrame:
@@ -120,31 +117,20 @@ def _orphan_subscriptions(settings: Settings, bounds: Bounds):
 
 
 def _metadata(result: IdentityResult, settings: Settings) -> dict[str, object]:
+    conflicts = result.conflicts.drop_duplicates(["kind", "identifier"])
     return {
+        **table_metadata(state_tables.identity_map),
         "dagster/row_count": len(result.identity_map),
         "people": int(result.identity_map["person_id"].nunique()),
         "canonical_id": settings.canonical_id,
-        "identifiers_by_type": json_counts(counts_by(result.identity_map, "identifier_type")),
-        "conflicts_by_kind": json_counts(counts_by(result.conflicts.drop_duplicates(["kind", "identifier"]), "kind")),
+        **named("identifiers", counts_by(result.identity_map, "identifier_type")),
+        "conflicts": len(conflicts),
+        **named("conflicts", counts_by(conflicts, "kind")),
         "unresolved": len(result.unresolved),
+        **named("unresolved", counts_by(result.unresolved, "source_table")),
         "unresolved_by_reason": json_counts(counts_by(result.unresolved, "source_table", "reason")),
         "unresolved_sample": markdown_table(result.unresolved),
-        "invalid_values_by_column": json_counts(counts_by(result.invalid_values, "column_name")),
+        "invalid_values": len(result.invalid_values),
+        **named("invalid_values", counts_by(result.invalid_values, "column_name")),
         "invalid_values_sample": markdown_table(result.invalid_values),
     }
-
-
-def _conflicts_check(result: IdentityResult) -> dg.AssetCheckResult:
-    conflicts = result.conflicts
-    shared_emails = conflicts[conflicts["kind"] == SHARED_EMAIL]["identifier"].nunique()
-    return dg.AssetCheckResult(
-        check_name=CONFLICTS_CHECK,
-        passed=conflicts.empty,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "conflicts": int(conflicts.drop_duplicates(["kind", "identifier"]).shape[0]),
-            "shared_emails": int(shared_emails),
-            "conflicts_sample": markdown_table(conflicts, limit=50),
-        },
-        description="Every conflict is listed in cio_identity_conflicts; each resolves to its survivor.",
-    )

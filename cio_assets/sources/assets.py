@@ -9,6 +9,8 @@ from __future__ import annotations
 import dagster as dg
 from sqlalchemy import Connection, Table, func, select
 
+from cio_assets.catalog import code_reference, pii_tags, table_metadata
+from cio_assets.sources import tables as tables_module
 from cio_assets.sources.tables import SOURCE_TABLES
 
 SOURCE_GROUP = "source"
@@ -23,13 +25,9 @@ source_tables = [
         source_key(table),
         group_name=SOURCE_GROUP,
         kinds={"mysql"},
-        description=f"Source table `{table.name}` (read only).",
-        metadata={
-            "dagster/table_name": table.name,
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(c.name, str(c.type)) for c in table.columns]
-            ),
-        },
+        description=f"{table.comment}: the shop's `{table.name}` table, read only.",
+        metadata={**table_metadata(table), **code_reference(tables_module.__file__, f"{table.name} = Table(")},
+        tags=pii_tags(table),
     )
     for table in SOURCE_TABLES
 ]

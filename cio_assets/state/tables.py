@@ -14,6 +14,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects import mysql
 
+from cio_assets.catalog import PII
+
 state_metadata = MetaData()
 
 # Long enough for any e-mail (RFC 5321: 320 bytes), short enough to index under utf8mb4.
@@ -32,41 +34,47 @@ def _long_text() -> Text:
 identity_map = Table(
     "cio_identity_map",
     state_metadata,
-    Column("identifier_type", String(16), primary_key=True),  # customer_id | email | phone | anonymous_id
-    Column("identifier", String(ID_WIDTH), primary_key=True),
-    Column("person_id", String(ID_WIDTH), nullable=False),
-    Column("source", String(32), nullable=False),  # the source table the identifier was first seen in
+    Column("identifier_type", String(16), primary_key=True, comment="customer_id, email, phone or anonymous_id"),
+    Column(
+        "identifier",
+        String(ID_WIDTH),
+        primary_key=True,
+        info=PII,
+        comment="The normalised identifier: a customer id, a lower-cased e-mail, an E.164 phone, an anonymous id",
+    ),
+    Column("person_id", String(ID_WIDTH), nullable=False, comment="The canonical person it resolves to"),
+    Column("source", String(32), nullable=False, comment="The source table the identifier was first seen in"),
     Index("ix_cio_identity_map_person", "person_id"),
 )
 
 identity_conflicts = Table(
     "cio_identity_conflicts",
     state_metadata,
-    Column("kind", String(32), primary_key=True),  # shared_email | shared_phone | anonymous_id_many_people
-    Column("identifier", String(ID_WIDTH), primary_key=True),
-    Column("member", String(ID_WIDTH), primary_key=True),  # the customer id (or person) sharing the identifier
-    Column("survivor", String(ID_WIDTH), nullable=False),  # what the identifier resolves to
-    Column("is_survivor", Boolean, nullable=False),
+    Column("kind", String(32), primary_key=True, comment="shared_email, shared_phone or anonymous_id_many_people"),
+    Column("identifier", String(ID_WIDTH), primary_key=True, info=PII, comment="The identifier several share"),
+    Column("member", String(ID_WIDTH), primary_key=True, comment="A customer id (or person) sharing it"),
+    Column("survivor", String(ID_WIDTH), nullable=False, comment="What the identifier resolves to"),
+    Column("is_survivor", Boolean, nullable=False, comment="This member is the survivor"),
 )
 
 unresolved_identifiers = Table(
     "cio_unresolved_identifiers",
     state_metadata,
-    Column("source_table", String(64), primary_key=True),
-    Column("source_key", String(64), primary_key=True),
-    Column("identifier_type", String(16), nullable=False),
-    Column("identifier", String(ID_WIDTH), info=CLIPPED),  # the raw value, as the source holds it
-    Column("reason", String(255), nullable=False, info=CLIPPED),
+    Column("source_table", String(64), primary_key=True, comment="The source table of the row"),
+    Column("source_key", String(64), primary_key=True, comment="The row's primary key in that table"),
+    Column("identifier_type", String(16), nullable=False, comment="customer_id, email, phone or anonymous_id"),
+    Column("identifier", String(ID_WIDTH), info={**CLIPPED, **PII}, comment="The raw value, as the source holds it"),
+    Column("reason", String(255), nullable=False, info=CLIPPED, comment="Why it resolves to nobody"),
 )
 
 invalid_values = Table(
     "cio_invalid_values",
     state_metadata,
-    Column("source_table", String(64), primary_key=True),
-    Column("source_key", String(64), primary_key=True),
-    Column("column_name", String(64), primary_key=True),
-    Column("raw_value", String(1000), info=CLIPPED),
-    Column("reason", String(255), nullable=False, info=CLIPPED),
+    Column("source_table", String(64), primary_key=True, comment="The source table of the row"),
+    Column("source_key", String(64), primary_key=True, comment="The row's primary key in that table"),
+    Column("column_name", String(64), primary_key=True, comment="The column whose value was invalid"),
+    Column("raw_value", String(1000), info={**CLIPPED, **PII}, comment="The value as the source holds it (clipped)"),
+    Column("reason", String(255), nullable=False, info=CLIPPED, comment="Why it was nulled"),
 )
 
 # Source rows set aside by the hygiene rules. Kept across runs: a row that passes again is not
@@ -74,13 +82,15 @@ invalid_values = Table(
 rejected_rows = Table(
     "cio_rejected_rows",
     state_metadata,
-    Column("source_table", String(64), primary_key=True),
-    Column("source_key", String(64), primary_key=True),
-    Column("column_name", String(64), primary_key=True),
-    Column("raw_value", String(255), info=CLIPPED),
-    Column("reason", String(32), nullable=False),  # a code from hygiene/rules.py, e.g. negative_amount
-    Column("first_rejected_at", BigInteger, nullable=False),  # Unix s: the run that first listed it
-    Column("released_at", BigInteger),  # Unix s: the run that found it valid again; NULL while rejected
+    Column("source_table", String(64), primary_key=True, comment="The source table of the row set aside"),
+    Column("source_key", String(64), primary_key=True, comment="The row's primary key in that table"),
+    Column("column_name", String(64), primary_key=True, comment="The column judged"),
+    Column(
+        "raw_value", String(255), info={**CLIPPED, **PII}, comment="The judged value as the source holds it (clipped)"
+    ),
+    Column("reason", String(32), nullable=False, comment="A code from hygiene/rules.py, e.g. negative_amount"),
+    Column("first_rejected_at", BigInteger, nullable=False, comment="Unix seconds: the run that first listed it"),
+    Column("released_at", BigInteger, comment="Unix seconds: the run that found it valid again; null while rejected"),
     Index("ix_cio_rejected_rows_released_at", "released_at"),
 )
 
@@ -89,41 +99,70 @@ rejected_rows = Table(
 quarantine = Table(
     "cio_quarantine",
     state_metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("asset", String(32), nullable=False),  # attribute_snapshot | event_log
-    Column("day", String(10), nullable=False),
-    Column("item_key", String(ID_WIDTH), nullable=False),  # person_id or event_id
-    Column("outcome", String(16), nullable=False),  # held | clipped | truncated
-    Column("source_table", String(64), nullable=False),
-    Column("source_key", String(64), nullable=False),
-    Column("reason", String(255), nullable=False, info=CLIPPED),
+    Column("id", Integer, primary_key=True, autoincrement=True, comment="Row number"),
+    Column("asset", String(32), nullable=False, comment="attribute_snapshot or event_log"),
+    Column("day", String(10), nullable=False, comment="The partition (business-time-zone date)"),
+    Column("item_key", String(ID_WIDTH), nullable=False, comment="The person_id or event_id"),
+    Column("outcome", String(16), nullable=False, comment="held (not written), clipped or truncated (written)"),
+    Column("source_table", String(64), nullable=False, comment="The source table to blame, or (contract)"),
+    Column("source_key", String(64), nullable=False, comment="The source row's primary key"),
+    Column("reason", String(255), nullable=False, info=CLIPPED, comment="Why, starting with a reason code"),
     Index("ix_cio_quarantine_asset_day", "asset", "day"),
 )
 
 attribute_snapshot = Table(
     "cio_attribute_snapshot",
     state_metadata,
-    Column("day", String(10), primary_key=True),
-    Column("person_id", String(ID_WIDTH), primary_key=True),
-    Column("as_of", BigInteger, nullable=False),  # end of `day`, Unix seconds: when this state held
-    Column("email", String(ID_WIDTH)),
-    Column("phone", String(32)),
-    Column("first_name", String(ATTRIBUTE_TEXT_WIDTH)),
-    Column("last_name", String(ATTRIBUTE_TEXT_WIDTH)),
-    Column("created_at", BigInteger),
-    Column("first_order_at", BigInteger),
-    Column("last_order_at", BigInteger),
-    Column("total_orders", Integer, nullable=False),
-    Column("lifetime_value", Float, nullable=False),
-    Column("lifetime_value_net", Float, nullable=False),
-    Column("last_product_category", String(ATTRIBUTE_TEXT_WIDTH)),
-    Column("is_refunder", Boolean, nullable=False),
-    Column("subscription_status", String(16), nullable=False),
-    Column("vip_tier", String(32), nullable=False),
-    Column("email_opt_in", Boolean, nullable=False),
-    Column("sms_opt_in", Boolean, nullable=False),
-    Column("email_eligible", Boolean, nullable=False),
-    Column("sms_eligible", Boolean, nullable=False),
+    Column(
+        "day",
+        String(10),
+        primary_key=True,
+        comment="The partition: the business-time-zone date this state held at the end of",
+    ),
+    Column(
+        "person_id",
+        String(ID_WIDTH),
+        primary_key=True,
+        comment="The canonical person id sent to Customer.io (an e-mail under CIO_CANONICAL_ID=email)",
+    ),
+    Column("as_of", BigInteger, nullable=False, comment="Unix seconds: the end of `day`, when this state held"),
+    Column("email", String(ID_WIDTH), info=PII, comment="Normalised e-mail, or null when missing or invalid"),
+    Column("phone", String(32), info=PII, comment="E.164 phone, or null when missing or invalid"),
+    Column(
+        "first_name",
+        String(ATTRIBUTE_TEXT_WIDTH),
+        info=PII,
+        comment="First name, clipped to Customer.io's 1000-byte value limit",
+    ),
+    Column(
+        "last_name",
+        String(ATTRIBUTE_TEXT_WIDTH),
+        info=PII,
+        comment="Last name, clipped to Customer.io's 1000-byte value limit",
+    ),
+    Column("created_at", BigInteger, comment="Unix seconds: when the customer record was created"),
+    Column("first_order_at", BigInteger, comment="Unix seconds: the first paid order"),
+    Column("last_order_at", BigInteger, comment="Unix seconds: the latest paid order"),
+    Column("total_orders", Integer, nullable=False, comment="Paid orders so far"),
+    Column("lifetime_value", Float, nullable=False, comment="Sum of paid order totals (refunds not subtracted)"),
+    Column("lifetime_value_net", Float, nullable=False, comment="Lifetime value minus refunds issued by as_of"),
+    Column(
+        "last_product_category",
+        String(ATTRIBUTE_TEXT_WIDTH),
+        comment="Category of the latest paid order's most valuable line",
+    ),
+    Column("is_refunder", Boolean, nullable=False, comment="Has had at least one refund"),
+    Column("subscription_status", String(16), nullable=False, comment="active, paused, canceled or none"),
+    Column("vip_tier", String(32), nullable=False, comment="Tier by net lifetime value (CIO_VIP_TIERS), or none"),
+    Column(
+        "email_opt_in",
+        Boolean,
+        nullable=False,
+        comment="Accepts e-mail marketing (one opt-out among merged duplicates is an opt-out)",
+    ),
+    Column("sms_opt_in", Boolean, nullable=False, comment="Accepts SMS marketing"),
+    Column("email_eligible", Boolean, nullable=False, comment="Opted in to e-mail and has a valid e-mail"),
+    Column("sms_eligible", Boolean, nullable=False, comment="Opted in to SMS and has a valid phone"),
 )
 
 # The attributes sent to Customer.io, in a fixed order (everything but the keys and `as_of`).
@@ -137,13 +176,22 @@ TEXT_ATTRIBUTES: tuple[str, ...] = ("first_name", "last_name", "last_product_cat
 event_log = Table(
     "cio_event_log",
     state_metadata,
-    # Derived from the source key (e.g. `order_placed:123`): re-extraction never mints a new id.
-    Column("event_id", String(191), primary_key=True),
-    Column("day", String(10), nullable=False),
-    Column("person_id", String(ID_WIDTH), nullable=False),
-    Column("name", String(100), nullable=False),
-    Column("timestamp", BigInteger, nullable=False),  # Unix seconds, UTC
-    Column("properties", _long_text(), nullable=False),  # JSON object, already fitted to Customer.io's limits
+    Column(
+        "event_id",
+        String(191),
+        primary_key=True,
+        comment="Stable id from the source key (e.g. order_placed:123): re-extraction never mints a new one",
+    ),
+    Column("day", String(10), nullable=False, comment="The partition: the business-time-zone date of `timestamp`"),
+    Column("person_id", String(ID_WIDTH), nullable=False, comment="The canonical person the event belongs to"),
+    Column("name", String(100), nullable=False, comment="order_placed, checkout_started, cart_abandoned, ..."),
+    Column("timestamp", BigInteger, nullable=False, comment="Unix seconds, UTC: when it happened"),
+    Column(
+        "properties",
+        _long_text(),
+        nullable=False,
+        comment="JSON object, already fitted to Customer.io's limits",
+    ),
     Index("ix_cio_event_log_day", "day"),
 )
 
@@ -152,31 +200,43 @@ event_log = Table(
 people_ledger = Table(
     "cio_people_ledger",
     state_metadata,
-    Column("person_id", String(ID_WIDTH), primary_key=True),
-    Column("attributes", _long_text(), nullable=False),  # JSON: every attribute value Customer.io now holds
-    Column("as_of", BigInteger, nullable=False),  # the snapshot time those values held; never moves back
-    Column("delivered_at", BigInteger, nullable=False),
+    Column("person_id", String(ID_WIDTH), primary_key=True, comment="The person Customer.io holds"),
+    Column(
+        "attributes",
+        _long_text(),
+        nullable=False,
+        info=PII,
+        comment="JSON: every attribute value Customer.io now holds",
+    ),
+    Column("as_of", BigInteger, nullable=False, comment="The snapshot time those values held; never moves back"),
+    Column("delivered_at", BigInteger, nullable=False, comment="Unix seconds: when Customer.io accepted it"),
 )
 
 event_ledger = Table(
     "cio_event_ledger",
     state_metadata,
-    Column("event_id", String(191), primary_key=True),
-    Column("cio_event_id", String(26), nullable=False),  # the ULID Customer.io de-duplicates on
-    Column("delivered_at", BigInteger, nullable=False),
+    Column("event_id", String(191), primary_key=True, comment="The event log's stable id"),
+    Column("cio_event_id", String(26), nullable=False, comment="The ULID Customer.io de-duplicates on"),
+    Column("delivered_at", BigInteger, nullable=False, comment="Unix seconds: when Customer.io accepted it"),
 )
 
 delivery_rejections = Table(
     "cio_delivery_rejections",
     state_metadata,
-    Column("kind", String(16), primary_key=True),  # person | event
-    Column("item_key", String(ID_WIDTH), primary_key=True),  # person_id or event_id
-    Column("payload", _long_text(), nullable=False),  # the exact batch item, retried on every later run
-    Column("as_of", BigInteger, nullable=False),  # snapshot as_of (person) or event timestamp
-    Column("reason", String(1000), nullable=False, info=CLIPPED),
-    Column("attempts", Integer, nullable=False),
-    Column("first_rejected_at", BigInteger, nullable=False),
-    Column("last_rejected_at", BigInteger, nullable=False),
+    Column("kind", String(16), primary_key=True, comment="person or event"),
+    Column("item_key", String(ID_WIDTH), primary_key=True, comment="The person_id or event_id"),
+    Column(
+        "payload",
+        _long_text(),
+        nullable=False,
+        info=PII,
+        comment="The exact batch item, retried on every later run",
+    ),
+    Column("as_of", BigInteger, nullable=False, comment="The snapshot's as_of (person) or the event's timestamp"),
+    Column("reason", String(1000), nullable=False, info=CLIPPED, comment="Why it was refused or held"),
+    Column("attempts", Integer, nullable=False, comment="How many runs tried it"),
+    Column("first_rejected_at", BigInteger, nullable=False, comment="Unix seconds: the first refusal"),
+    Column("last_rejected_at", BigInteger, nullable=False, comment="Unix seconds: the latest refusal"),
 )
 
 # One row per state database: which ledger this is. Delivery records the id in the Dagster
@@ -184,6 +244,6 @@ delivery_rejections = Table(
 ledger_identity = Table(
     "cio_ledger_identity",
     state_metadata,
-    Column("ledger_id", String(36), primary_key=True),
-    Column("created_at", BigInteger, nullable=False),
+    Column("ledger_id", String(36), primary_key=True, comment="A UUID minted when the ledger was created"),
+    Column("created_at", BigInteger, nullable=False, comment="Unix seconds: when"),
 )

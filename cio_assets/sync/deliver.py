@@ -3,6 +3,11 @@
 `on_delivered` is called after each batch Customer.io accepted, so the caller can write its ledger
 in its own transaction: what the ledger says was delivered always was. Items refused locally (too
 big for Customer.io's limits) or by Customer.io (207/400) go to `on_rejected` with their reason.
+
+A dry run sends nothing, so its logs and metadata say "planned", never "sent": items and batches
+planned, and no HTTP counters at all. A real run's metadata carries the HTTP counters (requests,
+bytes, retries, 429s, 5xx, transport errors) as separate int entries and the rates the delivery
+checks judge (`cio_assets/checks/delivery.py`) as floats.
 """
 
 from __future__ import annotations
@@ -24,10 +29,24 @@ from cio_assets.resources import CustomerIO
 Delivered = Callable[[list[Item]], None]
 Rejected = Callable[[list[tuple[Item, str]]], None]
 
+# Metadata keys of a sync materialisation that the delivery checks read.
+DRY_RUN = "dry_run"
+ITEMS_SENT = "items_sent"
+ITEMS_PLANNED = "items_planned"
+REFUSED = "rejected"
+REQUESTS = "requests"
+THROTTLED = "throttled_429"
+SERVER_ERRORS = "server_errors_5xx"
+REFUSAL_RATE = "refusal_rate"
+THROTTLED_RATE = "throttled_429_rate"
+SERVER_ERROR_RATE = "server_errors_5xx_rate"
+# A progress line every this many batches.
+PROGRESS_EVERY = 50
+
 
 @dataclass
 class DeliveryReport:
-    sent: int = 0  # items Customer.io accepted (or, in a dry run, items written to the outbox)
+    sent: int = 0  # items Customer.io accepted (in a dry run: items planned, written to the outbox)
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> items
     rejection_sample: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
     batches: int = 0
@@ -65,6 +84,8 @@ def deliver(
         for batch in write_outbox(outbox, batches):
             report.batches += 1
             report.sent += len(batch.items)
+            if report.batches % PROGRESS_EVERY == 0:
+                log(f"{report.batches} batches written to the outbox, {report.sent} items planned so far (dry run)")
     else:
         with customerio.client() as client:
             for result in client.send(batches):
@@ -73,7 +94,7 @@ def deliver(
                 report.sent += len(result.delivered)
                 if result.rejected:
                     refuse(result.refused)
-                if report.batches % 50 == 0:
+                if report.batches % PROGRESS_EVERY == 0:
                     log(f"{report.batches} batches answered, {report.sent} items delivered so far")
             report.http = client.stats.as_dict()
     report.seconds = round(time.monotonic() - started, 2)
@@ -99,21 +120,47 @@ def outbox_path(customerio: CustomerIO, context: dg.AssetExecutionContext) -> Pa
     return Path(customerio.outbox_dir) / f"{asset}-{context.run.run_id}.jsonl"
 
 
+def delivery_rates(items: int, refused: int, requests: int, throttled: int, server_errors: int) -> dict[str, float]:
+    """Refused share of the items offered (accepted or planned, plus refused); 429 and 5xx shares of requests."""
+    offered = items + refused
+    return {
+        REFUSAL_RATE: round(refused / offered, 4) if offered else 0.0,
+        THROTTLED_RATE: round(throttled / requests, 4) if requests else 0.0,
+        SERVER_ERROR_RATE: round(server_errors / requests, 4) if requests else 0.0,
+    }
+
+
 def delivery_metadata(report: DeliveryReport) -> dict[str, object]:
     rejections = markdown_table(pd.DataFrame(report.rejection_sample, columns=["key", "reason"]))
-    return {
-        "dry_run": report.dry_run,
+    refused = sum(report.rejected.values())
+    common: dict[str, object] = {
+        DRY_RUN: report.dry_run,
         **({"outbox": dg.MetadataValue.path(report.outbox)} if report.outbox else {}),
-        "items_sent" if not report.dry_run else "items_planned": report.sent,
-        "batches": report.batches,
-        "rejected": sum(report.rejected.values()),
+        REFUSED: refused,
         "rejected_by_reason": json_counts(report.rejected),
         "rejection_sample": rejections,
-        "requests": report.http.get("requests", 0),
+    }
+    if report.dry_run:  # nothing was sent: no HTTP counters, and every count says "planned"
+        return {
+            **common,
+            ITEMS_PLANNED: report.sent,
+            "batches": report.batches,
+            REFUSAL_RATE: delivery_rates(report.sent, refused, 0, 0, 0)[REFUSAL_RATE],
+            "planning_s": report.seconds,
+        }
+    http = {
+        REQUESTS: report.http.get("requests", 0),
         "bytes_sent": report.http.get("bytes_sent", 0),
         "retries": report.http.get("retries", 0),
-        "throttled_429": report.http.get("throttled", 0),
-        "server_errors_5xx": report.http.get("server_errors", 0),
+        THROTTLED: report.http.get("throttled", 0),
+        SERVER_ERRORS: report.http.get("server_errors", 0),
         "transport_errors": report.http.get("transport_errors", 0),
+    }
+    return {
+        **common,
+        ITEMS_SENT: report.sent,
+        "batches": report.batches,
+        **http,
+        **delivery_rates(report.sent, refused, http[REQUESTS], http[THROTTLED], http[SERVER_ERRORS]),
         "delivery_s": report.seconds,
     }

@@ -22,6 +22,7 @@ import dagster as dg
 import orjson
 from sqlalchemy import Connection, Row, select
 
+from cio_assets.catalog import listing_schemas
 from cio_assets.customerio.batching import Item
 from cio_assets.customerio.ids import event_ulid
 from cio_assets.events.families import FAMILY_TABLES, event_id
@@ -29,6 +30,7 @@ from cio_assets.hygiene.rejections import released_rows
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
+from cio_assets.state import tables as state_tables
 from cio_assets.state.tables import attribute_snapshot, event_log
 from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
 from cio_assets.sync import ledger
@@ -39,6 +41,7 @@ HISTORY_FLAG = "backfill"
 WAITING_FOR_IDENTIFY = "held: the person is not identified in Customer.io yet (no e-mail or phone there)"
 LOG_COLUMNS = (
     event_log.c.event_id,
+    event_log.c.day,
     event_log.c.person_id,
     event_log.c.name,
     event_log.c.timestamp,
@@ -66,6 +69,8 @@ class EventStream(SyncStream):
     """The range's events, each once, each after its person."""
 
     kind = ledger.EVENT
+    label = "events"
+    outcomes = ("live", "history", "history_skipped", "duplicates_skipped", "waiting_for_identify")
 
     def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
         super().__init__(state, prange, settings, dry_run)
@@ -79,18 +84,18 @@ class EventStream(SyncStream):
             for row in page:
                 history = row.timestamp < self.live_since
                 if row.event_id in delivered:
-                    self.counts["duplicates_skipped"] += 1
+                    self.count("duplicates_skipped", row.day)
                 elif history and self.settings.history_events == "skip":
-                    self.counts["history_skipped"] += 1
+                    self.count("history_skipped", row.day)
                 else:
                     item = event_item(
                         row.event_id, row.person_id, row.name, int(row.timestamp), orjson.loads(row.properties), history
                     )
                     if row.person_id not in identified:
-                        self.counts["waiting_for_identify"] += 1
+                        self.count("waiting_for_identify", row.day)
                         self.held.append((item, WAITING_FOR_IDENTIFY))
                     else:
-                        self.counts["history" if history else "live"] += 1
+                        self.count("history" if history else "live", row.day)
                         yield item
 
     def _released_pages(self) -> Iterator[list[Row]]:
@@ -162,6 +167,7 @@ class EventStream(SyncStream):
     deps=["event_log", "customerio_people"],
     pool="customerio_api",
     description=__doc__,
+    metadata=listing_schemas(state_tables.event_ledger, state_tables.delivery_rejections, state_tables.ledger_identity),
 )
 def customerio_events(
     context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO, settings: Settings

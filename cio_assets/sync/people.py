@@ -21,10 +21,12 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import Connection, and_, func, or_, select
 
+from cio_assets.catalog import listing_schemas, pii_tags
 from cio_assets.customerio.batching import Item
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
+from cio_assets.state import tables as state_tables
 from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
 from cio_assets.sync import ledger
 from cio_assets.sync.stream import Pending, SyncStream, run_sync
@@ -110,6 +112,8 @@ class PeopleStream(SyncStream):
     """People of the range, latest snapshot first compared with what Customer.io holds."""
 
     kind = ledger.PERSON
+    label = "people"
+    outcomes = (CREATED, UPDATED, UNCHANGED, OLDER)
 
     def fresh(self) -> Iterator[Item]:
         """Page through the range's people: memory follows the page, not the shop."""
@@ -121,7 +125,7 @@ class PeopleStream(SyncStream):
             for row in rows.itertuples(index=False):
                 attributes = {c: _plain(getattr(row, c)) for c in ATTRIBUTE_COLUMNS}
                 change = plan_change(row.person_id, int(row.as_of), attributes, held.get(row.person_id))
-                self.counts[change.kind] += 1
+                self.count(change.kind, row.day)
                 if change.kind in (CREATED, UPDATED):
                     yield identify(change)
 
@@ -159,6 +163,10 @@ class PeopleStream(SyncStream):
     deps=["attribute_snapshot"],
     pool="customerio_api",
     description=__doc__,
+    tags=pii_tags(state_tables.people_ledger),
+    metadata=listing_schemas(
+        state_tables.people_ledger, state_tables.delivery_rejections, state_tables.ledger_identity
+    ),
 )
 def customerio_people(
     context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO, settings: Settings

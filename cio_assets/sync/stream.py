@@ -23,11 +23,12 @@ import dagster as dg
 from sqlalchemy import Connection
 
 from cio_assets.customerio.batching import Item
+from cio_assets.metadata import add_partition_metadata
 from cio_assets.partitions import PartitionRange
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.sync import ledger
-from cio_assets.sync.deliver import deliver, delivery_metadata, outbox_path
+from cio_assets.sync.deliver import DeliveryReport, deliver, delivery_metadata, outbox_path
 from cio_assets.timestamps import unix, utc_now
 
 LEDGER_ID = "ledger_id"
@@ -42,6 +43,8 @@ class SyncStream(ABC):
     """What differs between the people and the event sync."""
 
     kind: str  # ledger.PERSON or ledger.EVENT
+    label: str  # "people" or "events": the prefix of the per-day figures
+    outcomes: tuple[str, ...]  # what can happen to a fresh item, counted per day of the range
 
     def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
         self.state = state
@@ -49,7 +52,20 @@ class SyncStream(ABC):
         self.settings = settings
         self.dry_run = dry_run
         self.counts: Counter[str] = Counter()
+        self.per_day: Counter[tuple[str, str]] = Counter()  # (day, outcome) of fresh items
         self.held: list[tuple[Item, str]] = []  # items kept for a later run, with why
+
+    def count(self, outcome: str, day: str) -> None:
+        """One fresh item of `day` had this outcome (the run total and the day's own figure)."""
+        self.counts[outcome] += 1
+        self.per_day[day, outcome] += 1
+
+    def day_figures(self) -> dict[str, dict[str, object]]:
+        """Each day's own outcomes (`people/created`, `events/live`, ...), every outcome on every day."""
+        return {
+            day: {f"{self.label}/{outcome}": self.per_day[day, outcome] for outcome in self.outcomes}
+            for day in self.prange.keys
+        }
 
     @abstractmethod
     def fresh(self) -> Iterator[Item]:
@@ -104,10 +120,8 @@ def run_sync(
     )
     if stream.held and not stream.dry_run:
         _record_refusals(state, stream.kind, stream.held)
-    context.log.info(
-        f"{stream.kind}s: {dict(stream.counts)}; {report.sent} {'planned (dry run)' if report.dry_run else 'sent'}, "
-        f"{sum(report.rejected.values())} refused, {len(stream.held)} held for a later run"
-    )
+    context.log.info(f"{stream.kind}s: {dict(stream.counts)}; {delivery_summary(report, len(stream.held))}")
+    add_partition_metadata(context, stream.day_figures())
     return dg.MaterializeResult(
         metadata={
             **stream.metadata(),
@@ -117,6 +131,17 @@ def run_sync(
             "duration_s": round(time.monotonic() - started, 2),
         }
     )
+
+
+def delivery_summary(report: DeliveryReport, held: int) -> str:
+    """What the run did with its items, in words that match the mode: a dry run plans, it never sends."""
+    refused = sum(report.rejected.values())
+    if report.dry_run:
+        return (
+            f"dry run: {report.sent} items planned in {report.batches} batches, none sent (request bodies in "
+            f"{report.outbox}); {refused} would be refused, {held} would wait for a later run"
+        )
+    return f"{report.sent} items sent in {report.batches} batches, {refused} refused, {held} held for a later run"
 
 
 def _record_refusals(state: StateDatabase, kind: str, refused: list[tuple[Item, str]]) -> None:

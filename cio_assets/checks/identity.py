@@ -1,0 +1,113 @@
+"""`identity_map_health` (WARN): identity conflicts and unresolved guests and carts against thresholds.
+
+A few conflicts are normal (two accounts sharing an e-mail are merged into the oldest, and the
+conflict is listed): the check warns only when their share of people passes
+`CIO_CHECK_MAX_CONFLICT_SHARE`. Likewise for paid orders whose person cannot be resolved
+(`CIO_CHECK_MAX_UNRESOLVED_GUEST_SHARE`) and carts (`CIO_CHECK_MAX_UNRESOLVED_CART_SHARE`; most
+anonymous carts never meet a customer, so that share is naturally high). identity_map is not
+partitioned: the check judges the whole listing the last run wrote.
+"""
+
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+from sqlalchemy import Connection, func, select
+
+from cio_assets.metadata import markdown_table
+from cio_assets.resources import SourceDatabase, StateDatabase
+from cio_assets.settings import Settings
+from cio_assets.sources.reads import read_frame
+from cio_assets.sources.tables import carts, orders
+from cio_assets.state import tables as state_tables
+
+ASSET = "identity_map"
+HEALTH = "identity_map_health"
+
+
+@dataclass(frozen=True)
+class IdentityCounts:
+    people: int
+    paid_orders: int
+    carts: int
+    conflicts: pd.DataFrame  # cio_identity_conflicts
+    unresolved: pd.DataFrame  # cio_unresolved_identifiers
+
+
+def read_identity_counts(state: Connection, source: Connection) -> IdentityCounts:
+    people = state.execute(select(func.count(func.distinct(state_tables.identity_map.c.person_id)))).scalar_one()
+    c = state_tables.identity_conflicts.c
+    conflicts = read_frame(state, select(state_tables.identity_conflicts).order_by(c.kind, c.identifier, c.member))
+    u = state_tables.unresolved_identifiers.c
+    unresolved = read_frame(state, select(state_tables.unresolved_identifiers).order_by(u.source_table, u.source_key))
+    paid = source.execute(select(func.count()).select_from(orders).where(orders.c.status == "paid")).scalar_one()
+    cart_rows = source.execute(select(func.count()).select_from(carts)).scalar_one()
+    return IdentityCounts(int(people), int(paid), int(cart_rows), conflicts, unresolved)
+
+
+def health_result(
+    counts: IdentityCounts, max_conflict_share: float, max_guest_share: float, max_cart_share: float
+) -> dg.AssetCheckResult:
+    """WARN when conflicts, unresolved guest orders or unresolved carts pass their share."""
+    conflicts = counts.conflicts
+    groups = int(conflicts.drop_duplicates(["kind", "identifier"]).shape[0]) if not conflicts.empty else 0
+    people_in_conflict = int(conflicts["survivor"].nunique()) if not conflicts.empty else 0
+    unresolved = counts.unresolved
+    guests = int((unresolved["source_table"] == orders.name).sum()) if not unresolved.empty else 0
+    unresolved_carts = int((unresolved["source_table"] == carts.name).sum()) if not unresolved.empty else 0
+    shares = {
+        "conflict_share": (_share(people_in_conflict, counts.people), max_conflict_share, "people in a conflict"),
+        "unresolved_guest_share": (_share(guests, counts.paid_orders), max_guest_share, "unresolved paid orders"),
+        "unresolved_cart_share": (_share(unresolved_carts, counts.carts), max_cart_share, "unresolved carts"),
+    }
+    over = [f"{what} {share:.2%} > {limit:.2%}" for share, limit, what in shares.values() if share > limit]
+    return dg.AssetCheckResult(
+        check_name=HEALTH,
+        asset_key=ASSET,
+        passed=not over,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "Conflicts and unresolved guests and carts are within their thresholds; each is listed in its table"
+            if not over
+            else "Above threshold: " + "; ".join(over)
+        ),
+        metadata={
+            "people": counts.people,
+            "conflicts": groups,
+            "people_in_conflict": people_in_conflict,
+            "unresolved_guest_orders": guests,
+            "paid_orders": counts.paid_orders,
+            "unresolved_carts": unresolved_carts,
+            "carts": counts.carts,
+            **{name: round(share, 4) for name, (share, _, _) in shares.items()},
+            **{f"max_{name}": float(limit) for name, (_, limit, _) in shares.items()},
+            "conflicts_sample": markdown_table(conflicts, limit=50),
+            "unresolved_sample": markdown_table(unresolved[unresolved["source_table"].isin([orders.name, carts.name])])
+            if not unresolved.empty
+            else markdown_table(unresolved),
+        },
+    )
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+@dg.asset_check(
+    asset=ASSET,
+    name=HEALTH,
+    description=(
+        "Warns when the share of people in an identity conflict, of paid orders whose person is unresolved, or of "
+        "unresolved carts passes CIO_CHECK_MAX_CONFLICT_SHARE, CIO_CHECK_MAX_UNRESOLVED_GUEST_SHARE or "
+        "CIO_CHECK_MAX_UNRESOLVED_CART_SHARE. One shared e-mail in a shop is not a failure."
+    ),
+)
+def identity_map_health(source: SourceDatabase, state: StateDatabase, settings: Settings) -> dg.AssetCheckResult:
+    with state.connect() as state_conn, source.connect() as source_conn:
+        counts = read_identity_counts(state_conn, source_conn)
+    return health_result(
+        counts,
+        settings.check_max_conflict_share,
+        settings.check_max_unresolved_guest_share,
+        settings.check_max_unresolved_cart_share,
+    )
