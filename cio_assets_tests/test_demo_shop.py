@@ -450,3 +450,38 @@ def test_demo_summary_says_what_became_of_each_bad_row(tmp_path: Path) -> None:
     dry_run = {"dry_run": True, "items_planned": 12, "batches": 1, "rejected": 0, "outbox": "out.jsonl"}
     plan = delivery_report({"customerio_people": dry_run, "customerio_events": dry_run})
     assert "12 items planned in 1 batches" in plan and "sent" not in plan
+
+
+@pytest.mark.parametrize(
+    ("steady_rates", "busier"),
+    [
+        # the generator's older timing, kept for `make bench`: the newest customers' orders and the late
+        # refunds crowd into the last week of history
+        (False, True),
+        # the demo's: the last week looks like the one before, so the volume checks have nothing to flag
+        (True, False),
+    ],
+)
+def test_with_steady_rates_the_last_week_of_history_is_no_busier_than_the_week_before(
+    tmp_path: Path, steady_rates: bool, busier: bool
+) -> None:
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'shop.sqlite'}")
+    end = datetime(2026, 11, 20)
+    generate_shop(engine, ShopSize(customers=1000, days=60, end=end.date(), steady_rates=steady_rates))
+    last_week, week_before = end - timedelta(days=6), end - timedelta(days=13)
+    with engine.connect() as conn:
+
+        def paid_orders(start: datetime) -> int:
+            in_week = orders.c.paid_at.between(start, start + timedelta(days=7)) & (orders.c.status == "paid")
+            return conn.execute(select(sqlalchemy.func.count()).where(in_week)).scalar_one()
+
+        def refunded(start: datetime) -> int:
+            in_week = refunds.c.created_at.between(start, start + timedelta(days=7))
+            return conn.execute(select(sqlalchemy.func.count()).where(in_week)).scalar_one()
+
+        order_ratio = paid_orders(last_week) / paid_orders(week_before)
+        refund_ratio = refunded(last_week) / max(refunded(week_before), 1)
+    engine.dispose()
+
+    assert (order_ratio > 1.25) is busier, order_ratio
+    assert (refund_ratio > 1.5) is busier, refund_ratio

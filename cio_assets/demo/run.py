@@ -65,7 +65,7 @@ def main() -> None:
     # History ends yesterday (business time), so every partition up to today holds the shop's usual
     # traffic and the volume and freshness checks judge a live-looking shop, not a stale sample.
     yesterday = date.fromisoformat(daily_partitions.get_last_partition_key()) - timedelta(days=1)
-    counts = generate_shop(source, ShopSize(end=yesterday))
+    counts = generate_shop(source, ShopSize(end=yesterday, steady_rates=True))
     source.dispose()
     print(f"Generated the sample shop in {_path(DEMO_SOURCE_URL)}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
 
