@@ -5,6 +5,9 @@
 # reads ./dagster.yaml where it stands (no copy, and no warning from `dagster dev` about a dagster.yaml
 # outside DAGSTER_HOME); that file keeps the run history under .cio/dagster_home.
 demo dev: export DAGSTER_HOME := $(CURDIR)
+# The sensor and the schedule wait to be turned on in the UI: the demo's shop is a fixed sample, and a
+# dev server should not launch runs by itself (set CIO_AUTOMATION=on to try them).
+dev: export CIO_AUTOMATION ?= off
 
 .PHONY: install demo dev test lint validate bench
 

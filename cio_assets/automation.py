@@ -179,12 +179,14 @@ def yesterday(scheduled: datetime, partitions_def: dg.TimeWindowPartitionsDefini
     job=refresh,
     cron_schedule=f"0 {AUTOMATION.finalize_hour} * * *",
     execution_timezone=daily_partitions.timezone,
-    # Off until someone turns it on (as the sensor): `make dev` on the demo must not launch runs by itself.
-    default_status=dg.DefaultScheduleStatus.STOPPED,
+    # Running unless CIO_AUTOMATION=off (as the sensor): `make dev` turns it off, so the demo never launches runs
+    # by itself.
+    default_status=dg.DefaultScheduleStatus.RUNNING if AUTOMATION.running else dg.DefaultScheduleStatus.STOPPED,
     description=(
         "Finalise yesterday: at CIO_FINALIZE_HOUR (business time zone) rebuild and deliver yesterday's partition "
         "once more, so rows that arrived after the day's last refresh (late writes, replication lag) reach "
-        "Customer.io, and run every check on the finished day. Off by default: turn it on to operate unattended."
+        "Customer.io, and run every check on the finished day. Runs by default; CIO_AUTOMATION=off (as in "
+        "`make dev`) leaves it for the UI to turn on."
     ),
 )
 def finalize_yesterday(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:

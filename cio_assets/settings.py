@@ -362,6 +362,9 @@ SOURCE_MAX_LAG_MINUTES = env_int("CIO_SOURCE_MAX_LAG_MINUTES", 1440, minimum=1)
 
 # Automation (read when the definitions load: they shape the schedule and the freshness policies).
 FINALIZE_HOUR = env_int("CIO_FINALIZE_HOUR", 2, minimum=0, maximum=23)
+# on: the sensor and the schedule start running as soon as a daemon loads the definitions (unattended);
+# off: they wait to be turned on in the UI (`make dev` on the demo, so it never launches runs by itself).
+AUTOMATION_STATUS = env_choice("CIO_AUTOMATION", "on", ("on", "off"))
 SYNC_WARN_LAG_MINUTES = env_int("CIO_SYNC_WARN_LAG_MINUTES", 1500, minimum=0)  # 0: no warning window
 SYNC_MAX_LAG_MINUTES = env_int("CIO_SYNC_MAX_LAG_MINUTES", 2880, minimum=1)
 
@@ -588,7 +591,10 @@ class PartitionSettings:
 class AutomationSettings:
     """Settings that shape the schedule and the sync assets' freshness policies, read at load time."""
 
-    def __init__(self, finalize_hour: int, sync_warn_lag_minutes: int, sync_max_lag_minutes: int) -> None:
+    def __init__(
+        self, finalize_hour: int, sync_warn_lag_minutes: int, sync_max_lag_minutes: int, automation: str = "on"
+    ) -> None:
+        self.running = AUTOMATION_STATUS.check(automation) == "on"
         self.finalize_hour = FINALIZE_HOUR.check(finalize_hour)
         self.sync_warn_lag_minutes = SYNC_WARN_LAG_MINUTES.check(sync_warn_lag_minutes)
         self.sync_max_lag_minutes = SYNC_MAX_LAG_MINUTES.check(sync_max_lag_minutes)
@@ -603,8 +609,10 @@ class AutomationSettings:
     def from_env(cls) -> AutomationSettings:
         # CIO_FINALIZE_HOUR: the hour (0-23, business time zone) the daily schedule finalises yesterday.
         # CIO_SYNC_WARN_LAG_MINUTES / CIO_SYNC_MAX_LAG_MINUTES: the sync assets' freshness windows.
+        # CIO_AUTOMATION: whether the sensor and the schedule run by default.
         values = read_all(
             {
+                "automation": AUTOMATION_STATUS,
                 "finalize_hour": FINALIZE_HOUR,
                 "sync_warn_lag_minutes": SYNC_WARN_LAG_MINUTES,
                 "sync_max_lag_minutes": SYNC_MAX_LAG_MINUTES,

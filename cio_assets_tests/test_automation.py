@@ -173,6 +173,10 @@ def test_sync_freshness_windows_come_from_the_settings(warn, fail, warn_window):
             "CIO_SYNC_MAX_LAG_MINUTES='0' is invalid: expected a whole number >= 1",
             id="no_window",
         ),
+        # automation is on or off, nothing else
+        pytest.param(
+            {"CIO_AUTOMATION": "yes"}, "CIO_AUTOMATION='yes' is invalid: expected one of on, off", id="automation"
+        ),
     ],
 )
 def test_automation_settings_name_the_bad_variable(monkeypatch, env, message):
@@ -299,3 +303,28 @@ def test_the_demo_run_names_its_assets_so_the_ui_shows_its_target(shop, pipeline
     assert run.asset_selection == set(job.asset_layer.executable_asset_keys)
     checked = {e.asset_check_key for e in result.get_asset_check_evaluations()}
     assert checked and FRESHNESS_KEY not in checked  # the sample shop's fixed dates would only say it is old
+
+
+@pytest.mark.parametrize(
+    ("value", "running"),
+    [
+        # unset: a deployment's daemon runs the sensor and the schedule without anyone clicking
+        (None, True),
+        # `make dev`: both wait to be turned on in the UI
+        ("off", False),
+        ("on", True),
+    ],
+)
+def test_cio_automation_decides_whether_the_sensor_and_the_schedule_run_by_default(monkeypatch, value, running):
+    if value is None:
+        monkeypatch.delenv("CIO_AUTOMATION", raising=False)
+    else:
+        monkeypatch.setenv("CIO_AUTOMATION", value)
+
+    assert AutomationSettings.from_env().running is running
+
+
+def test_the_loaded_sensor_and_schedule_run_by_default():
+    # The suite runs without CIO_AUTOMATION, as a deployment would.
+    assert source_changes.default_status == dg.DefaultSensorStatus.RUNNING
+    assert finalize_yesterday.default_status == dg.DefaultScheduleStatus.RUNNING

@@ -101,7 +101,8 @@ def demo_environment(data_dir: Path, dagster_home: Path) -> dict[str, str]:
     run with the default settings, whatever this shell has set.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CIO_", "DAGSTER_"))}
-    env.update(CIO_DATA_DIR=str(data_dir), DAGSTER_HOME=str(dagster_home))
+    # CIO_AUTOMATION=off as in `make dev`: the daemon must not launch runs while the UI is looked at.
+    env.update(CIO_DATA_DIR=str(data_dir), DAGSTER_HOME=str(dagster_home), CIO_AUTOMATION="off")
     return env
 
 

@@ -26,7 +26,7 @@ from datetime import datetime
 import dagster as dg
 import orjson
 
-from cio_assets.automation import read_source_freshness, refresh
+from cio_assets.automation import AUTOMATION, read_source_freshness, refresh
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import DatabaseError, SourceDatabase
 from cio_assets.settings import Settings
@@ -94,12 +94,12 @@ def run_key(partition: str, marks: Marks) -> str:
 @dg.sensor(
     job=refresh,
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.STOPPED,
+    default_status=dg.DefaultSensorStatus.RUNNING if AUTOMATION.running else dg.DefaultSensorStatus.STOPPED,
     description=(
         "Run live: every minute, read each source table's high-water marks (largest id, latest change time) and "
         "refresh today's partition when any moved forward. Also reports the source's freshness check when its "
-        "outcome changes. A source it cannot read skips the tick, keeping its place. Off by default: turn it on "
-        "to deliver changes within minutes, with the finalize_yesterday schedule on as well."
+        "outcome changes. A source it cannot read skips the tick, keeping its place. Runs by default; "
+        "CIO_AUTOMATION=off (as in `make dev`) leaves it for the UI to turn on."
     ),
 )
 def source_changes(context: dg.SensorEvaluationContext, source: SourceDatabase, settings: Settings) -> dg.SensorResult:
