@@ -22,13 +22,10 @@ from cio_assets.checks.days import (
     days_around,
     days_present,
     evaluated_days,
-    judge_counts,
-    known_days,
-    today_key,
+    judge_days,
     volume_result,
 )
 from cio_assets.metadata import markdown_table
-from cio_assets.partitions import daily_partitions
 from cio_assets.resources import StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.state.tables import attribute_snapshot as snapshot_table
@@ -187,12 +184,5 @@ def attribute_snapshot_checks(context: dg.AssetCheckExecutionContext, state: Sta
         present = days_present(conn, snapshot_table, window)
     yield one_row_result(repeated, days)
     yield null_rates_result(nulls, max_rates, days)
-    judged = judge_counts(
-        counts,
-        days.keys,
-        known_days(present, context.instance, asset),
-        baseline,
-        daily_partitions.get_first_partition_key(),
-        today_key(utc_now()),
-    )
+    judged = judge_days(counts, days, present, context.instance, asset, baseline, utc_now())
     yield volume_result(VOLUME, ASSET, judged, days, "people changed")

@@ -186,6 +186,27 @@ def days_around(days: Collection[str], trailing_days: int) -> list[str]:
     return sorted(window)
 
 
+def judge_days(
+    counts: pd.DataFrame,
+    days: EvaluatedDays,
+    present: Collection[str],
+    instance: dg.DagsterInstance,
+    asset: dg.AssetKey,
+    baseline: Baseline,
+    now: datetime,
+) -> pd.DataFrame:
+    """`judge_counts` for a check: the evaluated days against the days that hold data, the first partition
+    (all earlier history) left out, and today judged as still filling."""
+    return judge_counts(
+        counts,
+        days.keys,
+        known_days(present, instance, asset),
+        baseline,
+        daily_partitions.get_first_partition_key(),
+        today_key(now),
+    )
+
+
 def known_days(present: Collection[str], instance: dg.DagsterInstance, asset: dg.AssetKey) -> set[str]:
     """Days that hold data: present in the table, or materialised in the instance (possibly empty)."""
     return set(present) | instance.get_materialized_partitions(asset)

@@ -19,9 +19,7 @@ from cio_assets.checks.days import (
     days_around,
     days_present,
     evaluated_days,
-    judge_counts,
-    known_days,
-    today_key,
+    judge_days,
     volume_result,
 )
 from cio_assets.metadata import markdown_table
@@ -183,14 +181,7 @@ def event_log_checks(context: dg.AssetCheckExecutionContext, state: StateDatabas
         counts = read_counts(conn, window)
         present = days_present(conn, events_table, window)
     yield integrity_result(duplicates, problems, sample, days)
-    judged = judge_counts(
-        counts,
-        days.keys,
-        known_days(present, context.instance, asset),
-        baseline,
-        daily_partitions.get_first_partition_key(),
-        today_key(now),
-    )
+    judged = judge_days(counts, days, present, context.instance, asset, baseline, now)
     yield volume_result(VOLUME, ASSET, judged, days, "event name")
 
 
