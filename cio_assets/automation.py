@@ -167,6 +167,11 @@ refresh = dg.define_asset_job(
 # ---------------------------------------------------------------------------------------------------------
 
 
+# Once a day identity is rebuilt from the whole shop rather than from what changed: it catches what no
+# cursor sees (a row edited without moving `updated_at`, a deleted guest order; identity/refresh.py).
+FULL_IDENTITY_REFRESH = {"ops": {"identity_map": {"config": {"full_refresh": True}}}}
+
+
 def yesterday(scheduled: datetime, partitions_def: dg.TimeWindowPartitionsDefinition) -> str | None:
     """The partition key of the day before the one `scheduled` falls in (in the partitions' time zone), or
     None when that day is before the first partition."""
@@ -185,7 +190,8 @@ def yesterday(scheduled: datetime, partitions_def: dg.TimeWindowPartitionsDefini
     description=(
         "Finalise yesterday: at CIO_FINALIZE_HOUR (business time zone) rebuild and deliver yesterday's partition "
         "once more, so rows that arrived after the day's last refresh (late writes, replication lag) reach "
-        "Customer.io, and run every check on the finished day. Runs by default; CIO_AUTOMATION=off (as in "
+        "Customer.io, and run every check on the finished day. Identity is rebuilt from the whole shop in this "
+        "run (full_refresh), catching what the incremental runs' cursors cannot see. Runs by default; CIO_AUTOMATION=off (as in "
         "`make dev`) leaves it for the UI to turn on."
     ),
 )
@@ -193,7 +199,7 @@ def finalize_yesterday(context: dg.ScheduleEvaluationContext) -> dg.RunRequest |
     key = yesterday(context.scheduled_execution_time or datetime.now(UTC), daily_partitions)
     if key is None:
         return dg.SkipReason(f"yesterday is before the first partition, {daily_partitions.get_first_partition_key()}")
-    return dg.RunRequest(run_key=f"finalize:{key}", partition_key=key)
+    return dg.RunRequest(run_key=f"finalize:{key}", partition_key=key, run_config=FULL_IDENTITY_REFRESH)
 
 
 # ---------------------------------------------------------------------------------------------------------

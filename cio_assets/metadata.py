@@ -18,15 +18,17 @@ def counts_by(frame: pd.DataFrame, *columns: str) -> dict[str, int]:
     }
 
 
-def markdown_table(frame: pd.DataFrame, limit: int = 20) -> dg.MetadataValue:
-    """A Markdown sample of `frame` (no tabulate dependency), noting how many rows it leaves out."""
+def markdown_table(frame: pd.DataFrame, limit: int = 20, total: int | None = None) -> dg.MetadataValue:
+    """A Markdown sample of `frame` (no tabulate dependency), noting how many rows it leaves out of `total`
+    (default: the frame's length; pass it when `frame` is already a sample read with a limit)."""
     if frame.empty:
         return dg.MetadataValue.md("_none_")
     sample = frame.head(limit)
+    total = len(frame) if total is None else total
     header = "| " + " | ".join(str(c) for c in sample.columns) + " |"
     rule = "|" + "---|" * len(sample.columns)
     rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in sample.itertuples(index=False)]
-    more = [f"\n_…and {len(frame) - limit} more_"] if len(frame) > limit else []
+    more = [f"\n_…and {total - len(sample)} more_"] if total > len(sample) else []
     return dg.MetadataValue.md("\n".join([header, rule, *rows, *more]))
 
 

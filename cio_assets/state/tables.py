@@ -77,6 +77,48 @@ invalid_values = Table(
     Column("reason", String(255), nullable=False, info=CLIPPED, comment="Why it was nulled"),
 )
 
+# What identity was resolved from: the rows of the five inputs (customers, guest orders, carts, links,
+# orphan subscriptions), each with the keys it connects by (customer id, normalised e-mail and phone,
+# anonymous id). An incremental run finds the rows connected to what changed here, through the indexed
+# keys, and resolves only those, from these rows rather than from the shop.
+identity_inputs = Table(
+    "cio_identity_inputs",
+    state_metadata,
+    Column("source_table", String(32), primary_key=True, comment="customers, orders, carts, identity_links, ..."),
+    Column(
+        "source_key",
+        String(64),
+        primary_key=True,
+        comment="The row's primary key (for a link, a digest of customer id, anonymous id and time)",
+    ),
+    Column("customer_id", BigInteger, comment="The customer the row is (customers) or names"),
+    Column("email", Text, info=PII, comment="E-mail as the source holds it"),
+    Column("email_key", String(ID_WIDTH), info=PII, comment="Normalised e-mail, or null when missing or invalid"),
+    Column("phone", Text, info=PII, comment="Phone as the source holds it (customers)"),
+    Column("phone_key", String(32), info=PII, comment="E.164 phone, or null when missing or invalid"),
+    Column("country", Text, comment="Country as the source holds it, for national phone formats (customers)"),
+    Column("anonymous_id", Text, comment="Anonymous id as the source holds it (carts, links)"),
+    Column("anonymous_key", String(ID_WIDTH), comment="The anonymous id, when short enough to keep"),
+    Column("created_at", BigInteger, comment="Unix seconds, customers: created_at, null when missing or rejected"),
+    Column("created_at_raw", BigInteger, comment="Unix seconds, customers: created_at as the source holds it"),
+    Column("linked_at", BigInteger, comment="Unix seconds, links: when the link was made"),
+    Index("ix_cio_identity_inputs_customer", "customer_id"),
+    Index("ix_cio_identity_inputs_email", "email_key"),
+    Index("ix_cio_identity_inputs_phone", "phone_key"),
+    Index("ix_cio_identity_inputs_anonymous", "anonymous_key"),
+    Index("ix_cio_identity_inputs_created", "created_at_raw"),
+)
+
+# Where each incremental asset stopped reading the shop: one JSON document per asset, written in the
+# same transaction as what the asset derived from it, so a crash never moves it past unwritten work.
+cursors = Table(
+    "cio_cursors",
+    state_metadata,
+    Column("asset", String(64), primary_key=True, comment="The asset the cursor belongs to"),
+    Column("value", Text, nullable=False, comment="JSON: per source table, the newest change time and largest id seen"),
+    Column("updated_at", BigInteger, nullable=False, comment="Unix seconds: the run that wrote it"),
+)
+
 # Source rows set aside by the hygiene rules. Kept across runs: a row that passes again is not
 # deleted but marked released, so the snapshot and the event log pick it up in the run that saw it.
 rejected_rows = Table(

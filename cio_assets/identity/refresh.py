@@ -1,0 +1,460 @@
+"""Refreshing identity: from the whole shop, or from what changed since the last run.
+
+A full refresh reads every input, resolves everyone and replaces the four identity tables and the inputs
+kept in `cio_identity_inputs`. It runs when there is no cursor yet, when the canonical id policy or the
+timestamp floor changed, and when asked (`full_refresh` in the run config; the daily schedule asks).
+
+An incremental refresh reads only the source rows that changed since the cursor:
+- customers, orders, carts and subscriptions whose `updated_at` is after the newest the cursor saw, or
+  within `LOOKBACK` of the last run (a transaction that commits late), or whose id is above the largest
+  seen; rows whose
+  timestamps have since stopped being in the future; and for customers found deleted (their count
+  disagrees), the orders, carts and subscriptions that named them;
+- identity links the same way by `linked_at` (and those without one), all of them when their count
+  disagrees with what is kept.
+Every identifier such a row carries, now or before the change, is a seed; the rows kept in
+`cio_identity_inputs` that share an identifier with a seed, and the rows that share one with those,
+form the affected component. Resolution depends only on rows connected this way, so resolving the
+component alone gives exactly the rows a full refresh would, and only the component's rows are replaced.
+The cursor is written in the same transaction as the tables: a run that fails moves nothing.
+
+Not seen incrementally, until the next full refresh: rows changed without touching `updated_at`, order
+and cart lines edited under an unchanged order or cart, and deleted guest orders, carts and
+subscriptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pandas as pd
+from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, true, tuple_
+
+from cio_assets.hygiene.rules import Bounds
+from cio_assets.identity.inputs import (
+    CARTS,
+    CUSTOMERS,
+    GUEST_ORDERS,
+    LINKS,
+    SUBSCRIPTIONS,
+    IdentityInputs,
+    link_key,
+)
+from cio_assets.identity.resolve import (
+    ANONYMOUS_ID,
+    ANONYMOUS_ID_MANY_PEOPLE,
+    CUSTOMER_ID,
+    EMAIL,
+    PHONE,
+    SHARED_EMAIL,
+    SHARED_PHONE,
+    IdentityResult,
+    resolve_identity,
+)
+from cio_assets.settings import Settings
+from cio_assets.sources.tables import carts, customers, identity_links, orders, subscriptions
+from cio_assets.state import tables as state_tables
+from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks, insert_frame, replace_all
+from cio_assets.timestamps import to_source_naive, unix
+
+CURSOR = "identity_map"
+# Rows whose change time is this much older than the cursor are read again: a transaction that set
+# `updated_at` before the last run started but committed after it is still seen.
+LOOKBACK = timedelta(minutes=10)
+INPUTS = state_tables.identity_inputs
+OUTPUTS = (
+    state_tables.identity_map,
+    state_tables.identity_conflicts,
+    state_tables.unresolved_identifiers,
+    state_tables.invalid_values,
+)
+# Per tracked table: the timestamps whose rows turn valid when the clock passes them (the hygiene
+# rules set aside a row dated in the future).
+TRACKED: dict[Table, tuple[str, ...]] = {
+    customers: (),  # created_at: found among the kept inputs
+    orders: ("paid_at",),
+    carts: ("updated_at", "checkout_started_at"),
+    subscriptions: ("started_at", "canceled_at"),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The cursor
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdentityCursor:
+    """Where the last successful run stopped: per table its newest `updated_at` and largest id, the run's
+    clock, and the settings the kept rows were judged with."""
+
+    marks: dict[str, dict[str, object]]
+    checked_at: int  # Unix seconds: the `now` of the run's hygiene bounds
+    policy: str
+    floor: int
+
+    @classmethod
+    def load(cls, conn: Connection) -> IdentityCursor | None:
+        cursors = state_tables.cursors
+        raw = conn.execute(select(cursors.c.value).where(cursors.c.asset == CURSOR)).scalar_one_or_none()
+        if raw is None:
+            return None
+        data = orjson.loads(raw)
+        return cls(data["marks"], data["checked_at"], data["policy"], data["floor"])
+
+    def save(self, conn: Connection) -> None:
+        cursors = state_tables.cursors
+        value = orjson.dumps(
+            {"marks": self.marks, "checked_at": self.checked_at, "policy": self.policy, "floor": self.floor},
+            option=orjson.OPT_SORT_KEYS,
+        ).decode()
+        conn.execute(delete(cursors).where(cursors.c.asset == CURSOR))
+        conn.execute(cursors.insert().values(asset=CURSOR, value=value, updated_at=self.checked_at))
+
+    def why_full(self, settings: Settings, bounds: Bounds) -> str | None:
+        """Why the kept inputs cannot be refreshed incrementally, or None when they can."""
+        if self.policy != settings.canonical_id:
+            return f"CIO_CANONICAL_ID changed from {self.policy} to {settings.canonical_id}"
+        if self.floor != unix(bounds.floor):
+            return "CIO_TIMESTAMP_FLOOR changed"
+        return None
+
+
+def read_marks(conn: Connection) -> dict[str, dict[str, object]]:
+    """Per tracked table, its newest `updated_at` (ISO text) and largest id, read before the changes are."""
+    marks = {}
+    for table in TRACKED:
+        newest, largest = conn.execute(select(func.max(table.c.updated_at), func.max(table.c.id))).one()
+        marks[str(table.name)] = {"updated_at": newest.isoformat() if newest else None, "id": largest}
+    newest_link = conn.execute(select(func.max(identity_links.c.linked_at))).scalar_one()
+    marks[str(identity_links.name)] = {"linked_at": newest_link.isoformat() if newest_link else None}
+    return marks
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Keys: what connects input rows
+# ---------------------------------------------------------------------------------------------------------
+
+KEY_COLUMNS = ("customer_id", "email_key", "phone_key", "anonymous_key")
+
+
+@dataclass
+class Keys:
+    """Identifiers, per kind of key column in `cio_identity_inputs`."""
+
+    values: dict[str, set] = field(default_factory=lambda: {c: set() for c in KEY_COLUMNS})
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> Keys:
+        keys = cls()
+        for column in KEY_COLUMNS:
+            if column in rows.columns:
+                cast = int if column == "customer_id" else str
+                keys.values[column].update(cast(v) for v in rows[column].dropna())
+        return keys
+
+    def add(self, other: Keys) -> Keys:
+        """Add `other`; returns the keys that were new."""
+        new = Keys()
+        for column, values in other.values.items():
+            new.values[column] = values - self.values[column]
+            self.values[column] |= values
+        return new
+
+    def __bool__(self) -> bool:
+        return any(self.values.values())
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.values.values())
+
+
+def connected_rows(conn: Connection, seeds: Keys) -> tuple[pd.DataFrame, Keys]:
+    """Every kept input row connected to `seeds` through shared keys, and all their keys."""
+    seen = Keys()
+    frontier = seen.add(seeds)
+    found: list[pd.DataFrame] = []
+    have: set[tuple[str, str]] = set()
+    while frontier:
+        matches = []
+        for column, values in frontier.values.items():
+            for chunk in chunks(sorted(values), KEYS_PER_STATEMENT):
+                matches.append(_read_inputs(conn, INPUTS.c[column].in_(chunk)))
+        rows = pd.concat(matches, ignore_index=True) if matches else _no_inputs()
+        fresh = [(t, k) not in have for t, k in zip(rows["source_table"], rows["source_key"], strict=True)]
+        rows = rows[fresh].drop_duplicates(["source_table", "source_key"])
+        have.update(zip(rows["source_table"], rows["source_key"], strict=True))
+        found.append(rows)
+        frontier = seen.add(Keys.of(rows))
+    component = pd.concat(found, ignore_index=True) if found else _no_inputs()
+    return component, seen
+
+
+def _read_inputs(conn: Connection, where: ColumnElement[bool]) -> pd.DataFrame:
+    result = conn.execute(select(INPUTS).where(where))
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
+
+
+def _no_inputs() -> pd.DataFrame:
+    return pd.DataFrame(columns=[c.name for c in INPUTS.columns], dtype=object)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The refresh
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RefreshSummary:
+    """What one run did, for the log and the run's metadata."""
+
+    mode: str  # "full" or "incremental"
+    reason: str  # why that mode
+    changed_rows: int = 0  # source rows read as changed (every input row, in a full run)
+    deleted_customers: int = 0
+    component_rows: int = 0  # kept input rows resolved again
+    kept_rows: int = 0  # input rows kept in total
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "run_mode": self.mode,
+            "run_mode_reason": self.reason,
+            "run_changed_source_rows": self.changed_rows,
+            "run_deleted_customers": self.deleted_customers,
+            "run_resolved_input_rows": self.component_rows,
+            "input_rows": self.kept_rows,
+        }
+
+    def describe(self) -> str:
+        if self.mode == "full":
+            return f"full refresh ({self.reason}): {self.component_rows:,} input rows resolved"
+        return (
+            f"incremental refresh: {self.changed_rows:,} changed source rows, {self.deleted_customers:,} deleted "
+            f"customers; resolved {self.component_rows:,} connected input rows of {self.kept_rows:,}"
+        )
+
+
+def refresh_identity(
+    src: Connection, dst: Connection, settings: Settings, bounds: Bounds, full_refresh: bool
+) -> RefreshSummary:
+    """Bring the identity tables up to date with the shop, fully or incrementally (see the module docstring)."""
+    marks = read_marks(src)
+    cursor = IdentityCursor.load(dst)
+    reason = "asked for in the run config (full_refresh)" if full_refresh else None
+    if reason is None:
+        reason = "no cursor yet: the first run" if cursor is None else cursor.why_full(settings, bounds)
+    if reason is not None or cursor is None:
+        summary = _full(src, dst, settings, bounds, reason or "")
+    else:
+        summary = _incremental(src, dst, settings, bounds, cursor)
+    IdentityCursor(marks, unix(bounds.now), settings.canonical_id, unix(bounds.floor)).save(dst)
+    summary.kept_rows = dst.execute(select(func.count()).select_from(INPUTS)).scalar_one()
+    return summary
+
+
+def _full(src: Connection, dst: Connection, settings: Settings, bounds: Bounds, reason: str) -> RefreshSummary:
+    inputs = IdentityInputs.read(src, settings, bounds)
+    result = _resolve(inputs, settings)
+    for table, frame in zip(OUTPUTS, _frames(result), strict=True):
+        replace_all(dst, table, frame, settings.chunk_size)
+    replace_all(dst, INPUTS, inputs.rows(), settings.chunk_size)
+    return RefreshSummary("full", reason, changed_rows=len(inputs), component_rows=len(inputs))
+
+
+def _incremental(
+    src: Connection, dst: Connection, settings: Settings, bounds: Bounds, cursor: IdentityCursor
+) -> RefreshSummary:
+    changed_customers = _changed(customers, src, dst, settings, bounds, cursor)
+    fresh = IdentityInputs.read(src, settings, bounds, only={customers.name: changed_customers})
+    deleted, missing = _customer_drift(src, dst, fresh)
+    if missing:
+        more = IdentityInputs.read(src, settings, bounds, only={customers.name: customers.c.id.in_(missing)})
+        fresh.customers = pd.concat([fresh.customers, more.customers], ignore_index=True)
+    only = {
+        table.name: or_(_changed(table, src, dst, settings, bounds, cursor), *_naming(table, deleted))
+        for table in (orders, carts, subscriptions)
+    }
+    links_where, reload_links = _changed_links(src, dst, settings, cursor)
+    only[identity_links.name] = links_where
+    changed = IdentityInputs.read(src, settings, bounds, only=only)
+    changed.customers = fresh.customers
+    # Every kept row the change replaces: the rows of changed keys, whether or not they are still inputs.
+    stale = _kept_rows_of(src, dst, only, changed, deleted, reload_links)
+    seeds = Keys.of(stale)
+    seeds.add(Keys.of(new_rows := changed.rows()))
+    seeds.values["customer_id"] |= set(deleted)
+    _delete_kept(dst, stale)
+    insert_frame(dst, INPUTS, new_rows, settings.chunk_size)
+
+    component, keys = connected_rows(dst, seeds)
+    existing = set(component.loc[component["source_table"] == CUSTOMERS, "customer_id"].astype(int))
+    result = _resolve(IdentityInputs.from_rows(component, existing_customers=existing), settings)
+    _replace_outputs(dst, keys, pd.concat([component, stale], ignore_index=True), result, settings)
+    return RefreshSummary(
+        "incremental",
+        "changes since the cursor",
+        changed_rows=len(changed) + len(missing),
+        deleted_customers=len(deleted),
+        component_rows=len(component),
+    )
+
+
+def _resolve(inputs: IdentityInputs, settings: Settings) -> IdentityResult:
+    return resolve_identity(
+        customers=inputs.customers,
+        guest_orders=inputs.guest_orders,
+        links=inputs.links,
+        carts=inputs.carts,
+        policy=settings.canonical_id,
+        orphan_subscriptions=inputs.orphan_subscriptions,
+    )
+
+
+def _frames(result: IdentityResult) -> tuple[pd.DataFrame, ...]:
+    return result.identity_map, result.conflicts, result.unresolved, result.invalid_values
+
+
+def _changed(
+    table: Table, src: Connection, dst: Connection, settings: Settings, bounds: Bounds, cursor: IdentityCursor
+) -> ColumnElement[bool]:
+    """SQL: the rows of `table` changed since the cursor, or whose timestamps stopped being in the future."""
+    mark = cursor.marks.get(table.name, {})
+    if mark.get("updated_at") is None and mark.get("id") is None:
+        return true()  # the table was empty: every row is new
+    zone = settings.zone_of(table.name)
+    since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), zone)
+    until = to_source_naive(bounds.now, zone)
+    clauses: list[ColumnElement[bool]] = []
+    if mark.get("updated_at") is not None:
+        clauses.append(table.c.updated_at > datetime.fromisoformat(str(mark["updated_at"])))
+    clauses.append(table.c.updated_at >= since - LOOKBACK)
+    if mark.get("id") is not None:
+        clauses.append(table.c.id > int(mark["id"]))  # type: ignore[call-overload]
+    clauses.extend(and_(table.c[column] > since, table.c[column] <= until) for column in TRACKED[table])
+    if table is customers:
+        # created_at is not indexed in the shop: the kept raw values say whose crossed the clock.
+        raw = INPUTS.c.created_at_raw
+        crossed = dst.execute(
+            select(INPUTS.c.customer_id).where(
+                INPUTS.c.source_table == CUSTOMERS, raw > cursor.checked_at, raw <= unix(bounds.now)
+            )
+        ).scalars()
+        ids = [int(i) for i in crossed]
+        if ids:
+            clauses.append(customers.c.id.in_(ids))
+    return or_(*clauses)
+
+
+def _naming(table: Table, customer_ids: list[int]) -> list[ColumnElement[bool]]:
+    """SQL: the rows naming one of these (deleted) customers, which may now be guests' or orphans."""
+    return [table.c.customer_id.in_(chunk) for chunk in chunks(customer_ids, KEYS_PER_STATEMENT)]
+
+
+def _customer_drift(src: Connection, dst: Connection, fresh: IdentityInputs) -> tuple[list[int], list[int]]:
+    """Customers deleted from the shop, and customers the kept inputs miss (added without an id or
+    `updated_at` past the cursor). Compared by count first: ids are read only when the counts disagree."""
+    in_shop = src.execute(select(func.count()).select_from(customers)).scalar_one()
+    kept = dst.execute(select(func.count()).where(INPUTS.c.source_table == CUSTOMERS)).scalar_one()
+    fresh_ids = [int(i) for i in fresh.customers["id"]]
+    already = set()
+    for chunk in chunks(fresh_ids, KEYS_PER_STATEMENT):
+        already |= set(
+            dst.execute(
+                select(INPUTS.c.customer_id).where(INPUTS.c.source_table == CUSTOMERS, INPUTS.c.customer_id.in_(chunk))
+            ).scalars()
+        )
+    if in_shop == kept + len(set(fresh_ids) - already):
+        return [], []
+    shop_ids = set(src.execute(select(customers.c.id)).scalars())
+    kept_ids = set(dst.execute(select(INPUTS.c.customer_id).where(INPUTS.c.source_table == CUSTOMERS)).scalars())
+    return sorted(kept_ids - shop_ids), sorted(shop_ids - kept_ids - set(fresh_ids))
+
+
+def _changed_links(
+    src: Connection, dst: Connection, settings: Settings, cursor: IdentityCursor
+) -> tuple[ColumnElement[bool], bool]:
+    """SQL: the links to read again, and whether that is all of them (their distinct count disagrees with
+    what is kept, so one was deleted or added with an old time)."""
+    distinct = select(identity_links.c.anonymous_id, identity_links.c.customer_id, identity_links.c.linked_at)
+    in_shop = src.execute(select(func.count()).select_from(distinct.distinct().subquery())).scalar_one()
+    kept = dst.execute(select(func.count()).where(INPUTS.c.source_table == LINKS)).scalar_one()
+    newest = cursor.marks.get(identity_links.name, {}).get("linked_at")
+    if in_shop != kept or newest is None:
+        return true(), True
+    since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), settings.zone_of(identity_links.name))
+    linked_at = identity_links.c.linked_at
+    return or_(
+        linked_at > datetime.fromisoformat(str(newest)), linked_at >= since - LOOKBACK, linked_at.is_(None)
+    ), False
+
+
+def _kept_rows_of(
+    src: Connection,
+    dst: Connection,
+    only: dict[str, ColumnElement[bool]],
+    changed: IdentityInputs,
+    deleted: list[int],
+    reload_links: bool,
+) -> pd.DataFrame:
+    """The kept input rows that the changed source rows replace (or remove)."""
+    keys: dict[str, list[str]] = {CUSTOMERS: [str(i) for i in [*changed.customers["id"], *deleted]]}
+    for table, name in ((orders, GUEST_ORDERS), (carts, CARTS), (subscriptions, SUBSCRIPTIONS)):
+        # Every changed row, input or not: one that stopped being an input leaves the kept rows.
+        keys[name] = [str(i) for i in src.execute(select(table.c.id).where(only[table.name])).scalars()]
+    found = [
+        _read_inputs(dst, and_(INPUTS.c.source_table == name, INPUTS.c.source_key.in_(chunk)))
+        for name, values in keys.items()
+        for chunk in chunks(values, KEYS_PER_STATEMENT)
+    ]
+    if reload_links:
+        found.append(_read_inputs(dst, INPUTS.c.source_table == LINKS))
+    else:
+        link_keys = [
+            link_key(c, a, t)
+            for c, a, t in zip(
+                changed.links["customer_id"], changed.links["anonymous_id"], changed.links["linked_at"], strict=True
+            )
+        ]
+        found.extend(
+            _read_inputs(dst, and_(INPUTS.c.source_table == LINKS, INPUTS.c.source_key.in_(chunk)))
+            for chunk in chunks(link_keys, KEYS_PER_STATEMENT)
+        )
+    return pd.concat(found, ignore_index=True) if found else _no_inputs()
+
+
+def _delete_kept(dst: Connection, rows: pd.DataFrame) -> None:
+    pairs = list(zip(rows["source_table"], rows["source_key"], strict=True))
+    for chunk in chunks(pairs, KEYS_PER_STATEMENT):
+        dst.execute(delete(INPUTS).where(tuple_(INPUTS.c.source_table, INPUTS.c.source_key).in_(chunk)))
+
+
+def _replace_outputs(
+    dst: Connection, keys: Keys, rows: pd.DataFrame, result: IdentityResult, settings: Settings
+) -> None:
+    """Replace what the component owns in the four identity tables with `result`."""
+    # (identifier type, the conflict kind it can be in, its values in the component)
+    identifiers = (
+        (CUSTOMER_ID, None, sorted(str(i) for i in keys.values["customer_id"])),
+        (EMAIL, SHARED_EMAIL, sorted(keys.values["email_key"])),
+        (PHONE, SHARED_PHONE, sorted(keys.values["phone_key"])),
+        (ANONYMOUS_ID, ANONYMOUS_ID_MANY_PEOPLE, sorted(keys.values["anonymous_key"])),
+    )
+    identity_map, conflicts = state_tables.identity_map, state_tables.identity_conflicts
+    for kind, conflict_kind, values in identifiers:
+        for chunk in chunks(values, KEYS_PER_STATEMENT):
+            dst.execute(
+                delete(identity_map).where(identity_map.c.identifier_type == kind, identity_map.c.identifier.in_(chunk))
+            )
+            if conflict_kind is not None:
+                dst.execute(
+                    delete(conflicts).where(conflicts.c.kind == conflict_kind, conflicts.c.identifier.in_(chunk))
+                )
+    # Listings are per source row; a link's is listed under the customer it names.
+    listed = list(zip(rows["source_table"], rows["source_key"], strict=True))
+    listed += [(LINKS, str(int(c))) for c in rows.loc[rows["source_table"] == LINKS, "customer_id"].dropna()]
+    for table in (state_tables.unresolved_identifiers, state_tables.invalid_values):
+        for chunk in chunks(sorted(set(listed)), KEYS_PER_STATEMENT):
+            dst.execute(delete(table).where(tuple_(table.c.source_table, table.c.source_key).in_(chunk)))
+    for table, frame in zip(OUTPUTS, _frames(result), strict=True):
+        insert_frame(dst, table, frame, settings.chunk_size)
