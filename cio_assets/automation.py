@@ -167,9 +167,15 @@ refresh = dg.define_asset_job(
 # ---------------------------------------------------------------------------------------------------------
 
 
-# Once a day identity is rebuilt from the whole shop rather than from what changed: it catches what no
-# cursor sees (a row edited without moving `updated_at`, a deleted guest order; identity/refresh.py).
-FULL_IDENTITY_REFRESH = {"ops": {"identity_map": {"config": {"full_refresh": True}}}}
+# Once a day everything is rebuilt from the whole shop rather than from what changed: it catches what no
+# high-water mark sees (a row edited without moving `updated_at`, a deleted guest order; identity/refresh.py
+# and unchanged.py).
+FULL_REFRESH = {
+    "ops": {
+        asset: {"config": {"full_refresh": True}}
+        for asset in ("rejected_rows", "identity_map", "attribute_snapshot", "event_log")
+    }
+}
 
 
 def yesterday(scheduled: datetime, partitions_def: dg.TimeWindowPartitionsDefinition) -> str | None:
@@ -190,16 +196,16 @@ def yesterday(scheduled: datetime, partitions_def: dg.TimeWindowPartitionsDefini
     description=(
         "Finalise yesterday: at CIO_FINALIZE_HOUR (business time zone) rebuild and deliver yesterday's partition "
         "once more, so rows that arrived after the day's last refresh (late writes, replication lag) reach "
-        "Customer.io, and run every check on the finished day. Identity is rebuilt from the whole shop in this "
-        "run (full_refresh), catching what the incremental runs' cursors cannot see. Runs by default; CIO_AUTOMATION=off (as in "
-        "`make dev`) leaves it for the UI to turn on."
+        "Customer.io, and run every check on the finished day. Everything is rebuilt from the whole shop in this "
+        "run (full_refresh), catching what the live runs' high-water marks cannot see. Runs by default; "
+        "CIO_AUTOMATION=off (as in `make dev`) leaves it for the UI to turn on."
     ),
 )
 def finalize_yesterday(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     key = yesterday(context.scheduled_execution_time or datetime.now(UTC), daily_partitions)
     if key is None:
         return dg.SkipReason(f"yesterday is before the first partition, {daily_partitions.get_first_partition_key()}")
-    return dg.RunRequest(run_key=f"finalize:{key}", partition_key=key, run_config=FULL_IDENTITY_REFRESH)
+    return dg.RunRequest(run_key=f"finalize:{key}", partition_key=key, run_config=FULL_REFRESH)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,9 +18,12 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
+from sqlalchemy import Connection, select
 
 from cio_assets.metadata import counts_by, json_counts, markdown_table, reason_code
 from cio_assets.settings import Settings
+from cio_assets.sources.reads import read_frame
+from cio_assets.state.tables import quarantine
 
 HELD, CLIPPED, TRUNCATED = "held", "clipped", "truncated"
 QUARANTINE_COLUMNS = ["day", "item_key", "outcome", "source_table", "source_key", "reason"]
@@ -31,6 +34,13 @@ def quarantine_rows(rows: pd.DataFrame | list[dict] | None = None) -> pd.DataFra
     """A quarantine listing with exactly QUARANTINE_COLUMNS (empty when `rows` is)."""
     frame = pd.DataFrame(rows if rows is not None else [], columns=QUARANTINE_COLUMNS)
     return frame.astype({"source_key": str}) if len(frame) else frame
+
+
+def stored_quarantine(conn: Connection, asset: str, days: list[str]) -> pd.DataFrame:
+    """The listing `cio_quarantine` holds for one asset's days (what the runs that computed them listed)."""
+    q = quarantine.c
+    statement = select(*(q[c] for c in QUARANTINE_COLUMNS)).where(q.asset == asset, q.day.between(min(days), max(days)))
+    return quarantine_rows(read_frame(conn, statement))
 
 
 class ContractBroken(Exception):

@@ -59,6 +59,22 @@ def database_urls() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture
+def second_state_url(database_urls: tuple[str, str]) -> Iterator[str]:
+    """Another empty state database on the same server, for a second pipeline over the same shop."""
+    name = f"{make_url(database_urls[1]).database}_2"
+    server = create_engine(SERVER_URL)
+    with server.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        server.dispose()
+
+
+@pytest.fixture
 def source_engine(database_urls: tuple[str, str]) -> Iterator[Engine]:
     engine = create_engine(database_urls[0])
     source_metadata.drop_all(engine)
@@ -98,6 +114,7 @@ class Pipeline:
         raise_on_error: bool = True,
         customerio: CustomerIO | None = None,
         instance: dg.DagsterInstance | None = None,  # to read the run's records back; a throwaway one if None
+        full_refresh: bool = False,  # rebuild every asset from the whole shop (the `full_refresh` run config)
     ) -> dg.ExecuteInProcessResult:
         tags = {}
         if partition_range:
@@ -106,8 +123,13 @@ class Pipeline:
                 "dagster/asset_partition_range_end": partition_range[1],
             }
         with nullcontext(instance) if instance else dg.instance_for_test() as instance:
+            selected = assets or PIPELINE
+            refreshing = {"rejected_rows", "identity_map", "attribute_snapshot", "event_log"}
+            names = {key.to_user_string() for a in selected if isinstance(a, dg.AssetsDefinition) for key in a.keys}
+            run_config = {"ops": {op: {"config": {"full_refresh": True}} for op in refreshing & names}}
             return dg.materialize(
-                assets or PIPELINE,
+                selected,
+                run_config=run_config if full_refresh else None,
                 partition_key=partition,
                 tags=tags,
                 instance=instance,

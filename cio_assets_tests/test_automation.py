@@ -213,8 +213,10 @@ def test_the_schedule_finalises_yesterday_at_the_configured_hour():
     [request] = tick.run_requests
     assert request.partition_key == "2026-11-23"
     assert request.run_key == "finalize:2026-11-23"
-    # Once a day identity is rebuilt from the whole shop, catching what the incremental cursors cannot see.
-    assert request.run_config == {"ops": {"identity_map": {"config": {"full_refresh": True}}}}
+    # Once a day everything is rebuilt from the whole shop, catching what the live runs' marks cannot see.
+    assert {op: config["config"] for op, config in request.run_config["ops"].items()} == {
+        op: {"full_refresh": True} for op in ("rejected_rows", "identity_map", "attribute_snapshot", "event_log")
+    }
     assert finalize_yesterday.job_name == "refresh"
     assert finalize_yesterday.cron_schedule == f"0 {AUTOMATION.finalize_hour} * * *"
     assert finalize_yesterday.execution_timezone == "UTC"  # the business time zone (conftest pins UTC)

@@ -1,5 +1,7 @@
 """The data contracts hold row by row: a bad row is quarantined with its reason, everyone else flows."""
 
+from datetime import datetime
+
 import dagster as dg
 import pytest
 from sqlalchemy import update
@@ -104,8 +106,9 @@ def test_a_mass_of_bad_rows_fails_the_blocking_check_and_writes_nothing(shop, pi
         shop.order(customer_id, total=40.0, paid_at="2026-10-02 10:00")
     pipeline.run(partition="2026-10-02")
     before = pipeline.snapshot("2026-10-02").to_dict("records")
-    with shop.engine.begin() as conn:  # an upstream bug turns most amounts negative
-        conn.execute(update(orders).where(orders.c.customer_id <= 25).values(total=-40.0))
+    with shop.engine.begin() as conn:  # an upstream bug turns most amounts negative (the shop stamps the edit)
+        edit = update(orders).where(orders.c.customer_id <= 25)
+        conn.execute(edit.values(total=-40.0, updated_at=datetime(2026, 10, 3, 9, 0)))
 
     result = pipeline.run(partition="2026-10-02", assets=SYNC, raise_on_error=False)
 

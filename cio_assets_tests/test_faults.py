@@ -23,7 +23,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from sqlalchemy import Engine, create_engine, insert, make_url, text, update
+from sqlalchemy import Engine, create_engine, func, insert, make_url, text, update
 from sqlalchemy import select as sql_select
 
 from cio_assets.events.families import ORDER_PLACED
@@ -207,9 +207,14 @@ def _bulk_shop(engine: Engine) -> None:
 
 
 def _reprice_orders(engine: Engine) -> None:
-    """The change a re-run must write: every order costs one dollar more (lifetime values, event totals)."""
+    """The change a re-run must write: every order costs one dollar more (lifetime values, event totals). The
+    shop stamps the edit, a second later, as it stamps every change (`updated_at` is what tells a re-run the
+    rows moved)."""
     with engine.begin() as conn:
-        conn.execute(update(orders).values(subtotal=orders.c.subtotal + 1, total=orders.c.total + 1))
+        stamped = func.date_add(orders.c.updated_at, text("INTERVAL 1 SECOND"))
+        conn.execute(
+            update(orders).values(subtotal=orders.c.subtotal + 1, total=orders.c.total + 1, updated_at=stamped)
+        )
 
 
 @pytest.fixture(scope="module")

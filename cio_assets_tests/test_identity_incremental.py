@@ -7,13 +7,12 @@ for row, and the incremental run must have resolved only the rows connected to t
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
-from sqlalchemy import Engine, create_engine, delete, make_url, select, text, update
+from sqlalchemy import Engine, create_engine, delete, select, update
 
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.assets import identity_map
@@ -23,23 +22,7 @@ from cio_assets.settings import Settings
 from cio_assets.sources.tables import customers, identity_links
 from cio_assets.state import tables as state_tables
 from cio_assets.timestamps import utc_now
-from cio_assets_tests.conftest import SERVER_URL
 from cio_assets_tests.shop import ShopBuilder
-
-
-@pytest.fixture
-def reference_url(database_urls: tuple[str, str]) -> Iterator[str]:
-    """A second, empty state database, for the full rebuilds."""
-    name = f"cio_test_full_{uuid.uuid4().hex[:10]}"
-    server = create_engine(SERVER_URL)
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        server.dispose()
 
 
 def _refresh(source_url: str, state_url: str, settings: Settings, full: bool, tmp_path) -> dict:
@@ -165,22 +148,27 @@ CHANGES: list[tuple[str, Callable[[ShopBuilder], None]]] = [
     ],
 )
 def test_incremental_identity_equals_a_full_rebuild_after_every_change(
-    policy: str, shop: ShopBuilder, database_urls: tuple[str, str], state_engine: Engine, reference_url: str, tmp_path
+    policy: str,
+    shop: ShopBuilder,
+    database_urls: tuple[str, str],
+    state_engine: Engine,
+    second_state_url: str,
+    tmp_path,
 ) -> None:
     source_url, state_url = database_urls
     settings = Settings(canonical_id=policy)
     _seed(shop)
     first = _refresh_direct(source_url, state_url, settings, full=False)
-    _refresh_direct(source_url, reference_url, settings, full=True)
+    _refresh_direct(source_url, second_state_url, settings, full=True)
     assert first.mode == "full"  # no cursor yet
-    assert _tables(state_url) == _tables(reference_url)
+    assert _tables(state_url) == _tables(second_state_url)
 
     for name, change in CHANGES:
         change(shop)
         summary = _refresh_direct(source_url, state_url, settings, full=False)
-        _refresh_direct(source_url, reference_url, settings, full=True)
+        _refresh_direct(source_url, second_state_url, settings, full=True)
         assert summary.mode == "incremental", name
-        incremental, full = _tables(state_url), _tables(reference_url)
+        incremental, full = _tables(state_url), _tables(second_state_url)
         for table in incremental:
             assert incremental[table] == full[table], (name, table)
         # Only what the change touches is resolved again, never the whole shop.

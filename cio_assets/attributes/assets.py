@@ -17,7 +17,7 @@ from cio_assets.attributes.compute import clip_text_attributes, compute_attribut
 from cio_assets.attributes.queries import CHANGE_TABLES, as_of_instants, changed_people, read_history
 from cio_assets.attributes.schema import attribute_snapshot_schema
 from cio_assets.catalog import pii_tags, table_metadata
-from cio_assets.contract import HELD, ContractTally, split_by_contract
+from cio_assets.contract import HELD, ContractTally, split_by_contract, stored_quarantine
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.lookup import load_resolver, require_identity
@@ -32,10 +32,13 @@ from cio_assets.sources.tables import customers, order_items, orders, refunds, s
 from cio_assets.state import tables as state_tables
 from cio_assets.state.writes import insert_frame, replace_days, replace_quarantine
 from cio_assets.timestamps import unix, utc_now
+from cio_assets.unchanged import Inputs, RefreshConfig, record, skip_reason
 
 ASSET = "attribute_snapshot"
 SCHEMA_CHECK = "attribute_snapshot_schema"
 SNAPSHOT = state_tables.attribute_snapshot
+# The shop's tables the snapshot reads: any row added, deleted or edited in one of them recomputes.
+SOURCES = (customers, orders, order_items, refunds, subscriptions)
 COLUMNS = [c.name for c in SNAPSHOT.columns]
 # Attributes that may be null, each with its null rate per day.
 NULLABLE = [c for c in SNAPSHOT.columns if c.nullable]
@@ -50,7 +53,7 @@ NULLABLE = [c for c in SNAPSHOT.columns if c.nullable]
     deps=[
         "identity_map",
         "rejected_rows",
-        *(source_key(t) for t in (customers, orders, order_items, refunds, subscriptions)),
+        *(source_key(t) for t in SOURCES),
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -68,11 +71,22 @@ NULLABLE = [c for c in SNAPSHOT.columns if c.nullable]
     metadata=table_metadata(SNAPSHOT, listings=[state_tables.quarantine]),
 )
 def attribute_snapshot(
-    context: dg.AssetExecutionContext, source: SourceDatabase, state: StateDatabase, settings: Settings
+    context: dg.AssetExecutionContext,
+    config: RefreshConfig,
+    source: SourceDatabase,
+    state: StateDatabase,
+    settings: Settings,
 ):
     started = time.monotonic()
     prange = PartitionRange.from_context(context)
     bounds = Bounds.for_run(settings, utc_now())
+    with source.connect() as src, state.begin() as dst:
+        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now))
+        kept = None if config.full_refresh else skip_reason(dst, ASSET, prange.keys, inputs, CHANGE_TABLES)
+        if kept is not None:
+            context.log.info(kept)
+            yield from unchanged_result(context, dst, prange, settings, kept, started)
+            return
     schema = attribute_snapshot_schema(unix(bounds.floor))
     resolver = load_resolver(state)
     as_of = {key: unix(instant) for key, instant in as_of_instants(prange, bounds).items()}
@@ -109,6 +123,7 @@ def attribute_snapshot(
             yield tally.check_result(settings)
             raise tally.failure(settings)  # rolls the whole range back: the days keep their previous rows
         replace_quarantine(dst, ASSET, prange.keys, tally.quarantine)
+        record(dst, ASSET, prange.keys, inputs)
         # Read back from the table, in the same transaction: the figures are what the days now hold.
         days = merge_days(
             prange.keys, written_per_day(dst, prange.keys), listing_per_day(tally.quarantine, prange.keys, HELD)
@@ -121,6 +136,8 @@ def attribute_snapshot(
         metadata={
             **table_metadata(SNAPSHOT),
             **run,
+            "run_mode": "computed",
+            "run_mode_reason": "full_refresh in the run config" if config.full_refresh else "its inputs changed",
             "run_rows_held": tally.held_items,
             "run_days": len(prange.days),
             "run_without_customer_record": without_profile,
@@ -128,6 +145,34 @@ def attribute_snapshot(
             "run_released_from_quarantine": int(sum(len(rows) for rows in released.values())),
             "run_includes_history_before_start": prange.includes_history,
             "run_adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
+            "run_duration_s": round(time.monotonic() - started, 2),
+        },
+        check_results=[tally.check_result(settings)],
+    )
+
+
+def unchanged_result(
+    context: dg.AssetExecutionContext,
+    dst: Connection,
+    prange: PartitionRange,
+    settings: Settings,
+    reason: str,
+    started: float,
+):
+    """The result of a run that kept the days as they are: their figures and check, read back from the tables."""
+    listing = stored_quarantine(dst, ASSET, prange.keys)
+    run = written_in_run(dst, prange.keys)
+    tally = ContractTally(ASSET, SCHEMA_CHECK, written=run["run_rows"], listings=[listing])
+    days = merge_days(prange.keys, written_per_day(dst, prange.keys), listing_per_day(listing, prange.keys, HELD))
+    add_partition_metadata(context, days)
+    yield dg.MaterializeResult(
+        metadata={
+            **table_metadata(SNAPSHOT),
+            **run,
+            "run_mode": "unchanged",
+            "run_mode_reason": reason,
+            "run_rows_held": tally.held_items,
+            "run_days": len(prange.days),
             "run_duration_s": round(time.monotonic() - started, 2),
         },
         check_results=[tally.check_result(settings)],

@@ -10,14 +10,22 @@ day. Events held back or cut to fit Customer.io are listed in `cio_quarantine`.
 
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
 from cio_assets.catalog import pii_tags, table_metadata
-from cio_assets.contract import HELD, ContractTally, split_by_contract
-from cio_assets.events.families import EVENT_NAMES, FAMILIES, FAMILY_TABLES, Extraction, FamilyResult
+from cio_assets.contract import HELD, ContractTally, split_by_contract, stored_quarantine
+from cio_assets.events.families import (
+    EVENT_NAMES,
+    FAMILIES,
+    FAMILY_TABLES,
+    Extraction,
+    FamilyResult,
+    carts_coming_due,
+)
 from cio_assets.events.schema import event_log_schema
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
@@ -39,6 +47,7 @@ from cio_assets.sources.tables import cart_items, carts, order_items, orders, re
 from cio_assets.state import tables as state_tables
 from cio_assets.state.writes import delete_keys, insert_frame, replace_days, replace_quarantine
 from cio_assets.timestamps import unix, utc_now
+from cio_assets.unchanged import Inputs, RefreshConfig, record, skip_reason
 
 ASSET = "event_log"
 SCHEMA_CHECK = "event_log_schema"
@@ -69,10 +78,31 @@ LOG = state_tables.event_log
     tags=pii_tags(LOG),
     metadata=table_metadata(LOG, listings=[state_tables.quarantine]),
 )
-def event_log(context: dg.AssetExecutionContext, source: SourceDatabase, state: StateDatabase, settings: Settings):
+def event_log(
+    context: dg.AssetExecutionContext,
+    config: RefreshConfig,
+    source: SourceDatabase,
+    state: StateDatabase,
+    settings: Settings,
+):
     started = time.monotonic()
     prange = PartitionRange.from_context(context)
     bounds = Bounds.for_run(settings, utc_now())
+    with source.connect() as src, state.begin() as dst:
+        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now))
+
+        def carts_due(computed_at: int) -> bool:
+            # A day that had not ended when it was computed may gain abandoned carts by the clock alone.
+            then = datetime.fromtimestamp(computed_at, UTC)
+            return then < prange.end and carts_coming_due(src, settings, then, bounds.now)
+
+        kept = None
+        if not config.full_refresh:
+            kept = skip_reason(dst, ASSET, prange.keys, inputs, EVENT_TABLES, due=carts_due)
+        if kept is not None:
+            context.log.info(kept)
+            yield from unchanged_result(context, dst, prange, settings, kept, started)
+            return
     schema = event_log_schema(unix(bounds.floor), unix(bounds.now))
     resolver = load_resolver(state)
     tally = ContractTally(ASSET, SCHEMA_CHECK)
@@ -101,6 +131,7 @@ def event_log(context: dg.AssetExecutionContext, source: SourceDatabase, state: 
             yield tally.check_result(settings)
             raise tally.failure(settings)  # rolls the whole range back: the days keep their previous rows
         replace_quarantine(dst, ASSET, prange.keys, tally.quarantine)
+        record(dst, ASSET, prange.keys, inputs)
         # Read back from the table, in the same transaction: the figures are what the days now hold.
         days = merge_days(
             prange.keys, logged_per_day(dst, prange.keys), listing_per_day(tally.quarantine, prange.keys, HELD)
@@ -112,6 +143,8 @@ def event_log(context: dg.AssetExecutionContext, source: SourceDatabase, state: 
         metadata={
             **table_metadata(LOG),
             "run_rows": tally.written,
+            "run_mode": "computed",
+            "run_mode_reason": "full_refresh in the run config" if config.full_refresh else "its inputs changed",
             **named("run_events", {name: by_name[name] for name in EVENT_NAMES}),
             **named("run_unresolved", {name: unresolved[name] for name in EVENT_NAMES}),
             "run_rows_held": tally.held_items,
@@ -120,6 +153,34 @@ def event_log(context: dg.AssetExecutionContext, source: SourceDatabase, state: 
             "run_days": len(prange.days),
             "run_includes_history_before_start": prange.includes_history,
             "run_adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
+            "run_duration_s": round(time.monotonic() - started, 2),
+        },
+        check_results=[tally.check_result(settings)],
+    )
+
+
+def unchanged_result(
+    context: dg.AssetExecutionContext,
+    dst: Connection,
+    prange: PartitionRange,
+    settings: Settings,
+    reason: str,
+    started: float,
+):
+    """The result of a run that kept the days as they are: their figures and check, read back from the tables."""
+    listing = stored_quarantine(dst, ASSET, prange.keys)
+    days = merge_days(prange.keys, logged_per_day(dst, prange.keys), listing_per_day(listing, prange.keys, HELD))
+    written = sum(int(figures["dagster/row_count"]) for figures in days.values())
+    tally = ContractTally(ASSET, SCHEMA_CHECK, written=written, listings=[listing])
+    add_partition_metadata(context, days)
+    yield dg.MaterializeResult(
+        metadata={
+            **table_metadata(LOG),
+            "run_rows": written,
+            "run_mode": "unchanged",
+            "run_mode_reason": reason,
+            "run_rows_held": tally.held_items,
+            "run_days": len(prange.days),
             "run_duration_s": round(time.monotonic() - started, 2),
         },
         check_results=[tally.check_result(settings)],

@@ -264,6 +264,21 @@ def checkout_started(x: Extraction) -> Iterator[FamilyResult]:
         yield _events(x, CHECKOUT_STARTED, frame, properties)
 
 
+def carts_coming_due(conn: Connection, settings: Settings, since: datetime, until: datetime) -> bool:
+    """Whether a cart's last activity (the cart's or a line's) crossed the idle window in (since, until]: a
+    cart that may become abandoned though no row changed."""
+    idle = settings.cart_idle
+    zone, item_zone = settings.zone_of(carts.name), settings.zone_of(cart_items.name)
+
+    def within(column, column_zone: ZoneInfo) -> ColumnElement[bool]:
+        low, high = to_source_naive(since - idle, column_zone), to_source_naive(until - idle, column_zone)
+        return and_(column > low, column <= high)
+
+    cart = select(carts.c.id).where(carts.c.converted_order_id.is_(None), within(carts.c.updated_at, zone)).limit(1)
+    line = select(cart_items.c.id).where(within(cart_items.c.updated_at, item_zone)).limit(1)
+    return conn.execute(cart).first() is not None or conn.execute(line).first() is not None
+
+
 def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
     """Once per cart with items, never converted, idle longer than the window.
 

@@ -1,8 +1,10 @@
 """Source rows set aside by the hygiene rules (`cio_rejected_rows`), each with its reason and source key.
 
 Not partitioned: a row with a null, pre-2000 or future timestamp, an unknown status or a negative
-amount has no trustworthy day to live in, so every rule scans the whole source in every run (in
-the database). Rows that pass again stay listed as released, for the snapshot and event log.
+amount has no trustworthy day to live in, so every rule scans the whole source (in the database) in
+every run in which some source table moved; otherwise only the rows already listed are judged again
+(one may have been fixed in place, or reached the time it was dated at; `unchanged.py`). Rows that pass
+again stay listed as released, for the snapshot and event log.
 """
 
 import dagster as dg
@@ -15,13 +17,19 @@ from cio_assets.metadata import counts_by, json_counts, markdown_table, named
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
+from cio_assets.sources.tables import cart_items, order_items
 from cio_assets.state import tables as state_tables
 from cio_assets.state.writes import replace_all
 from cio_assets.timestamps import unix, utc_now
+from cio_assets.unchanged import WHOLE, Inputs, RefreshConfig, record, skip_reason
+
+ASSET = "rejected_rows"
+# The shop's tables the rules read (line items are judged under their order or cart).
+SOURCES = (*REJECTING_TABLES, order_items, cart_items)
 
 
 @dg.asset(
-    key="rejected_rows",
+    key=ASSET,
     group_name="hygiene",
     kinds={"sql"},
     deps=[source_key(table) for table in REJECTING_TABLES],
@@ -31,32 +39,51 @@ from cio_assets.timestamps import unix, utc_now
     metadata=table_metadata(state_tables.rejected_rows),
 )
 def rejected_rows(
-    context: dg.AssetExecutionContext, source: SourceDatabase, state: StateDatabase, settings: Settings
+    context: dg.AssetExecutionContext,
+    config: RefreshConfig,
+    source: SourceDatabase,
+    state: StateDatabase,
+    settings: Settings,
 ) -> dg.MaterializeResult:
     bounds = Bounds.for_run(settings, utc_now())
-    with source.connect() as conn:
-        current = current_rejections(conn, settings, bounds)
-    with state.begin() as conn:
-        listing = merge_rejections(previous_rejections(conn), current, unix(bounds.now))
-        replace_all(conn, state_tables.rejected_rows, listing, settings.chunk_size)
+    with source.connect() as src, state.begin() as dst:
+        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now))
+        unchanged = None if config.full_refresh else skip_reason(dst, ASSET, [WHOLE], inputs, ())
+        previous = previous_rejections(dst)
+        if unchanged is None:
+            current = current_rejections(src, settings, bounds)
+            record(dst, ASSET, [WHOLE], inputs)
+        else:
+            # Nothing moved, so no other row can have started failing; a listed row may have been fixed
+            # without touching its change time, or have reached the time it was dated at: judge those again.
+            current = current_rejections(src, settings, bounds, only=previous[previous["released_at"].isna()])
+        listing = merge_rejections(previous, current, unix(bounds.now))
+        replace_all(dst, state_tables.rejected_rows, listing, settings.chunk_size)
     released = listing[listing["released_at"] == unix(bounds.now)]
     context.log.info(
-        f"{len(current)} source rows set aside, {len(released)} passed again: {counts_by(current, 'reason')}"
+        (f"{unchanged} The {len(previous)} listed rows were judged again. " if unchanged else "")
+        + f"{len(current)} source rows set aside, {len(released)} passed again: {counts_by(current, 'reason')}"
     )
+    mode = "computed" if unchanged is None else "unchanged"
+    reason = unchanged or ("full_refresh in the run config" if config.full_refresh else "its inputs changed")
     return dg.MaterializeResult(
-        metadata={
-            **table_metadata(state_tables.rejected_rows),
-            "dagster/row_count": len(current),
-            # Source rows per reason: a row failing one reason on two columns counts once.
-            **named("rejected", counts_by(current.drop_duplicates(["source_table", "source_key", "reason"]), "reason")),
-            **named("rejected_in", {table.name: _rows_in(current, table.name) for table in REJECTING_TABLES}),
-            "rejected_by_column": json_counts(counts_by(current, "source_table", "column_name")),
-            "released_this_run": len(released),
-            "timestamp_floor": settings.timestamp_floor,
-            "now": bounds.now.isoformat(),
-            "sample": markdown_table(current),
-        }
+        metadata={**_metadata(current, len(released), settings, bounds), "run_mode": mode, "run_mode_reason": reason}
     )
+
+
+def _metadata(current: pd.DataFrame, released: int, settings: Settings, bounds: Bounds) -> dict[str, object]:
+    return {
+        **table_metadata(state_tables.rejected_rows),
+        "dagster/row_count": len(current),
+        # Source rows per reason: a row failing one reason on two columns counts once.
+        **named("rejected", counts_by(current.drop_duplicates(["source_table", "source_key", "reason"]), "reason")),
+        **named("rejected_in", {table.name: _rows_in(current, table.name) for table in REJECTING_TABLES}),
+        "rejected_by_column": json_counts(counts_by(current, "source_table", "column_name")),
+        "released_this_run": released,
+        "timestamp_floor": settings.timestamp_floor,
+        "now": bounds.now.isoformat(),
+        "sample": markdown_table(current),
+    }
 
 
 def _rows_in(listing: pd.DataFrame, table: str) -> int:

@@ -9,28 +9,42 @@ its own day is not re-run.
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import Connection, Table, and_, func, select
+from sqlalchemy import ColumnElement, Connection, Table, and_, func, select, true
 
 from cio_assets.hygiene.rules import REJECTING_TABLES, RULES, Bounds, rejection_reason, row_rejection
 from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
 from cio_assets.sources.reads import read_frame
 from cio_assets.state.tables import rejected_rows
+from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
 
 KEY = ["source_table", "source_key", "column_name"]
 LISTED = [*KEY, "raw_value", "reason"]
 COLUMNS = [*LISTED, "first_rejected_at", "released_at"]
 
 
-def current_rejections(conn: Connection, settings: Settings, bounds: Bounds) -> pd.DataFrame:
-    """Every source row that fails a rule now: source_table, source_key, column_name, raw_value, reason."""
-    frames = [_failing(conn, table, settings, bounds) for table in REJECTING_TABLES]
-    return pd.concat(frames, ignore_index=True)[LISTED]
+def current_rejections(
+    conn: Connection, settings: Settings, bounds: Bounds, only: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Every source row that fails a rule now: source_table, source_key, column_name, raw_value, reason.
+    With `only` (a listing), just those of its rows that still fail."""
+    frames = []
+    for table in REJECTING_TABLES:
+        if only is None:
+            frames.append(_failing(conn, table, settings, bounds, true()))
+            continue
+        ids = sorted({int(k) for k in only.loc[only["source_table"] == table.name, "source_key"]})
+        frames.extend(
+            _failing(conn, table, settings, bounds, table.c.id.in_(chunk)) for chunk in chunks(ids, KEYS_PER_STATEMENT)
+        )
+    return pd.concat(frames, ignore_index=True)[LISTED] if frames else pd.DataFrame(columns=LISTED)
 
 
-def _failing(conn: Connection, table: Table, settings: Settings, bounds: Bounds) -> pd.DataFrame:
-    """One scan of `table` for the rows failing any rule (the same CASE every query filters with), then
-    one listing row per rule each of them fails."""
+def _failing(
+    conn: Connection, table: Table, settings: Settings, bounds: Bounds, where: ColumnElement[bool]
+) -> pd.DataFrame:
+    """One scan of `table` (the rows meeting `where`) for the rows failing any rule (the same CASE every
+    query filters with), then one listing row per rule each of them fails."""
     rules = [rule for rule in RULES if rule.table is table]
     frame = read_frame(
         conn,
@@ -38,7 +52,7 @@ def _failing(conn: Connection, table: Table, settings: Settings, bounds: Bounds)
             table.c.id.label("source_key"),
             *(rejection_reason(rule, settings, bounds).label(f"reason_{i}") for i, rule in enumerate(rules)),
             *(rule.raw().label(f"raw_{i}") for i, rule in enumerate(rules)),
-        ).where(row_rejection(table, settings, bounds).is_not(None)),
+        ).where(where, row_rejection(table, settings, bounds).is_not(None)),
     )
     listed = [
         pd.DataFrame(

@@ -94,6 +94,7 @@ class IdentityCursor:
     checked_at: int  # Unix seconds: the `now` of the run's hygiene bounds
     policy: str
     floor: int
+    changed_at: int  # Unix seconds: the last run that changed what the identity tables hold
 
     @classmethod
     def load(cls, conn: Connection) -> IdentityCursor | None:
@@ -102,12 +103,18 @@ class IdentityCursor:
         if raw is None:
             return None
         data = orjson.loads(raw)
-        return cls(data["marks"], data["checked_at"], data["policy"], data["floor"])
+        return cls(data["marks"], data["checked_at"], data["policy"], data["floor"], data.get("changed_at", 0))
 
     def save(self, conn: Connection) -> None:
         cursors = state_tables.cursors
         value = orjson.dumps(
-            {"marks": self.marks, "checked_at": self.checked_at, "policy": self.policy, "floor": self.floor},
+            {
+                "marks": self.marks,
+                "checked_at": self.checked_at,
+                "policy": self.policy,
+                "floor": self.floor,
+                "changed_at": self.changed_at,
+            },
             option=orjson.OPT_SORT_KEYS,
         ).decode()
         conn.execute(delete(cursors).where(cursors.c.asset == CURSOR))
@@ -248,7 +255,9 @@ def refresh_identity(
         summary = _full(src, dst, settings, bounds, reason or "")
     else:
         summary = _incremental(src, dst, settings, bounds, cursor)
-    IdentityCursor(marks, unix(bounds.now), settings.canonical_id, unix(bounds.floor)).save(dst)
+    now = unix(bounds.now)
+    changed_at = now if summary.mode == "full" or summary.component_rows or cursor is None else cursor.changed_at
+    IdentityCursor(marks, now, settings.canonical_id, unix(bounds.floor), changed_at).save(dst)
     summary.kept_rows = dst.execute(select(func.count()).select_from(INPUTS)).scalar_one()
     return summary
 
@@ -279,25 +288,57 @@ def _incremental(
     only[identity_links.name] = links_where
     changed = IdentityInputs.read(src, settings, bounds, only=only)
     changed.customers = fresh.customers
-    # Every kept row the change replaces: the rows of changed keys, whether or not they are still inputs.
-    stale = _kept_rows_of(src, dst, only, changed, deleted, reload_links)
-    seeds = Keys.of(stale)
-    seeds.add(Keys.of(new_rows := changed.rows()))
-    seeds.values["customer_id"] |= set(deleted)
-    _delete_kept(dst, stale)
-    insert_frame(dst, INPUTS, new_rows, settings.chunk_size)
+    # The kept rows of every source row read, whether or not it is still an input; a row read again (the
+    # look-back window, links without a time) whose kept row says the same is no change.
+    removed, added = _differences(_kept_rows_of(src, dst, only, changed, deleted, reload_links), changed.rows())
+    summary = RefreshSummary(
+        "incremental",
+        "changes since the cursor",
+        changed_rows=len(_row_keys(removed) | _row_keys(added)),
+        deleted_customers=len(deleted),
+    )
+    if removed.empty and added.empty:
+        return summary
+    seeds = Keys.of(removed)
+    seeds.add(Keys.of(added))
+    _delete_kept(dst, removed)
+    insert_frame(dst, INPUTS, added, settings.chunk_size)
 
     component, keys = connected_rows(dst, seeds)
     existing = set(component.loc[component["source_table"] == CUSTOMERS, "customer_id"].astype(int))
     result = _resolve(IdentityInputs.from_rows(component, existing_customers=existing), settings)
-    _replace_outputs(dst, keys, pd.concat([component, stale], ignore_index=True), result, settings)
-    return RefreshSummary(
-        "incremental",
-        "changes since the cursor",
-        changed_rows=len(changed) + len(missing),
-        deleted_customers=len(deleted),
-        component_rows=len(component),
-    )
+    _replace_outputs(dst, keys, pd.concat([component, removed], ignore_index=True), result, settings)
+    summary.component_rows = len(component)
+    return summary
+
+
+# Integer columns of `cio_identity_inputs`: compared as integers, whatever type a frame gave them.
+INTEGER_COLUMNS = ("customer_id", "created_at", "created_at_raw", "linked_at")
+
+
+def _differences(kept: pd.DataFrame, read: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept rows that the source no longer says, rows read that are not kept as they are)."""
+    kept_prints, read_prints = _fingerprints(kept), _fingerprints(read)
+    kept_set, read_set = set(kept_prints), set(read_prints)
+    removed = kept[[p not in read_set for p in kept_prints]] if len(kept) else kept
+    added = read[[p not in kept_set for p in read_prints]] if len(read) else read
+    return removed, added
+
+
+def _fingerprints(frame: pd.DataFrame) -> list[tuple]:
+    """Each row's values, integers as integers and missing as None, whatever types the frame holds."""
+    columns = [c.name for c in INPUTS.columns]
+    values = frame.reindex(columns=columns).astype(object)
+    values = values.where(values.notna(), None)
+    for column in INTEGER_COLUMNS:
+        values[column] = [None if v is None else int(v) for v in values[column]]
+    return [
+        tuple(v if v is None or isinstance(v, int) else str(v) for v in row) for row in values.itertuples(index=False)
+    ]
+
+
+def _row_keys(rows: pd.DataFrame) -> set[tuple[str, str]]:
+    return set(zip(rows["source_table"], rows["source_key"], strict=True))
 
 
 def _resolve(inputs: IdentityInputs, settings: Settings) -> IdentityResult:

@@ -119,6 +119,17 @@ cursors = Table(
     Column("updated_at", BigInteger, nullable=False, comment="Unix seconds: the run that wrote it"),
 )
 
+# Per asset and day, when it was last computed and from what (a digest of the shop's high-water marks,
+# identity's last change and the settings), so a re-run with nothing new keeps the day (unchanged.py).
+computed_days = Table(
+    "cio_computed_days",
+    state_metadata,
+    Column("asset", String(32), primary_key=True, comment="The asset"),
+    Column("day", String(10), primary_key=True, comment="The partition, or 'all' for an unpartitioned asset"),
+    Column("digest", String(64), nullable=False, comment="SHA-256 of what the day was computed from"),
+    Column("computed_at", BigInteger, nullable=False, comment="Unix seconds: the computing run's clock"),
+)
+
 # Source rows set aside by the hygiene rules. Kept across runs: a row that passes again is not
 # deleted but marked released, so the snapshot and the event log pick it up in the run that saw it.
 rejected_rows = Table(
