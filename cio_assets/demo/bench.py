@@ -1,53 +1,55 @@
 """`make bench`: a large generated shop on the local MariaDB, the whole pipeline, timed.
 
-Generates 100,000 customers with about 500,000 orders (override with BENCH_CUSTOMERS and
-BENCH_ORDERS_PER_CUSTOMER) into throwaway databases on `CIO_TEST_MYSQL_URL`, then measures:
-1. the history backfill, every partition in one run, delivered over real HTTP;
+Generates 100,000 customers with about 500,000 orders over 365 days (override with BENCH_CUSTOMERS,
+BENCH_ORDERS_PER_CUSTOMER and BENCH_DAYS) into throwaway databases on `CIO_TEST_MYSQL_URL`, with the daily
+partitions starting where its history starts (`CIO_START_DATE`, set here unless given), then measures:
+1. the initial sync: every partition in one run, delivered over real HTTP;
 2. the same backfill again, which must send nothing (the ledger knows everything landed);
-3. a re-run of one ordinary day (the daily steady state).
+3. a re-run of one ordinary day, in process;
+4. end to end, as a person or a scheduler runs it (`dagster asset materialize`, a process of its own): the
+   floor (one trivial asset in a code location with the same imports, `cio_assets/demo/floor.py`), a
+   re-run of a day in which nothing changed, and today's partition after about 1% of the shop's orders
+   were added to it (BENCH_NEW_ORDER_SHARE).
 Delivery goes to a minimal local sink (a separate process that answers 200 to every batch), so the
 numbers measure this pipeline and its client, not Customer.io or the test fake's validation.
-It prints wall time per step, throughput, the process's peak memory, and drops the databases.
+It prints wall time per step, throughput, peak memory (this process, and the largest command), and drops
+the databases.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import resource
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
-import dagster as dg
-import httpx
-from sqlalchemy import create_engine, make_url, text
+DAYS = int(os.environ.get("BENCH_DAYS", "365"))
+SHOP_END = date(2026, 11, 20)  # the generated shop's last day of history (ShopSize's default)
+# Partitions are fixed when the package is imported: start them where the shop's history starts.
+os.environ.setdefault("CIO_START_DATE", (SHOP_END - timedelta(days=DAYS - 1)).isoformat())
 
-from cio_assets.definitions import defs
-from cio_assets.demo.shop import ShopSize, generate_shop
-from cio_assets.partitions import daily_partitions
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
+import dagster as dg  # noqa: E402
+from sqlalchemy import Engine, create_engine, func, make_url, select, text  # noqa: E402
+
+from cio_assets.definitions import defs  # noqa: E402
+from cio_assets.demo.shop import ShopSize, generate_shop  # noqa: E402
+from cio_assets.demo.sink import serve_sink  # noqa: E402
+from cio_assets.partitions import daily_partitions  # noqa: E402
+from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase  # noqa: E402
+from cio_assets.sources.tables import customers, order_items, orders  # noqa: E402
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
-
-
-async def sink_app(scope, receive, send) -> None:
-    """Accept every batch: read the body, answer 200 `{}` (what Customer.io answers when all is valid)."""
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": b"{}"})
+NEW_ORDER_SHARE = float(os.environ.get("BENCH_NEW_ORDER_SHARE", "0.01"))
 
 
 def main() -> None:
-    customers = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
+    customer_count = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
     orders_per_customer = float(os.environ.get("BENCH_ORDERS_PER_CUSTOMER", "5"))
     name = f"cio_bench_{uuid.uuid4().hex[:8]}"
     source_url, state_url = _database_url(f"{name}_shop"), _database_url(f"{name}_state")
@@ -57,26 +59,124 @@ def main() -> None:
     try:
         started = time.monotonic()
         engine = create_engine(source_url)
-        counts = generate_shop(engine, ShopSize(customers=customers, orders_per_customer=orders_per_customer))
-        engine.dispose()
+        size = ShopSize(customers=customer_count, orders_per_customer=orders_per_customer, days=DAYS, end=SHOP_END)
+        counts = generate_shop(engine, size)
         print(f"generated {counts} in {time.monotonic() - started:.1f} s", flush=True)
 
         first, last = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
-        with _sink() as sink_url:
+        partitions = len(daily_partitions.get_partition_keys())
+        with serve_sink() as sink_url:
             customerio = CustomerIO(
                 site_id="bench", api_key="bench", track_url=sink_url, rate_limit=1000, max_in_flight=8
             )
             _timed_run(
-                f"backfill {first}...{last} (one run, delivered)", source_url, state_url, customerio, (first, last)
+                f"initial sync: {partitions} partitions {first}...{last} in one run, delivered",
+                source_url,
+                state_url,
+                customerio,
+                (first, last),
             )
             _timed_run("the same backfill again (must send nothing)", source_url, state_url, customerio, (first, last))
-            _timed_run("one ordinary day, 2026-11-10", source_url, state_url, customerio, partition="2026-11-10")
+            day = (SHOP_END - timedelta(days=10)).isoformat()
+            _timed_run(f"one ordinary day, {day}", source_url, state_url, customerio, partition=day)
+            _end_to_end(engine, source_url, state_url, sink_url, day, last, counts[orders.name])
+        engine.dispose()
         print(f"\npeak memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"largest command (max RSS of a child process): {children:.0f} MiB")
     finally:
         with server.begin() as conn:
             for db in (f"{name}_shop", f"{name}_state"):
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
         server.dispose()
+
+
+def _end_to_end(
+    engine: Engine, source_url: str, state_url: str, sink_url: str, day: str, today: str, order_count: int
+) -> None:
+    """Times `dagster asset materialize` as a command: the floor, a day with nothing new, today with 1% new."""
+    with tempfile.TemporaryDirectory(prefix="cio-bench-home-") as home:
+        Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": home,
+            "CIO_MYSQL_URL": source_url,
+            "CIO_STATE_URL": state_url,
+            "CIO_SITE_ID": "bench",
+            "CIO_API_KEY": "bench",
+            "CIO_TRACK_URL": sink_url,
+            "CIO_RATE_LIMIT": "1000",
+            "CIO_MAX_IN_FLIGHT": "8",
+            "CIO_AUTOMATION": "off",
+        }
+        floor = _materialize("cio_assets.demo.floor", "floor", None, env)
+        print(f"\nend to end, floor (one trivial asset, the same imports): {floor:.1f} s", flush=True)
+        unchanged = _materialize("cio_assets.definitions", "*", day, env)
+        print(f"end to end, re-run of {day} with nothing changed: {unchanged:.1f} s ({unchanged - floor:+.1f} s)")
+        added = _add_paid_orders(engine, max(1, round(order_count * NEW_ORDER_SHARE)))
+        changed = _materialize("cio_assets.definitions", "*", today, env)
+        print(
+            f"end to end, today ({today}) after {added:,} new paid orders ({NEW_ORDER_SHARE:.0%} of the shop's): "
+            f"{changed:.1f} s ({changed - floor:+.1f} s)",
+            flush=True,
+        )
+
+
+def _materialize(module: str, selection: str, partition: str | None, env: dict[str, str]) -> float:
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", module, "--select", selection]
+    if partition:
+        command += ["--partition", partition]
+    started = time.monotonic()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
+    return elapsed
+
+
+def _add_paid_orders(engine: Engine, count: int) -> int:
+    """`count` orders paid in the last minutes, by existing customers, each with one line."""
+    rng = random.Random(11)
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    with engine.begin() as conn:
+        first_id = int(conn.execute(select(func.max(orders.c.id))).scalar_one()) + 1
+        first_item = int(conn.execute(select(func.max(order_items.c.id))).scalar_one()) + 1
+        buyers = list(conn.execute(select(customers.c.id).order_by(func.rand()).limit(count)).scalars())
+        rows, lines = [], []
+        for n in range(count):
+            paid = now - timedelta(seconds=rng.randint(60, 600))
+            total = round(rng.uniform(15, 120), 2)
+            rows.append(
+                {
+                    "id": first_id + n,
+                    "customer_id": buyers[n % len(buyers)],
+                    "email": None,
+                    "cart_id": None,
+                    "status": "paid",
+                    "currency": "USD",
+                    "subtotal": total,
+                    "discount_total": 0,
+                    "shipping_total": 0,
+                    "total": total,
+                    "created_at": paid - timedelta(minutes=2),
+                    "paid_at": paid,
+                    "updated_at": paid,
+                }
+            )
+            lines.append(
+                {
+                    "id": first_item + n,
+                    "order_id": first_id + n,
+                    "sku": "SKU-BENCH",
+                    "product_name": "Bench coffee",
+                    "category": "coffee",
+                    "quantity": 1,
+                    "unit_price": total,
+                }
+            )
+        conn.execute(orders.insert(), rows)
+        conn.execute(order_items.insert(), lines)
+    return count
 
 
 def _timed_run(
@@ -120,37 +220,6 @@ def _summary(metadata: dict, seconds: float) -> str:
         return f"sent {sent:,} in {metadata['requests']:,} requests ({metadata['bytes_sent'] / 1e6:,.0f} MB){rate}"
     rows = metadata.get("dagster/row_count")
     return f"rows written: {rows:,}" if isinstance(rows, int) else ""
-
-
-@contextmanager
-def _sink() -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "cio_assets.demo.bench:sink_app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.post(url + "/api/v2/batch", content=b'{"batch":[]}')
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _database_url(database: str) -> str:
