@@ -12,12 +12,35 @@ from cio_assets.events.assets import event_log
 from cio_assets.hygiene.assets import rejected_rows
 from cio_assets.identity.assets import identity_map
 from cio_assets.resources import customerio_resource, database_resources
-from cio_assets.settings import Settings
+from cio_assets.settings import CELERY_BROKER, EXECUTOR, Settings
 from cio_assets.sources.assets import source_tables
 from cio_assets.sources.sensors import source_changes
 from cio_assets.sync.events import customerio_events
 from cio_assets.sync.people import customerio_people
 from cio_assets.sync.reconcile import customerio_people_reconciled
+
+
+def executor_named(name: str) -> dg.ExecutorDefinition:
+    """The executor `CIO_EXECUTOR` names (one of `settings.EXECUTORS`). Celery is imported only when chosen:
+    it comes with the optional scale-out extra."""
+    if name == "celery":
+        from dagster_celery import celery_executor
+        from dagster_celery.executor import CELERY_CONFIG
+
+        def with_broker(config: dict) -> dict:
+            # A broker named in the run's `execution: config:` wins; otherwise CIO_CELERY_BROKER, read in the
+            # process that runs the run, so its password never becomes part of a run's stored config.
+            return {**config, "broker": config.get("broker") or CELERY_BROKER.read() or None}
+
+        # The same config as dagster-celery's own (backend, queue through config_source, retries), so a run
+        # (or a schedule's run request) can still set any of it; deploy/README.md shows the workers' side.
+        return celery_executor.configured(with_broker, config_schema=CELERY_CONFIG)
+    if name == "multiprocess":
+        return dg.multiprocess_executor
+    # Steps here are database-bound and short; the multiprocess executor's ~4 s start-up per step
+    # would dominate a run, so by default everything runs in one process.
+    return dg.in_process_executor
+
 
 defs = dg.Definitions(
     # Code references: the catalog links each asset to the function that computes it.
@@ -42,7 +65,6 @@ defs = dg.Definitions(
     schedules=[finalize_yesterday],
     sensors=[source_changes],
     resources={"settings": Settings.from_env(), "customerio": customerio_resource(), **database_resources()},
-    # Steps here are database-bound and short; the multiprocess executor's ~4 s start-up per step
-    # would dominate a run, so everything runs in one process.
-    executor=dg.in_process_executor,
+    # CIO_EXECUTOR, read once here: in_process (the default, and the demo's), multiprocess or celery.
+    executor=executor_named(EXECUTOR.read()),
 )

@@ -302,7 +302,7 @@ class StateDatabase(dg.ConfigurableResource):
                 _create_database_if_missing(self.resolved_url, origin)
                 engine = _engine_for(self.resolved_url, origin)
                 try:
-                    state_metadata.create_all(engine)
+                    _create_state_tables(engine)
                 except BaseException:
                     engine.dispose()
                     raise
@@ -502,3 +502,21 @@ def customerio_resource() -> CustomerIO:
         app_api_key=dg.EnvVar(APP_API_KEY.name) if APP_API_KEY.is_set() else "",
         **values,
     )
+
+
+def _create_state_tables(engine: Engine) -> None:
+    """Create the pipeline's tables that are missing. Steps starting at once on an empty database (two
+    Celery workers, the multiprocess executor) would race in `create_all` (one fails with "table already
+    exists"), so on MySQL/MariaDB they take turns under a named lock."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        state_metadata.create_all(engine)
+        return
+    with engine.connect() as conn:
+        if conn.execute(text("SELECT GET_LOCK('cio_assets_create_state_tables', 60)")).scalar() != 1:
+            raise TimeoutError("waited 60 s for another step to create the state tables")
+        try:
+            state_metadata.create_all(conn)
+            conn.commit()
+        finally:
+            conn.execute(text("SELECT RELEASE_LOCK('cio_assets_create_state_tables')"))
+

@@ -365,6 +365,16 @@ FINALIZE_HOUR = env_int("CIO_FINALIZE_HOUR", 2, minimum=0, maximum=23)
 # on: the sensor and the schedule start running as soon as a daemon loads the definitions (unattended);
 # off: they wait to be turned on in the UI (`make dev` on the demo, so it never launches runs by itself).
 AUTOMATION_STATUS = env_choice("CIO_AUTOMATION", "on", ("on", "off"))
+# Seconds between the source sensor's ticks; the daemon evaluates sensors every 5 s at most.
+SENSOR_INTERVAL_SECONDS = env_int("CIO_SENSOR_INTERVAL_SECONDS", 15, minimum=5)
+# Where a run's steps execute (read when the definitions load: it picks the code location's executor).
+# in_process: one process per run (steps are short and database-bound); multiprocess: a process per step on
+# the run's machine; celery: Celery workers fed through a broker (needs the scale-out extra; deploy/README.md).
+EXECUTORS = ("in_process", "multiprocess", "celery")
+EXECUTOR = env_choice("CIO_EXECUTOR", "in_process", EXECUTORS)
+# The Celery broker of CIO_EXECUTOR=celery, e.g. pyamqp://user:password@rabbitmq:5672// (read when a run starts,
+# never shown). Empty: dagster-celery's default, RabbitMQ as guest on $DAGSTER_CELERY_BROKER_HOST or localhost.
+CELERY_BROKER = env_text("CIO_CELERY_BROKER", secret=True)
 SYNC_WARN_LAG_MINUTES = env_int("CIO_SYNC_WARN_LAG_MINUTES", 1500, minimum=0)  # 0: no warning window
 SYNC_MAX_LAG_MINUTES = env_int("CIO_SYNC_MAX_LAG_MINUTES", 2880, minimum=1)
 
@@ -592,9 +602,15 @@ class AutomationSettings:
     """Settings that shape the schedule and the sync assets' freshness policies, read at load time."""
 
     def __init__(
-        self, finalize_hour: int, sync_warn_lag_minutes: int, sync_max_lag_minutes: int, automation: str = "on"
+        self,
+        finalize_hour: int,
+        sync_warn_lag_minutes: int,
+        sync_max_lag_minutes: int,
+        automation: str = "on",
+        sensor_interval_seconds: int = SENSOR_INTERVAL_SECONDS.default,
     ) -> None:
         self.running = AUTOMATION_STATUS.check(automation) == "on"
+        self.sensor_interval_seconds = SENSOR_INTERVAL_SECONDS.check(sensor_interval_seconds)
         self.finalize_hour = FINALIZE_HOUR.check(finalize_hour)
         self.sync_warn_lag_minutes = SYNC_WARN_LAG_MINUTES.check(sync_warn_lag_minutes)
         self.sync_max_lag_minutes = SYNC_MAX_LAG_MINUTES.check(sync_max_lag_minutes)
@@ -610,9 +626,11 @@ class AutomationSettings:
         # CIO_FINALIZE_HOUR: the hour (0-23, business time zone) the daily schedule finalises yesterday.
         # CIO_SYNC_WARN_LAG_MINUTES / CIO_SYNC_MAX_LAG_MINUTES: the sync assets' freshness windows.
         # CIO_AUTOMATION: whether the sensor and the schedule run by default.
+        # CIO_SENSOR_INTERVAL_SECONDS: seconds between the source sensor's ticks.
         values = read_all(
             {
                 "automation": AUTOMATION_STATUS,
+                "sensor_interval_seconds": SENSOR_INTERVAL_SECONDS,
                 "finalize_hour": FINALIZE_HOUR,
                 "sync_warn_lag_minutes": SYNC_WARN_LAG_MINUTES,
                 "sync_max_lag_minutes": SYNC_MAX_LAG_MINUTES,

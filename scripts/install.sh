@@ -43,4 +43,6 @@ fi
 UV=uv
 command -v uv >/dev/null 2>&1 || UV="python3 -m uv"
 
-$UV sync --frozen --quiet
+# The scale-out extra (dagster-celery, dagster-postgres) too: production installs run on it, and the Celery test
+# (cio_assets_tests/test_scale_out.py) proves that path whenever RabbitMQ and PostgreSQL are reachable.
+$UV sync --frozen --quiet --extra scale-out
