@@ -29,14 +29,16 @@ class Item:
 class Batch:
     items: list[Item] = field(default_factory=list)
     encoded: list[bytes] = field(default_factory=list)
+    size: int = BODY_OVERHEAD  # the body's length in bytes, kept as items are added (not summed again)
 
     @property
     def body(self) -> bytes:
         return b'{"batch":[' + b",".join(self.encoded) + b"]}"
 
-    @property
-    def size(self) -> int:
-        return BODY_OVERHEAD + sum(len(e) for e in self.encoded) + max(len(self.encoded) - 1, 0)
+    def add(self, item: Item, encoded: bytes) -> None:
+        self.size += len(encoded) + (1 if self.encoded else 0)  # the item, and the comma before it
+        self.items.append(item)
+        self.encoded.append(encoded)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,6 @@ def pack(items: Iterable[Item], max_body_bytes: int = MAX_BODY_BYTES) -> Iterato
         if batch.items and batch.size + 1 + len(encoded) >= max_body_bytes:
             yield batch
             batch = Batch()
-        batch.items.append(item)
-        batch.encoded.append(encoded)
+        batch.add(item, encoded)
     if batch.items:
         yield batch
