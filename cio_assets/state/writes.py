@@ -43,12 +43,33 @@ def replace_quarantine(conn: Connection, asset: str, days: Sequence[str], frame:
     return insert_frame(conn, quarantine, frame.assign(asset=asset), KEYS_PER_STATEMENT)
 
 
+# Placeholders by DB-API paramstyle, for the driver-level insert.
+_PLACEHOLDERS = {"format": "%s", "pyformat": "%s", "qmark": "?"}
+
+
 def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, chunk_rows: int) -> int:
-    """Bulk insert (one multi-row statement per chunk on MySQL); NA becomes NULL."""
+    """Bulk insert (one multi-row statement per chunk on MySQL); NA becomes NULL.
+
+    Rows go to the driver as tuples (`exec_driver_sql`), which mysqlclient turns into one multi-row
+    INSERT per chunk; SQLAlchemy's per-row parameter handling cost about a third of every bulk write."""
     columns = [c.name for c in table.columns if c.name in frame.columns]
+    if frame.empty:
+        return 0
     frame = _clipped(frame, table)
-    for start in range(0, len(frame), chunk_rows):
-        conn.execute(table.insert(), _records(frame.iloc[start : start + chunk_rows], columns))
+    placeholder = _PLACEHOLDERS.get(conn.dialect.paramstyle)
+    if placeholder is None:  # a driver with another paramstyle: let SQLAlchemy bind
+        for start in range(0, len(frame), chunk_rows):
+            conn.execute(table.insert(), _records(frame.iloc[start : start + chunk_rows], columns))
+        return len(frame)
+    quote = conn.dialect.identifier_preparer.quote
+    statement = (
+        f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} "
+        f"({', '.join(quote(c) for c in columns)}) VALUES ({', '.join([placeholder] * len(columns))})"
+    )
+    plain = frame[columns].astype(object)
+    rows = list(plain.where(plain.notna(), None).itertuples(index=False, name=None))
+    for start in range(0, len(rows), chunk_rows):
+        conn.exec_driver_sql(statement, rows[start : start + chunk_rows])
     return len(frame)
 
 
