@@ -21,7 +21,7 @@ from cio_assets.contract import HELD, ContractTally, split_by_contract, stored_q
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.lookup import load_resolver, require_identity
-from cio_assets.identity.membership import chunk_people, guest_emails
+from cio_assets.identity.membership import chunk_people, guest_spellings
 from cio_assets.identity.resolve import EMAIL
 from cio_assets.metadata import DayFigures, add_partition_metadata, listing_per_day, markdown_table, merge_days
 from cio_assets.partitions import PartitionRange, daily_partitions
@@ -105,7 +105,7 @@ def attribute_snapshot(
             f"{tally.held_items} held back; {changes.unresolved} changed source rows resolve to nobody"
         )
         replace_days(dst, state_tables.attribute_snapshot, prange.keys, pd.DataFrame(), settings.chunk_size)
-        spellings = guest_emails(src, settings, bounds)
+        spellings = guest_spellings(dst)
         for number, chunk in enumerate(chunk_people(people, resolver, spellings, settings.chunk_size), start=1):
             history = read_history(src, chunk, resolver, settings, bounds)
             chunk_requests = requests[requests["person_id"].isin(chunk.person_ids)]

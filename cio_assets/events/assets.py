@@ -113,7 +113,7 @@ def event_log(
     with source.connect() as src, state.begin() as dst:
         released = {table.name: list(released_rows(dst, table, prange)["source_key"]) for table in EVENT_TABLES}
         replace_days(dst, state_tables.event_log, prange.keys, pd.DataFrame(), settings.chunk_size)
-        for extraction in _extractions(src, resolver, prange, settings, bounds, released):
+        for extraction in _extractions(src, dst, resolver, prange, settings, bounds, released):
             for name, family in FAMILIES.items():
                 for result in family(extraction):
                     unresolved[name] += result.unresolved
@@ -213,12 +213,12 @@ def logged_per_day(conn: Connection, days: list[str]) -> DayFigures:
     }
 
 
-def _extractions(src, resolver, prange: PartitionRange, settings: Settings, bounds: Bounds, released):
+def _extractions(src, dst, resolver, prange: PartitionRange, settings: Settings, bounds: Bounds, released):
     """The range itself, then (if any) the source rows released from quarantine during it, wherever their day."""
-    yield Extraction(src, resolver, prange, settings, bounds)
+    yield Extraction(src, dst, resolver, prange, settings, bounds)
     if any(released.values()):
         history = PartitionRange.for_keys(daily_partitions, daily_partitions.get_partition_keys())
-        yield Extraction(src, resolver, history, settings, bounds, only=released)
+        yield Extraction(src, dst, resolver, history, settings, bounds, only=released)
 
 
 def _outside(result: FamilyResult, prange: PartitionRange) -> FamilyResult:

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, exists, func, or_
 from cio_assets.contract import HELD, TRUNCATED, quarantine_rows
 from cio_assets.customerio.limits import MAX_EVENT_PROPERTIES_BYTES, MAX_ITEM_BYTES, fit_line_items
 from cio_assets.hygiene.rules import Bounds, row_is_valid, row_rejection
-from cio_assets.identity.membership import chunk_people, guest_emails
+from cio_assets.identity.membership import Spellings, chunk_people, guest_spellings
 from cio_assets.identity.resolve import IdentityResolver
 from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
@@ -57,6 +57,7 @@ class Extraction:
     """What a family needs to read one range (or, `only`, just some source rows of it)."""
 
     conn: Connection
+    state: Connection  # the state database, where identity keeps its inputs
     resolver: IdentityResolver
     prange: PartitionRange
     settings: Settings
@@ -68,9 +69,9 @@ class Extraction:
         return true() if self.only is None else table.c.id.in_(self.only.get(table.name, []))
 
     @cached_property
-    def guest_spellings(self) -> dict[str, list[str]]:
-        """Read once per run: every page of carts needs it to find its people's guest orders."""
-        return guest_emails(self.conn, self.settings, self.bounds)
+    def guest_spellings(self) -> Spellings:
+        """Guest orders' raw e-mail spellings, looked up in the identity inputs kept in the state database."""
+        return guest_spellings(self.state)
 
 
 @dataclass

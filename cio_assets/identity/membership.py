@@ -1,42 +1,47 @@
 """Which source rows belong to a set of people: their customer ids and their guest e-mail spellings.
 
-Guest orders are matched by the exact raw e-mail values they carry (found once per run and
-normalised in Python), so no SQL-side normalisation can disagree with `normalize_email`.
+Guest orders are matched by the exact raw e-mail values they carry, as identity kept them beside their
+normalised form (`cio_identity_inputs`), so no SQL-side normalisation can disagree with `normalize_email`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
-from cio_assets.hygiene.rules import Bounds, row_is_valid
-from cio_assets.identity.normalize import normalize_email
+from cio_assets.identity.inputs import GUEST_ORDERS
 from cio_assets.identity.resolve import IdentityResolver
-from cio_assets.settings import Settings
 from cio_assets.sources.tables import orders
+from cio_assets.state.tables import identity_inputs
+from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
+
+Spellings = Callable[[list[str]], dict[str, list[str]]]
 
 
-def guest_emails(conn: Connection, settings: Settings, bounds: Bounds) -> dict[str, list[str]]:
-    """Normalised e-mail → the raw spellings paid guest orders use for it."""
-    rows = conn.execute(
-        select(orders.c.email)
-        .distinct()
-        .where(
-            orders.c.customer_id.is_(None),
-            orders.c.email.is_not(None),
-            orders.c.status == "paid",
-            row_is_valid(orders, settings, bounds),
-        )
-    ).scalars()
-    spellings: dict[str, list[str]] = defaultdict(list)
-    for raw in rows:
-        email = normalize_email(raw).value
-        if email:
-            spellings[email].append(raw)
-    return spellings
+def guest_spellings(state: Connection) -> Spellings:
+    """A lookup: normalised e-mails → the raw spellings paid guest orders use for each.
+
+    Read from the identity inputs (`cio_identity_inputs`, kept current by `identity_map` earlier in the
+    run), for just the e-mails asked about: a chunk of people costs its own e-mails, not every guest order
+    of the shop."""
+    inputs = identity_inputs.c
+
+    def lookup(emails: list[str]) -> dict[str, list[str]]:
+        spellings: dict[str, list[str]] = defaultdict(list)
+        for chunk in chunks(sorted(set(emails)), KEYS_PER_STATEMENT):
+            rows = state.execute(
+                select(inputs.email_key, inputs.email)
+                .distinct()
+                .where(inputs.source_table == GUEST_ORDERS, inputs.customer_id.is_(None), inputs.email_key.in_(chunk))
+            )
+            for email, raw in rows:
+                spellings[email].append(raw)
+        return spellings
+
+    return lookup
 
 
 @dataclass(frozen=True)
@@ -58,14 +63,16 @@ class PeopleChunk:
 
 
 def chunk_people(
-    person_ids: list[str], resolver: IdentityResolver, spellings: dict[str, list[str]], size: int
+    person_ids: list[str], resolver: IdentityResolver, spellings: Spellings, size: int
 ) -> Iterator[PeopleChunk]:
     customers_of = resolver.customers_by_person
     emails_of = resolver.emails_by_person
     for start in range(0, len(person_ids), size):
         chunk = person_ids[start : start + size]
+        emails = [e for p in chunk for e in emails_of.get(p, ())]
+        spelled = spellings(emails)
         yield PeopleChunk(
             person_ids=chunk,
             customer_ids=[c for p in chunk for c in customers_of.get(p, ())],
-            guest_spellings=[raw for p in chunk for e in emails_of.get(p, ()) for raw in spellings.get(e, ())],
+            guest_spellings=[raw for e in emails for raw in spelled.get(e, ())],
         )
