@@ -519,4 +519,3 @@ def _create_state_tables(engine: Engine) -> None:
             conn.commit()
         finally:
             conn.execute(text("SELECT RELEASE_LOCK('cio_assets_create_state_tables')"))
-
