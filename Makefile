@@ -9,7 +9,7 @@ demo dev: export DAGSTER_HOME := $(CURDIR)
 # dev server should not launch runs by itself (set CIO_AUTOMATION=on to try them).
 dev: export CIO_AUTOMATION ?= off
 
-.PHONY: install demo dev test lint validate bench
+.PHONY: install demo dev test lint validate bench bench-live
 
 install:
 	@bash scripts/install.sh
@@ -32,3 +32,9 @@ lint: install
 bench: install
 	@bash scripts/ensure-mariadb.sh
 	.venv/bin/python -m cio_assets.demo.bench
+
+# Live latency: the daemon with the sensor on, paid orders and an idle cart written to the shop, timed to
+# their arrival at a local sink (BENCH_CUSTOMERS=20000 for a quicker run).
+bench-live: install
+	@bash scripts/ensure-mariadb.sh
+	.venv/bin/python -m cio_assets.demo.latency

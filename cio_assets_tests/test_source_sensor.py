@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -17,17 +18,22 @@ from cio_assets.automation import SOURCE_FRESHNESS_CHECK
 from cio_assets.definitions import defs
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import SourceDatabase
-from cio_assets.settings import Settings
-from cio_assets.sources.sensors import SourceCursor, advance, source_changes
+from cio_assets.settings import AutomationSettings, Settings, SettingsError
+from cio_assets.sources.sensors import SourceCursor, advance, partition_of, source_changes
 from cio_assets.sources.tables import orders, source_metadata
 from cio_assets_tests.conftest import SERVER_URL
 from cio_assets_tests.shop import ShopBuilder
 
 
-def _tick(source_url: str, cursor: str | None = None, settings: Settings | None = None) -> dg.SensorExecutionData:
+def _tick(
+    source_url: str,
+    cursor: str | None = None,
+    settings: Settings | None = None,
+    instance: dg.DagsterInstance | None = None,  # one holding runs; a throwaway one if None
+) -> dg.SensorExecutionData:
     """One evaluation as the daemon runs it: the returned cursor is the one the daemon would keep."""
     with (
-        dg.instance_for_test() as instance,
+        nullcontext(instance) if instance else dg.instance_for_test() as instance,
         dg.build_sensor_context(
             instance=instance,
             cursor=cursor,
@@ -84,7 +90,7 @@ def test_an_unchanged_shop_requests_nothing_and_a_new_order_requests_a_refresh(s
 
     assert unchanged.run_requests == [] and "No high-water mark moved" in (unchanged.skip_message or "")
     assert _observed(unchanged) == {}  # nothing moved: nothing observed
-    assert unchanged.cursor == first.cursor
+    assert _marks(unchanged) == _marks(first)
     assert len(changed.run_requests) == 1
     assert set(_observed(changed)) == {"source/orders", "source/order_items"}
     assert changed.run_requests[0].run_key != first.run_requests[0].run_key
@@ -268,3 +274,180 @@ def test_a_database_error_skips_the_tick_and_keeps_the_cursor(own_source, break_
     assert len(resumed.run_requests) == 1
     assert _marks(resumed)["source/orders"]["max_id"] == 4
     assert _marks(resumed)["source/customers"]["max_id"] == 2
+
+
+# --- carts crossing the idle window: launched by the clock ------------------------------------------------
+
+IDLE = Settings(cart_idle_minutes=60)
+
+
+def _cio_tags(request: dg.RunRequest) -> dict[str, str]:
+    return {k: v for k, v in request.tags.items() if k.startswith("cio/")}
+
+
+def _checked_minutes_ago(cursor: str | None, minutes: int) -> str:
+    """`cursor` as if the previous tick had checked carts `minutes` ago."""
+    kept = SourceCursor.parse(cursor)
+    checked = (datetime.now(UTC) - timedelta(minutes=minutes)).replace(microsecond=0)
+    return SourceCursor(kept.marks, kept.source_fresh, checked.isoformat()).dumps()
+
+
+@pytest.mark.parametrize(
+    ("cart", "launched"),
+    [
+        # went idle two minutes ago, after the previous check five minutes ago: launched
+        pytest.param({"updated_at": 62}, True, id="crossed_since_last_tick"),
+        # a line changed after the cart itself: the line's change is the last activity
+        pytest.param({"updated_at": 90, "item_updated_at": 62}, True, id="line_is_last_activity"),
+        # went idle ten minutes ago, before the previous check: that tick launched it already
+        pytest.param({"updated_at": 70}, False, id="crossed_before_last_tick"),
+        # idle for 30 minutes of 60: not abandoned yet
+        pytest.param({"updated_at": 30}, False, id="not_idle_yet"),
+        # the cart itself is old but a line changed 30 minutes ago: not idle yet
+        pytest.param({"updated_at": 62, "item_updated_at": 30}, False, id="line_changed_since"),
+        # converted into an order: never abandoned
+        pytest.param({"updated_at": 62, "converted_order_id": 99}, False, id="converted"),
+        # no line with a positive quantity: nothing to abandon
+        pytest.param({"updated_at": 62, "items": [("SKU-1", "coffee", 0, 20.0)]}, False, id="empty_lines"),
+        pytest.param({"updated_at": 62, "items": []}, False, id="no_lines"),
+    ],
+)
+def test_a_cart_crossing_the_idle_window_launches_a_refresh_though_no_mark_moved(shop, pipeline, cart, launched):
+    shop.customer(1)
+    times = {k: _minutes_ago(v) for k, v in cart.items() if k in ("updated_at", "item_updated_at")}
+    shop.cart(customer_id=1, **{**cart, **times})
+    first = _tick(pipeline.source_url, settings=IDLE)  # every table is new: launches, and records its check
+
+    tick = _tick(pipeline.source_url, cursor=_checked_minutes_ago(first.cursor, 5), settings=IDLE)
+    again = _tick(pipeline.source_url, cursor=tick.cursor, settings=IDLE)
+
+    assert _marks(tick) == _marks(first)  # no mark moved
+    assert again.run_requests == []  # the next tick does not launch the same cart twice
+    if not launched:
+        assert tick.run_requests == [] and "no cart crossed the idle window" in (tick.skip_message or "")
+        return
+    [request] = tick.run_requests
+    went_idle = datetime.now(UTC) - timedelta(minutes=2)
+    assert request.partition_key in (partition_of(went_idle), partition_of(went_idle + timedelta(seconds=5)))
+    assert _cio_tags(request) == {"cio/carts_gone_idle": "1"}
+    assert request.run_key and request.run_key.startswith(f"{request.partition_key}:carts_idle_through:")
+
+
+def test_a_cart_paid_through_an_order_is_not_launched(shop, pipeline):
+    shop.customer(1)
+    cart_id = shop.cart(customer_id=1, updated_at=_minutes_ago(62))
+    shop.order(1, cart_id=cart_id, paid_at=_minutes_ago(61))
+    first = _tick(pipeline.source_url, settings=IDLE)
+
+    tick = _tick(pipeline.source_url, cursor=_checked_minutes_ago(first.cursor, 5), settings=IDLE)
+
+    assert tick.run_requests == []
+
+
+def test_the_first_tick_records_its_cart_check_and_launches_only_for_the_marks(shop, pipeline):
+    shop.customer(1)
+    shop.cart(customer_id=1, updated_at=_minutes_ago(62))
+    before = datetime.now(UTC).replace(microsecond=0)
+
+    tick = _tick(pipeline.source_url, settings=IDLE)
+
+    [request] = tick.run_requests
+    assert "cio/carts_gone_idle" not in request.tags and request.tags["cio/changed_tables"]
+    checked = SourceCursor.parse(tick.cursor).carts_checked_at
+    assert checked is not None and datetime.fromisoformat(checked) >= before
+
+
+@pytest.mark.parametrize(
+    ("deadline", "partition"),
+    [
+        # the last second of a day belongs to that day
+        pytest.param(datetime(2026, 11, 20, 23, 59, 59, tzinfo=UTC), "2026-11-20", id="last_second"),
+        pytest.param(datetime(2026, 11, 21, 0, 0, 0, tzinfo=UTC), "2026-11-21", id="midnight"),
+        # before the first partition: the first partition, which also covers all history before it
+        pytest.param(datetime(2025, 1, 1, tzinfo=UTC), "2026-10-01", id="before_first"),
+    ],
+)
+def test_a_cart_is_launched_in_the_partition_its_idle_deadline_falls_in(deadline, partition):
+    assert partition_of(deadline) == partition
+
+
+def test_a_tick_that_cannot_read_the_source_keeps_its_cart_check(own_source):
+    url, engine = own_source
+    shop = ShopBuilder(engine)
+    shop.customer(1)
+    shop.cart(customer_id=1, updated_at=_minutes_ago(62))
+    first = _tick(url, settings=IDLE)
+    kept = _checked_minutes_ago(first.cursor, 5)
+
+    _rename_orders(engine)
+    failed = _tick(url, cursor=kept, settings=IDLE)
+    _rename_orders_back(engine)
+    resumed = _tick(url, cursor=failed.cursor, settings=IDLE)
+
+    assert failed.run_requests == [] and failed.cursor == kept
+    # The cart went idle before the outage's tick; the first tick that reads the source again launches it.
+    [request] = resumed.run_requests
+    assert _cio_tags(request) == {"cio/carts_gone_idle": "1"}
+
+
+# --- one run at a time per partition ----------------------------------------------------------------------
+
+
+def _run(status: dg.DagsterRunStatus, **tags: str) -> dg.DagsterRun:
+    return dg.DagsterRun(job_name="refresh", run_id=str(uuid.uuid4()), status=status, tags=tags)
+
+
+TODAY = daily_partitions.get_last_partition_key()
+YESTERDAY = daily_partitions.get_partition_keys()[-2]
+FIRST = daily_partitions.get_first_partition_key()
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+@pytest.mark.parametrize(
+    ("run", "waits"),
+    [
+        # today's refresh is running, or created and not started yet: the tick waits for it
+        pytest.param(_run(dg.DagsterRunStatus.STARTED, **{"dagster/partition": TODAY}), True, id="started"),
+        pytest.param(_run(dg.DagsterRunStatus.NOT_STARTED, **{"dagster/partition": TODAY}), True, id="not_started"),
+        # a backfill whose range holds today computes today too
+        pytest.param(_run(dg.DagsterRunStatus.STARTED, **{RANGE_START: FIRST, RANGE_END: TODAY}), True, id="range"),
+        # yesterday's finalise run does not hold up today
+        pytest.param(_run(dg.DagsterRunStatus.STARTED, **{"dagster/partition": YESTERDAY}), False, id="yesterday"),
+        # a finished run of today is no reason to wait
+        pytest.param(_run(dg.DagsterRunStatus.SUCCESS, **{"dagster/partition": TODAY}), False, id="finished"),
+    ],
+)
+def test_a_run_in_flight_for_the_partition_makes_the_tick_wait_keeping_its_place(shop, pipeline, run, waits):
+    shop.customer(1)
+    first = _tick(pipeline.source_url)
+    shop.order(1, id=5, paid_at="2026-10-02 10:00")  # the shop moves while a run may be going
+
+    with dg.instance_for_test() as instance:
+        instance.add_run(run)
+        tick = _tick(pipeline.source_url, cursor=first.cursor, instance=instance)
+    after = _tick(pipeline.source_url, cursor=tick.cursor)  # that run has finished
+
+    if waits:
+        assert tick.run_requests == [] and tick.cursor == first.cursor
+        assert run.run_id in (tick.skip_message or "") and "one run at a time" in (tick.skip_message or "")
+        # The change made while the run was going is launched by the first tick after it.
+        [request] = after.run_requests
+        assert request.tags["cio/changed_tables"] == "order_items, orders"
+    else:
+        [request] = tick.run_requests
+        assert request.partition_key == TODAY and after.run_requests == []
+
+
+# --- the interval ------------------------------------------------------------------------------------------
+
+
+def test_the_sensor_ticks_at_the_configured_interval():
+    assert source_changes.minimum_interval_seconds == AutomationSettings.from_env().sensor_interval_seconds == 15
+
+
+@pytest.mark.parametrize("value", ["4", "0", "fast"])
+def test_a_sensor_interval_below_five_seconds_or_not_a_number_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv("CIO_SENSOR_INTERVAL_SECONDS", value)
+
+    with pytest.raises(SettingsError, match=f"CIO_SENSOR_INTERVAL_SECONDS='{value}' is invalid: .* >= 5"):
+        AutomationSettings.from_env()

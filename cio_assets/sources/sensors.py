@@ -1,25 +1,35 @@
-"""React to the shop: when a source table moved, refresh today's partition. The way to run live.
+"""React to the shop: when a source table moved, or a cart went idle, refresh the partition. The way to run live.
 
-`source_changes` reads each source table's high-water marks every minute: its largest id and its latest
-change time (`sources/assets.py`). Its cursor keeps, as JSON, the highest value of every mark it has
-seen, and a mark only ever moves forward: a source restored from an older backup, or a future timestamp
-corrected, never makes the sensor launch again what it already launched. A run of the `refresh` job for
-today's partition is requested only when some mark moved forward; its run key names the marks, so the
-same change never launches two runs.
+`source_changes` ticks every `CIO_SENSOR_INTERVAL_SECONDS` (15 s by default). Each tick reads every source
+table's high-water marks: its largest id and its latest change time (`sources/assets.py`). Its cursor keeps,
+as JSON, the highest value of every mark it has seen, and a mark only ever moves forward: a source restored
+from an older backup, or a future timestamp corrected, never makes the sensor launch again what it already
+launched. A run of the `refresh` job for today's partition is requested when some mark moved forward; its
+run key names the marks, so the same change never launches two runs.
+
+`cart_abandoned` is driven by the clock, not by a change: a cart becomes abandoned when its last activity
+plus `CIO_CART_IDLE_MINUTES` passes, with nothing written to the shop. So each tick also looks for carts
+(with items, not converted) whose idle deadline fell between the previous tick's check and now, and
+requests a refresh of the partition each such deadline falls in. The cursor keeps the moment checked.
+
+One run at a time per partition: while a run that covers a partition the tick would refresh is queued or
+running, the tick is skipped and its cursor stays where it was, so the first tick after that run finishes
+launches everything that changed meanwhile (two runs of one partition would rebuild the same rows and race
+to deliver them).
 
 Each table whose marks moved (and every table on the first tick) gets an observation with its row count
 and marks, so the UI shows when and how the source changed. The tick also judges the source's freshness
-(the newest paid order, `automation.py`) and reports that check whenever its outcome changes: a shop
-that stops taking orders warns within a minute of crossing the lag, though no run is launched.
+(the newest paid order, `automation.py`) and reports that check whenever its outcome changes.
 
 When the source cannot be read (the server down, the database or a table gone), the tick is skipped
 with a reason naming the database and its host, and the cursor stays where it was: the first tick that
-can read the source again carries on from there.
+can read the source again carries on from there, carts that went idle meanwhile included.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,14 +37,28 @@ import dagster as dg
 import orjson
 
 from cio_assets.automation import AUTOMATION, read_source_freshness, refresh
+from cio_assets.events.families import idle_deadlines
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import DatabaseError, SourceDatabase
-from cio_assets.settings import Settings
+from cio_assets.settings import SENSOR_INTERVAL_SECONDS, Settings
 from cio_assets.sources.assets import observe_sources
 from cio_assets.sources.schema_check import SourceSchemaError
+from cio_assets.timestamps import utc_now
 
 Mark = int | str  # a largest id, or a latest change time as ISO text
 Marks = dict[str, dict[str, Mark]]  # asset key ("source/orders") -> mark name ("max_id") -> value
+
+# Runs that may still write a partition's rows or deliver them.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @dataclass(frozen=True)
@@ -43,6 +67,8 @@ class SourceCursor:
 
     marks: Marks = field(default_factory=dict)  # the highest value of each mark seen, per table
     source_fresh: bool | None = None  # the source freshness outcome last reported; None: never reported
+    # Carts whose idle deadline passed up to this moment (ISO, UTC) have been launched; None: never checked.
+    carts_checked_at: str | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> SourceCursor:
@@ -54,12 +80,23 @@ class SourceCursor:
         if not isinstance(data, dict) or not isinstance(data.get("marks", {}), dict):
             return cls()
         fresh = data.get("source_fresh")
-        return cls(marks=data.get("marks", {}), source_fresh=fresh if isinstance(fresh, bool) else None)
+        checked = data.get("carts_checked_at")
+        return cls(
+            marks=data.get("marks", {}),
+            source_fresh=fresh if isinstance(fresh, bool) else None,
+            carts_checked_at=checked if isinstance(checked, str) and _is_instant(checked) else None,
+        )
 
     def dumps(self) -> str:
-        return orjson.dumps(
-            {"marks": self.marks, "source_fresh": self.source_fresh}, option=orjson.OPT_SORT_KEYS
-        ).decode()
+        data = {"marks": self.marks, "source_fresh": self.source_fresh, "carts_checked_at": self.carts_checked_at}
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _is_instant(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def _rank(value: Mark) -> int | datetime:
@@ -91,29 +128,100 @@ def run_key(partition: str, marks: Marks) -> str:
     return f"{partition}:{digest}"
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Carts crossing the idle window
+# ---------------------------------------------------------------------------------------------------------
+
+
+def partition_of(instant: datetime, partitions: dg.TimeWindowPartitionsDefinition = daily_partitions) -> str:
+    """The partition an instant falls in (the first partition for anything before it)."""
+    first = partitions.get_first_partition_key()
+    start = partitions.time_window_for_partition_key(first).start
+    if instant < start:
+        return first
+    return partitions.get_partition_key_for_timestamp(instant.timestamp())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One run at a time per partition
+# ---------------------------------------------------------------------------------------------------------
+
+
+def covers(run: dg.DagsterRun, partition: str) -> bool:
+    """Whether a run computes `partition`: a run of that partition, or of a range that holds it."""
+    tags = run.tags
+    if tags.get(PARTITION_TAG) == partition:
+        return True
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    # Daily keys (YYYY-MM-DD) sort as the days they name.
+    return start is not None and end is not None and start <= partition <= end
+
+
+def run_in_flight(instance: dg.DagsterInstance, partitions: Sequence[str]) -> dg.DagsterRun | None:
+    """A queued or running run that covers one of `partitions`, if any."""
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=IN_FLIGHT)):
+        if any(covers(record.dagster_run, partition) for partition in partitions):
+            return record.dagster_run
+    return None
+
+
+def _waiting(run: dg.DagsterRun) -> dg.SensorResult:
+    partition = run.tags.get(PARTITION_TAG) or f"{run.tags.get(RANGE_START_TAG)}...{run.tags.get(RANGE_END_TAG)}"
+    return dg.SensorResult(
+        skip_reason=(
+            f"Run {run.run_id} ({run.job_name}, {partition}) is {run.status.value.lower()}: one run at a time per "
+            "partition, so this tick waits and the cursor stays where it was; the first tick after that run "
+            "finishes launches what changed meanwhile."
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The sensor
+# ---------------------------------------------------------------------------------------------------------
+
+
 @dg.sensor(
     job=refresh,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=AUTOMATION.sensor_interval_seconds,
     default_status=dg.DefaultSensorStatus.RUNNING if AUTOMATION.running else dg.DefaultSensorStatus.STOPPED,
     description=(
-        "Run live: every minute, read each source table's high-water marks (largest id, latest change time) and "
-        "refresh today's partition when any moved forward. Also reports the source's freshness check when its "
-        "outcome changes. A source it cannot read skips the tick, keeping its place. Runs by default; "
-        "CIO_AUTOMATION=off (as in `make dev`) leaves it for the UI to turn on."
+        f"Run live: every {SENSOR_INTERVAL_SECONDS.name} seconds ({AUTOMATION.sensor_interval_seconds} here), "
+        "read each source table's high-water marks (largest id, latest change time) and refresh today's partition "
+        "when any moved forward, or when a cart crossed the idle window (cart_abandoned) since the last tick. "
+        "One run at a time per partition: while one is queued or running, ticks wait, keeping their place. Also "
+        "reports the source's freshness check when its outcome changes. A source it cannot read skips the tick, "
+        "keeping its place. Runs by default; CIO_AUTOMATION=off (as in `make dev`) leaves it for the UI to turn on."
     ),
 )
 def source_changes(context: dg.SensorEvaluationContext, source: SourceDatabase, settings: Settings) -> dg.SensorResult:
+    today = daily_partitions.get_last_partition_key()
+    # Most ticks while a run is going end here, before reading the shop at all.
+    if busy := run_in_flight(context.instance, [today]):
+        return _waiting(busy)
+
     kept = SourceCursor.parse(context.cursor)
+    now = utc_now()
+    checked = datetime.fromisoformat(kept.carts_checked_at) if kept.carts_checked_at else None
     try:
         with source.connect() as conn:
             observations = observe_sources(conn)
             freshness = read_source_freshness(conn, source, settings)
+            idle = idle_deadlines(conn, settings, checked, now) if checked is not None and checked < now else []
     except (DatabaseError, SourceSchemaError) as error:
         context.log.warning(f"Skipped: {error}")
         return dg.SensorResult(skip_reason=f"The source could not be read; the cursor stays where it was. {error}")
 
     seen = {o.asset_key.to_user_string(): marks_of(o) for o in observations}
     marks, moved = advance(kept.marks, seen)
+    idle_by_partition: dict[str, int] = {}
+    for deadline in idle:
+        key = partition_of(deadline)
+        idle_by_partition[key] = idle_by_partition.get(key, 0) + 1
+    partitions = sorted({*idle_by_partition, *([today] if moved else [])})
+    if partitions != [today] and (busy := run_in_flight(context.instance, partitions)):
+        return _waiting(busy)
+
     events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = [
         o
         for o in observations
@@ -121,14 +229,23 @@ def source_changes(context: dg.SensorEvaluationContext, source: SourceDatabase, 
     ]
     if freshness.passed != kept.source_fresh:
         events.append(freshness.evaluation())
-    cursor = SourceCursor(marks, freshness.passed).dumps()
-    if not moved:
+    cursor = SourceCursor(marks, freshness.passed, now.isoformat()).dumps()
+    if not partitions:
         return dg.SensorResult(
-            asset_events=events, cursor=cursor, skip_reason="No high-water mark moved forward: nothing to refresh"
+            asset_events=events,
+            cursor=cursor,
+            skip_reason="No high-water mark moved forward and no cart crossed the idle window: nothing to refresh",
         )
-    partition = daily_partitions.get_last_partition_key()
     changed = ", ".join(key.removeprefix("source/") for key in moved)
-    request = dg.RunRequest(
-        run_key=run_key(partition, marks), partition_key=partition, tags={"cio/changed_tables": changed}
-    )
-    return dg.SensorResult(run_requests=[request], asset_events=events, cursor=cursor)
+    requests = []
+    for partition in partitions:
+        tags = {}
+        if partition == today and moved:
+            tags["cio/changed_tables"] = changed
+            key = run_key(partition, marks)
+        else:
+            key = f"{partition}:carts_idle_through:{now.isoformat()}"
+        if partition in idle_by_partition:
+            tags["cio/carts_gone_idle"] = str(idle_by_partition[partition])
+        requests.append(dg.RunRequest(run_key=key, partition_key=partition, tags=tags))
+    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=cursor)
