@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import Engine, create_engine, select, update
 
-from cio_assets.events.families import carts_coming_due
 from cio_assets.settings import Settings
 from cio_assets.sources.tables import customers, orders
 from cio_assets.state import tables as state_tables
-from cio_assets_tests.conftest import Pipeline, ts
+from cio_assets_tests.conftest import Pipeline
 from cio_assets_tests.shop import ShopBuilder
 
 RANGE = ("2026-10-01", "2026-10-06")
@@ -136,24 +134,3 @@ def test_a_day_is_computed_again_when_a_setting_changes(shop: ShopBuilder, pipel
     result = pipeline.run(partition_range=RANGE, settings=Settings(vip_tiers="gold:30"))
 
     assert _modes(result)["attribute_snapshot"] == "computed"
-
-
-@pytest.mark.parametrize(
-    ("since", "until", "due"),
-    [
-        # The cart's last activity (10:00) plus the 60-minute window is 11:00: inside (10:30, 11:30].
-        ("2026-10-03 10:30", "2026-10-03 11:30", True),
-        # Already past the window before `since`: it was due at an earlier run, not now.
-        ("2026-10-03 11:00", "2026-10-03 12:00", False),
-        # Not due yet at `until`.
-        ("2026-10-03 10:00", "2026-10-03 10:59", False),
-    ],
-)
-def test_a_cart_crossing_the_idle_window_comes_due(
-    shop: ShopBuilder, source_engine: Engine, since: str, until: str, due: bool
-) -> None:
-    shop.cart(customer_id=None, anonymous_id="anon-1", updated_at="2026-10-03 10:00")
-    settings = Settings(cart_idle_minutes=60)
-    with source_engine.connect() as conn:
-        found = carts_coming_due(conn, settings, ts(since).replace(tzinfo=UTC), ts(until).replace(tzinfo=UTC))
-    assert found is due

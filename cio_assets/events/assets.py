@@ -24,7 +24,7 @@ from cio_assets.events.families import (
     FAMILY_TABLES,
     Extraction,
     FamilyResult,
-    carts_coming_due,
+    idle_deadlines,
 )
 from cio_assets.events.schema import event_log_schema
 from cio_assets.hygiene.rejections import released_rows
@@ -94,7 +94,7 @@ def event_log(
         def carts_due(computed_at: int) -> bool:
             # A day that had not ended when it was computed may gain abandoned carts by the clock alone.
             then = datetime.fromtimestamp(computed_at, UTC)
-            return then < prange.end and carts_coming_due(src, settings, then, bounds.now)
+            return then < prange.end and bool(idle_deadlines(src, settings, then, bounds.now))
 
         kept = None
         if not config.full_refresh:

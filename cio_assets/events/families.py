@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import orjson
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Table, and_, exists, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Table, and_, exists, func, or_, select, true, union
 
 from cio_assets.contract import HELD, TRUNCATED, quarantine_rows
 from cio_assets.customerio.limits import MAX_EVENT_PROPERTIES_BYTES, MAX_ITEM_BYTES, fit_line_items
@@ -265,19 +265,49 @@ def checkout_started(x: Extraction) -> Iterator[FamilyResult]:
         yield _events(x, CHECKOUT_STARTED, frame, properties)
 
 
-def carts_coming_due(conn: Connection, settings: Settings, since: datetime, until: datetime) -> bool:
-    """Whether a cart's last activity (the cart's or a line's) crossed the idle window in (since, until]: a
-    cart that may become abandoned though no row changed."""
+def idle_deadlines(conn: Connection, settings: Settings, after: datetime, until: datetime) -> list[datetime]:
+    """When carts went idle, for the carts whose idle deadline (last activity, of the cart or any of its
+    lines, plus CIO_CART_IDLE_MINUTES) falls in (after, until]: carts with a line of positive quantity, not
+    converted into an order, as `cart_abandoned` below emits it. Aware UTC instants, sorted.
+
+    Two cheap reads: the carts changed since `after - idle` (an index range on the carts, one scan of the
+    lines' change times), then those carts' last activity and state by primary key. The deadline is the
+    last activity, to the whole second, plus the window, as the event's time is."""
     idle = settings.cart_idle
     zone, item_zone = settings.zone_of(carts.name), settings.zone_of(cart_items.name)
-
-    def within(column, column_zone: ZoneInfo) -> ColumnElement[bool]:
-        low, high = to_source_naive(since - idle, column_zone), to_source_naive(until - idle, column_zone)
-        return and_(column > low, column <= high)
-
-    cart = select(carts.c.id).where(carts.c.converted_order_id.is_(None), within(carts.c.updated_at, zone)).limit(1)
-    line = select(cart_items.c.id).where(within(cart_items.c.updated_at, item_zone)).limit(1)
-    return conn.execute(cart).first() is not None or conn.execute(line).first() is not None
+    since = after - idle
+    recent = union(
+        select(carts.c.id).where(carts.c.updated_at > to_source_naive(since, zone)),
+        select(cart_items.c.cart_id).where(cart_items.c.updated_at > to_source_naive(since, item_zone)),
+    )
+    cart_ids = sorted(int(i) for (i,) in conn.execute(recent))
+    lines = cart_items.alias("lines")
+    has_items = exists().where(lines.c.cart_id == carts.c.id, lines.c.quantity > 0)
+    converted = exists().where(orders.c.cart_id == carts.c.id, orders.c.status == "paid")
+    rows = []
+    for start in range(0, len(cart_ids), settings.chunk_size):
+        statement = (
+            select(carts.c.updated_at, func.max(cart_items.c.updated_at).label("last_item_at"))
+            .select_from(carts.join(cart_items, cart_items.c.cart_id == carts.c.id))
+            .where(
+                carts.c.id.in_(cart_ids[start : start + settings.chunk_size]),
+                carts.c.converted_order_id.is_(None),
+                has_items,
+                ~converted,
+            )
+            .group_by(carts.c.id, carts.c.updated_at)
+        )
+        rows += conn.execute(statement).all()
+    if not rows:
+        return []
+    frame = pd.DataFrame(rows, columns=["updated_at", "last_item_at"])
+    last_activity = pd.concat(
+        [to_unix_seconds(frame["updated_at"], zone), to_unix_seconds(frame["last_item_at"], item_zone)], axis=1
+    ).max(axis=1)
+    seconds = int(idle.total_seconds())
+    low, high = after.timestamp(), until.timestamp()
+    deadlines = [int(s) + seconds for s in last_activity.dropna()]
+    return sorted(datetime.fromtimestamp(d, UTC) for d in deadlines if low < d <= high)
 
 
 def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
