@@ -19,6 +19,7 @@ moving its change time, in a table with no other mark that moved.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +29,11 @@ import orjson
 from pydantic import Field
 from sqlalchemy import Connection, Table, delete, func, select
 
-from cio_assets.identity.refresh import IdentityCursor
+from cio_assets.catalog import table_metadata
+from cio_assets.contract import HELD, ContractTally, stored_quarantine
+from cio_assets.identity.refresh import identity_changed_at
+from cio_assets.metadata import DayFigures, add_partition_metadata, listing_per_day, merge_days
+from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import observe_table
 from cio_assets.state.tables import computed_days, rejected_rows
@@ -56,14 +61,19 @@ class Inputs:
 
     @classmethod
     def read(cls, src: Connection, dst: Connection, tables: Sequence[Table], settings: Settings, at: int) -> Inputs:
-        identity = IdentityCursor.load(dst)
         fingerprint = {
             "marks": {str(table.name): observe_table(src, table) for table in tables},
-            "identity_changed_at": identity.changed_at if identity else None,
-            "settings": settings.model_dump(),
+            "identity_changed_at": identity_changed_at(dst),
+            "settings": settings_fingerprint(settings),
         }
-        text = orjson.dumps(fingerprint, option=orjson.OPT_SORT_KEYS, default=str)
+        text = orjson.dumps(fingerprint, option=orjson.OPT_SORT_KEYS)
         return cls(hashlib.sha256(text).hexdigest(), at)
+
+
+def settings_fingerprint(settings: Settings) -> str:
+    """A digest of every setting: a computation made under other settings is not kept."""
+    text = orjson.dumps(settings.model_dump(), option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(text).hexdigest()
 
 
 def computed_at(dst: Connection, asset: str, days: Sequence[str], inputs: Inputs) -> int | None:
@@ -119,3 +129,38 @@ def skip_reason(
 
 def _iso(unix_seconds: int) -> str:
     return datetime.fromtimestamp(unix_seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def kept_result(
+    context: dg.AssetExecutionContext,
+    dst: Connection,
+    table: Table,
+    check_name: str,
+    prange: PartitionRange,
+    per_day: Callable[[Connection, list[str]], DayFigures],
+    settings: Settings,
+    reason: str,
+    started: float,
+    run: dict[str, int] | None = None,
+) -> dg.MaterializeResult:
+    """The result of a partitioned asset's run that kept its days: each day's figures (`per_day`, and its
+    quarantine listing) and the contract check on what the days hold, read back from the tables."""
+    asset = context.asset_key.to_user_string()
+    listing = stored_quarantine(dst, asset, prange.keys)
+    days = merge_days(prange.keys, per_day(dst, prange.keys), listing_per_day(listing, prange.keys, HELD))
+    written = sum(int(figures["dagster/row_count"]) for figures in days.values())  # type: ignore[call-overload]
+    tally = ContractTally(asset, check_name, written=written, listings=[listing])
+    add_partition_metadata(context, days)
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(table),
+            "run_rows": written,
+            **(run or {}),
+            "run_mode": "unchanged",
+            "run_mode_reason": reason,
+            "run_rows_held": tally.held_items,
+            "run_days": len(prange.days),
+            "run_duration_s": round(time.monotonic() - started, 2),
+        },
+        check_results=[tally.check_result(settings)],
+    )

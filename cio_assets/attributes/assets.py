@@ -17,7 +17,7 @@ from cio_assets.attributes.compute import clip_text_attributes, compute_attribut
 from cio_assets.attributes.queries import CHANGE_TABLES, as_of_instants, changed_people, read_history
 from cio_assets.attributes.schema import attribute_snapshot_schema
 from cio_assets.catalog import pii_tags, table_metadata
-from cio_assets.contract import HELD, ContractTally, split_by_contract, stored_quarantine
+from cio_assets.contract import HELD, ContractTally, split_by_contract
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.lookup import load_resolver, require_identity
@@ -32,7 +32,7 @@ from cio_assets.sources.tables import customers, order_items, orders, refunds, s
 from cio_assets.state import tables as state_tables
 from cio_assets.state.writes import insert_frame, replace_days, replace_quarantine
 from cio_assets.timestamps import unix, utc_now
-from cio_assets.unchanged import Inputs, RefreshConfig, record, skip_reason
+from cio_assets.unchanged import Inputs, RefreshConfig, kept_result, record, skip_reason
 
 ASSET = "attribute_snapshot"
 SCHEMA_CHECK = "attribute_snapshot_schema"
@@ -85,7 +85,18 @@ def attribute_snapshot(
         kept = None if config.full_refresh else skip_reason(dst, ASSET, prange.keys, inputs, CHANGE_TABLES)
         if kept is not None:
             context.log.info(kept)
-            yield from unchanged_result(context, dst, prange, settings, kept, started)
+            yield kept_result(
+                context,
+                dst,
+                SNAPSHOT,
+                SCHEMA_CHECK,
+                prange,
+                written_per_day,
+                settings,
+                kept,
+                started,
+                run=written_in_run(dst, prange.keys),
+            )
             return
     schema = attribute_snapshot_schema(unix(bounds.floor))
     resolver = load_resolver(state)
@@ -145,34 +156,6 @@ def attribute_snapshot(
             "run_released_from_quarantine": int(sum(len(rows) for rows in released.values())),
             "run_includes_history_before_start": prange.includes_history,
             "run_adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
-            "run_duration_s": round(time.monotonic() - started, 2),
-        },
-        check_results=[tally.check_result(settings)],
-    )
-
-
-def unchanged_result(
-    context: dg.AssetExecutionContext,
-    dst: Connection,
-    prange: PartitionRange,
-    settings: Settings,
-    reason: str,
-    started: float,
-):
-    """The result of a run that kept the days as they are: their figures and check, read back from the tables."""
-    listing = stored_quarantine(dst, ASSET, prange.keys)
-    run = written_in_run(dst, prange.keys)
-    tally = ContractTally(ASSET, SCHEMA_CHECK, written=run["run_rows"], listings=[listing])
-    days = merge_days(prange.keys, written_per_day(dst, prange.keys), listing_per_day(listing, prange.keys, HELD))
-    add_partition_metadata(context, days)
-    yield dg.MaterializeResult(
-        metadata={
-            **table_metadata(SNAPSHOT),
-            **run,
-            "run_mode": "unchanged",
-            "run_mode_reason": reason,
-            "run_rows_held": tally.held_items,
-            "run_days": len(prange.days),
             "run_duration_s": round(time.monotonic() - started, 2),
         },
         check_results=[tally.check_result(settings)],

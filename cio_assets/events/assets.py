@@ -17,7 +17,7 @@ import pandas as pd
 from sqlalchemy import Connection, func, select
 
 from cio_assets.catalog import pii_tags, table_metadata
-from cio_assets.contract import HELD, ContractTally, split_by_contract, stored_quarantine
+from cio_assets.contract import HELD, ContractTally, split_by_contract
 from cio_assets.events.families import (
     EVENT_NAMES,
     FAMILIES,
@@ -47,7 +47,7 @@ from cio_assets.sources.tables import cart_items, carts, order_items, orders, re
 from cio_assets.state import tables as state_tables
 from cio_assets.state.writes import delete_keys, insert_frame, replace_days, replace_quarantine
 from cio_assets.timestamps import unix, utc_now
-from cio_assets.unchanged import Inputs, RefreshConfig, record, skip_reason
+from cio_assets.unchanged import Inputs, RefreshConfig, kept_result, record, skip_reason
 
 ASSET = "event_log"
 SCHEMA_CHECK = "event_log_schema"
@@ -101,7 +101,7 @@ def event_log(
             kept = skip_reason(dst, ASSET, prange.keys, inputs, EVENT_TABLES, due=carts_due)
         if kept is not None:
             context.log.info(kept)
-            yield from unchanged_result(context, dst, prange, settings, kept, started)
+            yield kept_result(context, dst, LOG, SCHEMA_CHECK, prange, logged_per_day, settings, kept, started)
             return
     schema = event_log_schema(unix(bounds.floor), unix(bounds.now))
     resolver = load_resolver(state)
@@ -153,34 +153,6 @@ def event_log(
             "run_days": len(prange.days),
             "run_includes_history_before_start": prange.includes_history,
             "run_adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
-            "run_duration_s": round(time.monotonic() - started, 2),
-        },
-        check_results=[tally.check_result(settings)],
-    )
-
-
-def unchanged_result(
-    context: dg.AssetExecutionContext,
-    dst: Connection,
-    prange: PartitionRange,
-    settings: Settings,
-    reason: str,
-    started: float,
-):
-    """The result of a run that kept the days as they are: their figures and check, read back from the tables."""
-    listing = stored_quarantine(dst, ASSET, prange.keys)
-    days = merge_days(prange.keys, logged_per_day(dst, prange.keys), listing_per_day(listing, prange.keys, HELD))
-    written = sum(int(figures["dagster/row_count"]) for figures in days.values())
-    tally = ContractTally(ASSET, SCHEMA_CHECK, written=written, listings=[listing])
-    add_partition_metadata(context, days)
-    yield dg.MaterializeResult(
-        metadata={
-            **table_metadata(LOG),
-            "run_rows": written,
-            "run_mode": "unchanged",
-            "run_mode_reason": reason,
-            "run_rows_held": tally.held_items,
-            "run_days": len(prange.days),
             "run_duration_s": round(time.monotonic() - started, 2),
         },
         check_results=[tally.check_result(settings)],
