@@ -38,7 +38,7 @@ import dagster as dg  # noqa: E402
 from sqlalchemy import Engine, create_engine, func, make_url, select, text  # noqa: E402
 
 from cio_assets.definitions import defs  # noqa: E402
-from cio_assets.demo.shop import ShopSize, generate_shop  # noqa: E402
+from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows  # noqa: E402
 from cio_assets.demo.sink import serve_sink  # noqa: E402
 from cio_assets.partitions import daily_partitions  # noqa: E402
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase  # noqa: E402
@@ -46,6 +46,7 @@ from cio_assets.sources.tables import customers, order_items, orders  # noqa: E4
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 NEW_ORDER_SHARE = float(os.environ.get("BENCH_NEW_ORDER_SHARE", "0.01"))
+BENCH_PRODUCT = {"sku": "SKU-BENCH", "product_name": "Bench coffee", "category": "coffee"}
 
 
 def main() -> None:
@@ -77,7 +78,7 @@ def main() -> None:
                 (first, last),
             )
             _timed_run("the same backfill again (must send nothing)", source_url, state_url, customerio, (first, last))
-            day = (SHOP_END - timedelta(days=10)).isoformat()
+            day = (SHOP_END - timedelta(days=min(10, DAYS // 2))).isoformat()  # an ordinary day of history
             _timed_run(f"one ordinary day, {day}", source_url, state_url, customerio, partition=day)
             _end_to_end(engine, source_url, state_url, sink_url, day, last, counts[orders.name])
         engine.dispose()
@@ -109,8 +110,9 @@ def _end_to_end(
             "CIO_MAX_IN_FLIGHT": "8",
             "CIO_AUTOMATION": "off",
         }
-        floor = _materialize("cio_assets.demo.floor", "floor", None, env)
-        print(f"\nend to end, floor (one trivial asset, the same imports): {floor:.1f} s", flush=True)
+        # The best of three: the first command of a session also warms the disk cache for the others.
+        floor = min(_materialize("cio_assets.demo.floor", "floor", None, env) for _ in range(3))
+        print(f"\nend to end, floor (one trivial asset, the same imports; best of 3): {floor:.1f} s", flush=True)
         unchanged = _materialize("cio_assets.definitions", "*", day, env)
         print(f"end to end, re-run of {day} with nothing changed: {unchanged:.1f} s ({unchanged - floor:+.1f} s)")
         added = _add_paid_orders(engine, max(1, round(order_count * NEW_ORDER_SHARE)))
@@ -145,35 +147,17 @@ def _add_paid_orders(engine: Engine, count: int) -> int:
         rows, lines = [], []
         for n in range(count):
             paid = now - timedelta(seconds=rng.randint(60, 600))
-            total = round(rng.uniform(15, 120), 2)
-            rows.append(
-                {
-                    "id": first_id + n,
-                    "customer_id": buyers[n % len(buyers)],
-                    "email": None,
-                    "cart_id": None,
-                    "status": "paid",
-                    "currency": "USD",
-                    "subtotal": total,
-                    "discount_total": 0,
-                    "shipping_total": 0,
-                    "total": total,
-                    "created_at": paid - timedelta(minutes=2),
-                    "paid_at": paid,
-                    "updated_at": paid,
-                }
+            order, line = paid_order_rows(
+                first_id + n,
+                first_item + n,
+                buyers[n % len(buyers)],
+                paid,
+                BENCH_PRODUCT,
+                1,
+                round(rng.uniform(15, 120), 2),
             )
-            lines.append(
-                {
-                    "id": first_item + n,
-                    "order_id": first_id + n,
-                    "sku": "SKU-BENCH",
-                    "product_name": "Bench coffee",
-                    "category": "coffee",
-                    "quantity": 1,
-                    "unit_price": total,
-                }
-            )
+            rows.append(order)
+            lines.append(line)
         conn.execute(orders.insert(), rows)
         conn.execute(order_items.insert(), lines)
     return count

@@ -42,7 +42,7 @@ import dagster as dg
 from sqlalchemy import Engine, create_engine, func, make_url, select, text
 
 from cio_assets.definitions import defs
-from cio_assets.demo.shop import ShopSize, generate_shop
+from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows
 from cio_assets.demo.sink import Arrival, RecordingSink, serve_recording
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
@@ -282,33 +282,9 @@ def _write_orders(engine: Engine, rng: random.Random, count: int, max_gap: float
                 )
             else:
                 customer_id = next(existing)
-            total = PRICE * 2
-            conn.execute(
-                orders.insert(),
-                {
-                    "id": order_id,
-                    "customer_id": customer_id,
-                    "status": "paid",
-                    "currency": "USD",
-                    "subtotal": total,
-                    "discount_total": 0,
-                    "shipping_total": 0,
-                    "total": total,
-                    "created_at": now - timedelta(minutes=1),
-                    "paid_at": now,
-                    "updated_at": now,
-                },
-            )
-            conn.execute(
-                order_items.insert(),
-                {
-                    "id": _next_id(conn, order_items),
-                    "order_id": order_id,
-                    **PRODUCT,
-                    "quantity": 2,
-                    "unit_price": PRICE,
-                },
-            )
+            order, line = paid_order_rows(order_id, _next_id(conn, order_items), customer_id, now, PRODUCT, 2, PRICE)
+            conn.execute(orders.insert(), order)
+            conn.execute(order_items.insert(), line)
         written.append(Order(order_id, customer_id, new_customer, _unix(now), time.time()))
         kind = "new customer" if new_customer else "existing customer"
         print(f"  order {order_id} committed ({kind} {customer_id})", flush=True)

@@ -1094,6 +1094,37 @@ _CAST_CUSTOMERS = 18  # customer rows in the cast (ids 1-18); the bulk starts af
 _FIRST_BULK_CUSTOMER = DELETED_CUSTOMER_ID + 1
 
 
+def paid_order_rows(
+    order_id: int,
+    item_id: int,
+    customer_id: int,
+    paid_at: datetime,
+    product: dict[str, str],
+    quantity: int,
+    price: float,
+) -> tuple[dict, dict]:
+    """An order paid at `paid_at` (created a minute before) with one line of `product` (sku, product_name,
+    category): its `orders` row and its `order_items` row, for the benchmarks that add orders to a shop."""
+    total = round(quantity * price, 2)
+    order = {
+        "id": order_id,
+        "customer_id": customer_id,
+        "email": None,
+        "cart_id": None,
+        "status": "paid",
+        "currency": CURRENCY,
+        "subtotal": total,
+        "discount_total": 0,
+        "shipping_total": 0,
+        "total": total,
+        "created_at": paid_at - timedelta(minutes=1),
+        "paid_at": paid_at,
+        "updated_at": paid_at,
+    }
+    line = {"id": item_id, "order_id": order_id, **product, "quantity": quantity, "unit_price": price}
+    return order, line
+
+
 def generate_shop(engine: sqlalchemy.Engine, size: ShopSize = ShopSize(), seed: int = 7) -> dict[str, int]:
     """Drops and recreates the source tables on `engine` (source_metadata.drop_all/create_all), fills them,
     returns row counts per table name."""
