@@ -70,6 +70,11 @@ def _fix_order(shop: ShopBuilder, order_id: int) -> None:
         conn.execute(update(orders).where(orders.c.id == order_id).values(total=30.0, subtotal=30.0, updated_at=_now()))
 
 
+def _cancel_order(shop: ShopBuilder, order_id: int) -> None:
+    with shop.engine.begin() as conn:
+        conn.execute(update(orders).where(orders.c.id == order_id).values(status="cancelled", updated_at=_now()))
+
+
 def _rename(shop: ShopBuilder, customer_id: int) -> None:
     with shop.engine.begin() as conn:
         conn.execute(
@@ -83,6 +88,8 @@ CHANGES = [
     ("new order", lambda shop: shop.order(3, total=60.0, paid_at="2026-10-04 15:00")),
     # A refund of it the day after.
     ("refund", lambda shop: shop.refund(3, 60.0, "2026-10-05 09:00")),
+    # The order cancelled after all: its refund, unchanged itself, is now of an unpaid order (set aside).
+    ("order cancelled", lambda shop: _cancel_order(shop, 3)),
     # An order with a negative total: set aside by hygiene, its person's day held.
     ("bad order", lambda shop: shop.order(1, total=-5.0, paid_at="2026-10-05 10:00", id=50)),
     # The order corrected: released from quarantine, its day flows through.
@@ -114,7 +121,10 @@ def test_a_rerun_with_nothing_new_keeps_every_day_and_equals_a_full_rebuild(
         kept, full = _tables(pipeline.state_engine), _tables(rebuilt.state_engine)
         for table in kept:
             assert kept[table] == full[table], (name, table)
-        assert _modes(result)["attribute_snapshot"] == "computed", name  # every change here moves a mark
+        # Every change here moves a mark: hygiene judges the changed rows and the listed ones, the snapshot
+        # recomputes the range.
+        assert _modes(result)["rejected_rows"] == "incremental", name
+        assert _modes(result)["attribute_snapshot"] == "computed", name
     rebuilt.state_engine.dispose()
 
 

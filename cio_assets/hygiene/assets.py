@@ -11,17 +11,18 @@ import dagster as dg
 import pandas as pd
 
 from cio_assets.catalog import pii_tags, table_metadata
-from cio_assets.hygiene.rejections import current_rejections, merge_rejections, previous_rejections
+from cio_assets.hygiene.rejections import changed_since, current_rejections, merge_rejections, previous_rejections
 from cio_assets.hygiene.rules import REJECTING_TABLES, Bounds
 from cio_assets.metadata import counts_by, json_counts, markdown_table, named
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
+from cio_assets.sources.changes import Cursor, read_marks
 from cio_assets.sources.tables import cart_items, order_items
 from cio_assets.state import tables as state_tables
 from cio_assets.state.writes import replace_all
 from cio_assets.timestamps import unix, utc_now
-from cio_assets.unchanged import WHOLE, Inputs, RefreshConfig, record, skip_reason
+from cio_assets.unchanged import WHOLE, Inputs, RefreshConfig, record, settings_fingerprint, skip_reason
 
 ASSET = "rejected_rows"
 # The shop's tables the rules read (line items are judged under their order or cart).
@@ -47,28 +48,52 @@ def rejected_rows(
 ) -> dg.MaterializeResult:
     bounds = Bounds.for_run(settings, utc_now())
     with source.connect() as src, state.begin() as dst:
+        marks = read_marks(src)
         inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now))
-        unchanged = None if config.full_refresh else skip_reason(dst, ASSET, [WHOLE], inputs, ())
+        cursor = Cursor.load(dst, ASSET)
         previous = previous_rejections(dst)
-        if unchanged is None:
-            current = current_rejections(src, settings, bounds)
-            record(dst, ASSET, [WHOLE], inputs)
-        else:
+        listed = previous[previous["released_at"].isna()]
+        kept = None if config.full_refresh else skip_reason(dst, ASSET, [WHOLE], inputs, ())
+        full = _why_full(config, cursor, settings, bounds)
+        if kept is not None:
             # Nothing moved, so no other row can have started failing; a listed row may have been fixed
             # without touching its change time, or have reached the time it was dated at: judge those again.
-            current = current_rejections(src, settings, bounds, only=previous[previous["released_at"].isna()])
+            mode, reason = "unchanged", kept
+            current = current_rejections(src, settings, bounds, only=listed)
+        elif full is not None:
+            mode, reason = "computed", full
+            current = current_rejections(src, settings, bounds)
+        else:
+            assert cursor is not None
+            mode, reason = "incremental", "the rows changed since the last run, and the rows listed"
+            current = current_rejections(
+                src, settings, bounds, only=listed, changed=changed_since(cursor, settings, bounds)
+            )
         listing = merge_rejections(previous, current, unix(bounds.now))
         replace_all(dst, state_tables.rejected_rows, listing, settings.chunk_size)
+        record(dst, ASSET, [WHOLE], inputs)
+        Cursor(ASSET, marks, unix(bounds.now), unix(bounds.floor), {"settings": settings_fingerprint(settings)}).save(
+            dst
+        )
     released = listing[listing["released_at"] == unix(bounds.now)]
     context.log.info(
-        (f"{unchanged} The {len(previous)} listed rows were judged again. " if unchanged else "")
-        + f"{len(current)} source rows set aside, {len(released)} passed again: {counts_by(current, 'reason')}"
+        f"{mode}: {reason}. {len(current)} source rows set aside, {len(released)} passed again: "
+        f"{counts_by(current, 'reason')}"
     )
-    mode = "computed" if unchanged is None else "unchanged"
-    reason = unchanged or ("full_refresh in the run config" if config.full_refresh else "its inputs changed")
     return dg.MaterializeResult(
         metadata={**_metadata(current, len(released), settings, bounds), "run_mode": mode, "run_mode_reason": reason}
     )
+
+
+def _why_full(config: RefreshConfig, cursor: Cursor | None, settings: Settings, bounds: Bounds) -> str | None:
+    """Why every source row must be judged (a full scan), or None when the changed and listed ones do."""
+    if config.full_refresh:
+        return "full_refresh in the run config"
+    if cursor is None:
+        return "no cursor yet: the first run"
+    if cursor.floor != unix(bounds.floor) or cursor.details.get("settings") != settings_fingerprint(settings):
+        return "the settings the rules read changed"
+    return None
 
 
 def _metadata(current: pd.DataFrame, released: int, settings: Settings, bounds: Bounds) -> dict[str, object]:

@@ -9,12 +9,14 @@ its own day is not re-run.
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Table, and_, func, select, true
+from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select, true
 
 from cio_assets.hygiene.rules import REJECTING_TABLES, RULES, Bounds, rejection_reason, row_rejection
 from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
+from cio_assets.sources.changes import Cursor, changed
 from cio_assets.sources.reads import read_frame
+from cio_assets.sources.tables import cart_items, carts, customers, order_items, orders, refunds, subscriptions
 from cio_assets.state.tables import rejected_rows
 from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
 
@@ -24,20 +26,48 @@ COLUMNS = [*LISTED, "first_rejected_at", "released_at"]
 
 
 def current_rejections(
-    conn: Connection, settings: Settings, bounds: Bounds, only: pd.DataFrame | None = None
+    conn: Connection,
+    settings: Settings,
+    bounds: Bounds,
+    only: pd.DataFrame | None = None,
+    changed: dict[str, ColumnElement[bool]] | None = None,
 ) -> pd.DataFrame:
     """Every source row that fails a rule now: source_table, source_key, column_name, raw_value, reason.
-    With `only` (a listing), just those of its rows that still fail."""
+    With `only` (a listing) and/or `changed` (per table, SQL for the rows changed since the last run), just
+    the rows among those that fail."""
     frames = []
     for table in REJECTING_TABLES:
-        if only is None:
+        if only is None and changed is None:
             frames.append(_failing(conn, table, settings, bounds, true()))
             continue
-        ids = sorted({int(k) for k in only.loc[only["source_table"] == table.name, "source_key"]})
+        if changed is not None and table.name in changed:
+            frames.append(_failing(conn, table, settings, bounds, changed[table.name]))
+        listed = only.loc[only["source_table"] == table.name, "source_key"] if only is not None else []
+        ids = sorted({int(k) for k in listed})
         frames.extend(
             _failing(conn, table, settings, bounds, table.c.id.in_(chunk)) for chunk in chunks(ids, KEYS_PER_STATEMENT)
         )
-    return pd.concat(frames, ignore_index=True)[LISTED] if frames else pd.DataFrame(columns=LISTED)
+    if not frames:
+        return pd.DataFrame(columns=LISTED)
+    return pd.concat(frames, ignore_index=True)[LISTED].drop_duplicates(KEY, ignore_index=True)
+
+
+def changed_since(cursor: Cursor, settings: Settings, bounds: Bounds) -> dict[str, ColumnElement[bool]]:
+    """SQL per judged table: the rows changed since `cursor`, and the rows whose judgement depends on a
+    changed row (an order or cart whose lines changed; a refund whose order changed). Rows set aside for a
+    future timestamp are listed, and judged again anyway."""
+
+    def moved(table: Table) -> ColumnElement[bool]:
+        return changed(table, cursor, settings, bounds, crossing=False)
+
+    orders_changed = or_(moved(orders), orders.c.id.in_(select(order_items.c.order_id).where(moved(order_items))))
+    return {
+        customers.name: moved(customers),
+        orders.name: orders_changed,
+        carts.name: or_(moved(carts), carts.c.id.in_(select(cart_items.c.cart_id).where(moved(cart_items)))),
+        refunds.name: or_(moved(refunds), refunds.c.order_id.in_(select(orders.c.id).where(orders_changed))),
+        subscriptions.name: moved(subscriptions),
+    }
 
 
 def _failing(

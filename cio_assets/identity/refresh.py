@@ -26,9 +26,7 @@ subscriptions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
-import orjson
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, true, tuple_
 
@@ -54,15 +52,13 @@ from cio_assets.identity.resolve import (
     resolve_identity,
 )
 from cio_assets.settings import Settings
+from cio_assets.sources.changes import Cursor, changed, changed_links, read_marks
 from cio_assets.sources.tables import carts, customers, identity_links, orders, subscriptions
 from cio_assets.state import tables as state_tables
 from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks, insert_frame, replace_all
-from cio_assets.timestamps import to_source_naive, unix
+from cio_assets.timestamps import unix
 
 CURSOR = "identity_map"
-# Rows whose change time is this much older than the cursor are read again: a transaction that set
-# `updated_at` before the last run started but committed after it is still seen.
-LOOKBACK = timedelta(minutes=10)
 INPUTS = state_tables.identity_inputs
 OUTPUTS = (
     state_tables.identity_map,
@@ -70,74 +66,25 @@ OUTPUTS = (
     state_tables.unresolved_identifiers,
     state_tables.invalid_values,
 )
-# Per tracked table: the timestamps whose rows turn valid when the clock passes them (the hygiene
-# rules set aside a row dated in the future).
-TRACKED: dict[Table, tuple[str, ...]] = {
-    customers: (),  # created_at: found among the kept inputs
-    orders: ("paid_at",),
-    carts: ("updated_at", "checkout_started_at"),
-    subscriptions: ("started_at", "canceled_at"),
-}
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The cursor
-# ---------------------------------------------------------------------------------------------------------
+def why_full(cursor: Cursor | None, settings: Settings, bounds: Bounds) -> str | None:
+    """Why the kept inputs cannot be refreshed incrementally, or None when they can."""
+    if cursor is None:
+        return "no cursor yet: the first run"
+    if "policy" not in cursor.details:
+        return "the cursor was written by an older version"
+    if cursor.details.get("policy") != settings.canonical_id:
+        return f"CIO_CANONICAL_ID changed from {cursor.details.get('policy')} to {settings.canonical_id}"
+    if cursor.floor != unix(bounds.floor):
+        return "CIO_TIMESTAMP_FLOOR changed"
+    return None
 
 
-@dataclass(frozen=True)
-class IdentityCursor:
-    """Where the last successful run stopped: per table its newest `updated_at` and largest id, the run's
-    clock, and the settings the kept rows were judged with."""
-
-    marks: dict[str, dict[str, object]]
-    checked_at: int  # Unix seconds: the `now` of the run's hygiene bounds
-    policy: str
-    floor: int
-    changed_at: int  # Unix seconds: the last run that changed what the identity tables hold
-
-    @classmethod
-    def load(cls, conn: Connection) -> IdentityCursor | None:
-        cursors = state_tables.cursors
-        raw = conn.execute(select(cursors.c.value).where(cursors.c.asset == CURSOR)).scalar_one_or_none()
-        if raw is None:
-            return None
-        data = orjson.loads(raw)
-        return cls(data["marks"], data["checked_at"], data["policy"], data["floor"], data.get("changed_at", 0))
-
-    def save(self, conn: Connection) -> None:
-        cursors = state_tables.cursors
-        value = orjson.dumps(
-            {
-                "marks": self.marks,
-                "checked_at": self.checked_at,
-                "policy": self.policy,
-                "floor": self.floor,
-                "changed_at": self.changed_at,
-            },
-            option=orjson.OPT_SORT_KEYS,
-        ).decode()
-        conn.execute(delete(cursors).where(cursors.c.asset == CURSOR))
-        conn.execute(cursors.insert().values(asset=CURSOR, value=value, updated_at=self.checked_at))
-
-    def why_full(self, settings: Settings, bounds: Bounds) -> str | None:
-        """Why the kept inputs cannot be refreshed incrementally, or None when they can."""
-        if self.policy != settings.canonical_id:
-            return f"CIO_CANONICAL_ID changed from {self.policy} to {settings.canonical_id}"
-        if self.floor != unix(bounds.floor):
-            return "CIO_TIMESTAMP_FLOOR changed"
-        return None
-
-
-def read_marks(conn: Connection) -> dict[str, dict[str, object]]:
-    """Per tracked table, its newest `updated_at` (ISO text) and largest id, read before the changes are."""
-    marks = {}
-    for table in TRACKED:
-        newest, largest = conn.execute(select(func.max(table.c.updated_at), func.max(table.c.id))).one()
-        marks[str(table.name)] = {"updated_at": newest.isoformat() if newest else None, "id": largest}
-    newest_link = conn.execute(select(func.max(identity_links.c.linked_at))).scalar_one()
-    marks[str(identity_links.name)] = {"linked_at": newest_link.isoformat() if newest_link else None}
-    return marks
+def identity_changed_at(conn: Connection) -> int | None:
+    """When identity last changed what its tables hold (Unix seconds), or None before its first run."""
+    cursor = Cursor.load(conn, CURSOR)
+    return None if cursor is None else int(cursor.details.get("changed_at", 0))  # type: ignore[call-overload]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -247,17 +194,18 @@ def refresh_identity(
 ) -> RefreshSummary:
     """Bring the identity tables up to date with the shop, fully or incrementally (see the module docstring)."""
     marks = read_marks(src)
-    cursor = IdentityCursor.load(dst)
-    reason = "asked for in the run config (full_refresh)" if full_refresh else None
-    if reason is None:
-        reason = "no cursor yet: the first run" if cursor is None else cursor.why_full(settings, bounds)
+    cursor = Cursor.load(dst, CURSOR)
+    reason = "asked for in the run config (full_refresh)" if full_refresh else why_full(cursor, settings, bounds)
     if reason is not None or cursor is None:
         summary = _full(src, dst, settings, bounds, reason or "")
     else:
         summary = _incremental(src, dst, settings, bounds, cursor)
     now = unix(bounds.now)
-    changed_at = now if summary.mode == "full" or summary.component_rows or cursor is None else cursor.changed_at
-    IdentityCursor(marks, now, settings.canonical_id, unix(bounds.floor), changed_at).save(dst)
+    changed_at = (
+        now if summary.mode == "full" or summary.component_rows or cursor is None else cursor.details["changed_at"]
+    )
+    details = {"policy": settings.canonical_id, "changed_at": changed_at}
+    Cursor(CURSOR, marks, now, unix(bounds.floor), details).save(dst)
     summary.kept_rows = dst.execute(select(func.count()).select_from(INPUTS)).scalar_one()
     return summary
 
@@ -272,7 +220,7 @@ def _full(src: Connection, dst: Connection, settings: Settings, bounds: Bounds, 
 
 
 def _incremental(
-    src: Connection, dst: Connection, settings: Settings, bounds: Bounds, cursor: IdentityCursor
+    src: Connection, dst: Connection, settings: Settings, bounds: Bounds, cursor: Cursor
 ) -> RefreshSummary:
     changed_customers = _changed(customers, src, dst, settings, bounds, cursor)
     fresh = IdentityInputs.read(src, settings, bounds, only={customers.name: changed_customers})
@@ -284,7 +232,7 @@ def _incremental(
         table.name: or_(_changed(table, src, dst, settings, bounds, cursor), *_naming(table, deleted))
         for table in (orders, carts, subscriptions)
     }
-    links_where, reload_links = _changed_links(src, dst, settings, cursor)
+    links_where, reload_links = _links_to_read(src, dst, settings, cursor)
     only[identity_links.name] = links_where
     changed = IdentityInputs.read(src, settings, bounds, only=only)
     changed.customers = fresh.customers
@@ -357,34 +305,21 @@ def _frames(result: IdentityResult) -> tuple[pd.DataFrame, ...]:
 
 
 def _changed(
-    table: Table, src: Connection, dst: Connection, settings: Settings, bounds: Bounds, cursor: IdentityCursor
+    table: Table, src: Connection, dst: Connection, settings: Settings, bounds: Bounds, cursor: Cursor
 ) -> ColumnElement[bool]:
-    """SQL: the rows of `table` changed since the cursor, or whose timestamps stopped being in the future."""
-    mark = cursor.marks.get(table.name, {})
-    if mark.get("updated_at") is None and mark.get("id") is None:
-        return true()  # the table was empty: every row is new
-    zone = settings.zone_of(table.name)
-    since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), zone)
-    until = to_source_naive(bounds.now, zone)
-    clauses: list[ColumnElement[bool]] = []
-    if mark.get("updated_at") is not None:
-        clauses.append(table.c.updated_at > datetime.fromisoformat(str(mark["updated_at"])))
-    clauses.append(table.c.updated_at >= since - LOOKBACK)
-    if mark.get("id") is not None:
-        clauses.append(table.c.id > int(mark["id"]))  # type: ignore[call-overload]
-    clauses.extend(and_(table.c[column] > since, table.c[column] <= until) for column in TRACKED[table])
-    if table is customers:
-        # created_at is not indexed in the shop: the kept raw values say whose crossed the clock.
-        raw = INPUTS.c.created_at_raw
-        crossed = dst.execute(
-            select(INPUTS.c.customer_id).where(
-                INPUTS.c.source_table == CUSTOMERS, raw > cursor.checked_at, raw <= unix(bounds.now)
-            )
-        ).scalars()
-        ids = [int(i) for i in crossed]
-        if ids:
-            clauses.append(customers.c.id.in_(ids))
-    return or_(*clauses)
+    """SQL: the rows of `table` changed since the cursor (`sources/changes.py`); for customers also those
+    whose `created_at` stopped being in the future, found among the kept inputs (the shop does not index it)."""
+    condition = changed(table, cursor, settings, bounds)
+    if table is not customers:
+        return condition
+    raw = INPUTS.c.created_at_raw
+    crossed = dst.execute(
+        select(INPUTS.c.customer_id).where(
+            INPUTS.c.source_table == CUSTOMERS, raw > cursor.checked_at, raw <= unix(bounds.now)
+        )
+    ).scalars()
+    ids = [int(i) for i in crossed]
+    return or_(condition, customers.c.id.in_(ids)) if ids else condition
 
 
 def _naming(table: Table, customer_ids: list[int]) -> list[ColumnElement[bool]]:
@@ -412,22 +347,17 @@ def _customer_drift(src: Connection, dst: Connection, fresh: IdentityInputs) -> 
     return sorted(kept_ids - shop_ids), sorted(shop_ids - kept_ids - set(fresh_ids))
 
 
-def _changed_links(
-    src: Connection, dst: Connection, settings: Settings, cursor: IdentityCursor
+def _links_to_read(
+    src: Connection, dst: Connection, settings: Settings, cursor: Cursor
 ) -> tuple[ColumnElement[bool], bool]:
     """SQL: the links to read again, and whether that is all of them (their distinct count disagrees with
     what is kept, so one was deleted or added with an old time)."""
     distinct = select(identity_links.c.anonymous_id, identity_links.c.customer_id, identity_links.c.linked_at)
     in_shop = src.execute(select(func.count()).select_from(distinct.distinct().subquery())).scalar_one()
     kept = dst.execute(select(func.count()).where(INPUTS.c.source_table == LINKS)).scalar_one()
-    newest = cursor.marks.get(identity_links.name, {}).get("linked_at")
-    if in_shop != kept or newest is None:
+    if in_shop != kept or cursor.marks.get(str(identity_links.name), {}).get("linked_at") is None:
         return true(), True
-    since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), settings.zone_of(identity_links.name))
-    linked_at = identity_links.c.linked_at
-    return or_(
-        linked_at > datetime.fromisoformat(str(newest)), linked_at >= since - LOOKBACK, linked_at.is_(None)
-    ), False
+    return changed_links(cursor, settings), False
 
 
 def _kept_rows_of(

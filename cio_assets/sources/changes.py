@@ -1,0 +1,123 @@
+"""Which source rows changed since an asset last read the shop: cursors of high-water marks.
+
+An asset that works from changes keeps a `Cursor` in `cio_cursors`, written in the same transaction as
+what it derived: per tracked table, the newest `updated_at` and the largest id it had seen when it started
+(marks are read before the rows are, so a row written meanwhile is read again next time, never missed),
+the run's clock, and the timestamp floor its rows were judged with. `changed` is the SQL for the rows to
+read again:
+- `updated_at` after the newest seen, or within `LOOKBACK` of the last run (a transaction that set its
+  `updated_at` before that run started but committed after it);
+- an id above the largest seen;
+- a timestamp that was in the future at the last run and is not any more (hygiene sets such rows aside
+  until their time comes), for the columns `TRACKED` names.
+A row edited without moving its `updated_at` is not seen; the daily full refresh catches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, true
+
+from cio_assets.hygiene.rules import Bounds
+from cio_assets.settings import Settings
+from cio_assets.sources.tables import (
+    cart_items,
+    carts,
+    customers,
+    identity_links,
+    order_items,
+    orders,
+    refunds,
+    subscriptions,
+)
+from cio_assets.state.tables import cursors
+from cio_assets.timestamps import to_source_naive
+
+LOOKBACK = timedelta(minutes=10)
+# Per tracked table, the timestamps whose rows turn valid when the clock passes them (indexed in the
+# reference schema; customers' created_at is not, and identity finds those among the inputs it keeps).
+TRACKED: dict[Table, tuple[str, ...]] = {
+    customers: (),
+    orders: ("paid_at",),
+    order_items: (),
+    carts: ("updated_at", "checkout_started_at"),
+    cart_items: (),
+    refunds: ("created_at",),
+    subscriptions: ("started_at", "canceled_at"),
+}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where an asset's last successful run stopped reading the shop."""
+
+    asset: str
+    marks: dict[str, dict[str, object]]  # table -> {"updated_at": ISO text or None, "id": int or None}
+    checked_at: int  # Unix seconds: the `now` of that run's hygiene bounds
+    floor: int  # Unix seconds: the timestamp floor its rows were judged with
+    details: dict[str, object] = field(default_factory=dict)  # what else the asset keeps with it
+
+    @classmethod
+    def load(cls, conn: Connection, asset: str) -> Cursor | None:
+        raw = conn.execute(select(cursors.c.value).where(cursors.c.asset == asset)).scalar_one_or_none()
+        if raw is None:
+            return None
+        data = orjson.loads(raw)
+        return cls(asset, data["marks"], data["checked_at"], data["floor"], data.get("details", {}))
+
+    def save(self, conn: Connection) -> None:
+        data = {"marks": self.marks, "checked_at": self.checked_at, "floor": self.floor, "details": self.details}
+        value = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+        conn.execute(delete(cursors).where(cursors.c.asset == self.asset))
+        conn.execute(cursors.insert().values(asset=self.asset, value=value, updated_at=self.checked_at))
+
+
+def read_marks(conn: Connection) -> dict[str, dict[str, object]]:
+    """Per tracked table its newest `updated_at` (ISO text) and largest id; for identity links, the newest
+    `linked_at`. Read before the changes are."""
+    marks: dict[str, dict[str, object]] = {}
+    for table in TRACKED:
+        newest = conn.execute(select(func.max(table.c.updated_at))).scalar_one() if "updated_at" in table.c else None
+        largest = conn.execute(select(func.max(table.c.id))).scalar_one()
+        marks[str(table.name)] = {"updated_at": newest.isoformat() if newest else None, "id": largest}
+    newest_link = conn.execute(select(func.max(identity_links.c.linked_at))).scalar_one()
+    marks[str(identity_links.name)] = {"linked_at": newest_link.isoformat() if newest_link else None}
+    return marks
+
+
+def changed(
+    table: Table, cursor: Cursor, settings: Settings, bounds: Bounds, crossing: bool = True
+) -> ColumnElement[bool]:
+    """SQL: the rows of `table` (one of `TRACKED`) changed since `cursor`, or (with `crossing`) whose
+    timestamps stopped being in the future."""
+    mark = cursor.marks.get(str(table.name), {})
+    if mark.get("updated_at") is None and mark.get("id") is None:
+        return true()  # the table was empty: every row is new
+    zone = settings.zone_of(table.name)
+    since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), zone)
+    until = to_source_naive(bounds.now, zone)
+    clauses: list[ColumnElement[bool]] = []
+    if "updated_at" in table.c:
+        if mark.get("updated_at") is not None:
+            clauses.append(table.c.updated_at > datetime.fromisoformat(str(mark["updated_at"])))
+        clauses.append(table.c.updated_at >= since - LOOKBACK)
+    if mark.get("id") is not None:
+        clauses.append(table.c.id > int(mark["id"]))  # type: ignore[call-overload]
+    if crossing:
+        clauses.extend(and_(table.c[column] > since, table.c[column] <= until) for column in TRACKED[table])
+    return or_(*clauses)
+
+
+def changed_links(cursor: Cursor, settings: Settings) -> ColumnElement[bool]:
+    """SQL: identity links made after the newest the cursor saw, within `LOOKBACK` of its run, or without a
+    time (links have neither an id nor an `updated_at`)."""
+    since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), settings.zone_of(identity_links.name))
+    linked_at = identity_links.c.linked_at
+    newest = cursor.marks.get(str(identity_links.name), {}).get("linked_at")
+    clauses = [linked_at >= since - LOOKBACK, linked_at.is_(None)]
+    if newest is not None:
+        clauses.append(linked_at > datetime.fromisoformat(str(newest)))
+    return or_(*clauses)
