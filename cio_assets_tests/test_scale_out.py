@@ -133,6 +133,10 @@ def scale_out(
             for db in states.values():
                 conn.execute(text(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
         state_urls = {run: base.set(database=db).render_as_string(hide_password=False) for run, db in states.items()}
+        # The instance's schema exists before any worker starts, as in a deployment (deploy/README.md): two
+        # workers opening an empty instance database at once both create it, and one fails.
+        with dg.DagsterInstance.from_config(str(home)):
+            pass
         yield ScaleOut(home, env, state_urls=state_urls)
     finally:
         with mariadb.begin() as conn:
