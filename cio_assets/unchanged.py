@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import orjson
 from pydantic import Field
-from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy import Connection, Table, func, select
 
 from cio_assets.catalog import table_metadata
 from cio_assets.contract import HELD, ContractTally, stored_quarantine
@@ -37,7 +37,7 @@ from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import observe_table
 from cio_assets.state.tables import computed_days, rejected_rows
-from cio_assets.state.writes import chunks
+from cio_assets.state.writes import chunks, upsert
 
 WHOLE = "all"  # the day an unpartitioned asset records itself under
 
@@ -91,12 +91,9 @@ def computed_at(dst: Connection, asset: str, days: Sequence[str], inputs: Inputs
 
 def record(dst: Connection, asset: str, days: Sequence[str], inputs: Inputs) -> None:
     """Note that `days` were computed now from `inputs` (in the transaction that wrote them)."""
-    t = computed_days
     for chunk in chunks(sorted(days), 500):
-        dst.execute(delete(t).where(t.c.asset == asset, t.c.day.in_(chunk)))
-        dst.execute(
-            t.insert(), [{"asset": asset, "day": d, "digest": inputs.digest, "computed_at": inputs.at} for d in chunk]
-        )
+        rows = [{"asset": asset, "day": day, "digest": inputs.digest, "computed_at": inputs.at} for day in chunk]
+        upsert(dst, computed_days, rows)
 
 
 def released_since(dst: Connection, tables: Sequence[Table], since: int) -> int:

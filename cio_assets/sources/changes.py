@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select, true
 
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.settings import Settings
@@ -34,6 +34,7 @@ from cio_assets.sources.tables import (
     subscriptions,
 )
 from cio_assets.state.tables import cursors
+from cio_assets.state.writes import upsert
 from cio_assets.timestamps import to_source_naive
 
 LOOKBACK = timedelta(minutes=10)
@@ -71,8 +72,7 @@ class Cursor:
     def save(self, conn: Connection) -> None:
         data = {"marks": self.marks, "checked_at": self.checked_at, "floor": self.floor, "details": self.details}
         value = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
-        conn.execute(delete(cursors).where(cursors.c.asset == self.asset))
-        conn.execute(cursors.insert().values(asset=self.asset, value=value, updated_at=self.checked_at))
+        upsert(conn, cursors, [{"asset": self.asset, "value": value, "updated_at": self.checked_at}])
 
 
 def read_marks(conn: Connection) -> dict[str, dict[str, object]]:

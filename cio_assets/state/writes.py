@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, String, Table, delete
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from cio_assets.state.tables import quarantine
 from cio_assets.text import clip
@@ -99,3 +100,28 @@ def delete_keys(conn: Connection, column: ColumnElement, keys: Sequence[object])
     for chunk in chunks(list(keys), KEYS_PER_STATEMENT):
         deleted += conn.execute(delete(column.table).where(column.in_(chunk))).rowcount or 0
     return deleted
+
+
+def upsert(conn: Connection, table: Table, rows: Sequence[dict]) -> None:
+    """Insert `rows`, replacing those whose primary key exists, in one statement.
+
+    Not a delete then an insert: steps running at once (the multiprocess or Celery executor) write their
+    own rows of the same small table, and on InnoDB a delete of a missing key locks the gap around it, so two
+    such transactions each waited for the other's gap to insert (a deadlock)."""
+    if not rows:
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    others = [c.name for c in table.columns if c.name not in keys]
+    dialect = conn.dialect.name
+    if dialect in ("mysql", "mariadb"):
+        statement = mysql.insert(table)
+        conn.execute(statement.on_duplicate_key_update({c: statement.inserted[c] for c in others}), list(rows))
+    elif dialect in ("sqlite", "postgresql"):
+        module = sqlite if dialect == "sqlite" else postgresql
+        statement = module.insert(table)
+        update = {c: statement.excluded[c] for c in others}
+        conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=update), list(rows))
+    else:
+        for row in rows:
+            conn.execute(delete(table).where(*(table.c[k] == row[k] for k in keys)))
+        conn.execute(table.insert(), list(rows))
