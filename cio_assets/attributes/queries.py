@@ -13,6 +13,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, FromClause, Select, Table, and_, literal, select
 
+from cio_assets.chunking import chunks
 from cio_assets.contract import HELD, quarantine_rows
 from cio_assets.hygiene.rules import Bounds, row_is_valid, row_rejection
 from cio_assets.identity.membership import PeopleChunk
@@ -22,7 +23,7 @@ from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
 from cio_assets.sources.reads import read_frame, read_frames
 from cio_assets.sources.tables import customers, order_items, orders, refunds, subscriptions
-from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
+from cio_assets.state.writes import KEYS_PER_STATEMENT
 from cio_assets.timestamps import to_unix_seconds, unix
 
 

@@ -25,11 +25,11 @@ from cio_assets.checks.days import (
     judge_days,
     volume_result,
 )
+from cio_assets.chunking import chunks
 from cio_assets.metadata import markdown_table
 from cio_assets.resources import StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.state.tables import attribute_snapshot as snapshot_table
-from cio_assets.state.writes import chunks
 from cio_assets.timestamps import utc_now
 
 ASSET = "attribute_snapshot"

@@ -31,10 +31,10 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import Connection, Table, distinct, select
 
+from cio_assets.chunking import chunks
 from cio_assets.metadata import markdown_table
 from cio_assets.partitions import daily_partitions
 from cio_assets.settings import Settings
-from cio_assets.state.writes import chunks
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"

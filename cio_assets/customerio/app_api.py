@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
+from cio_assets.chunking import chunks
 from cio_assets.customerio.client import retry_after_seconds, without_userinfo
 
 APP_REGION_URLS = {"us": "https://api.customer.io", "eu": "https://api-eu.customer.io"}
@@ -123,7 +124,7 @@ class AppClient:
     def read_people(self, person_ids: Iterable[str]) -> dict[str, Attributes]:
         """person id -> the attributes Customer.io holds (all strings); people without a profile are absent."""
         found: dict[str, Attributes] = {}
-        for chunk in _chunks(list(dict.fromkeys(person_ids)), MAX_IDS_PER_REQUEST):
+        for chunk in chunks(list(dict.fromkeys(person_ids)), MAX_IDS_PER_REQUEST):
             found.update(self._read_chunk(chunk))
         return found
 
@@ -222,8 +223,3 @@ def _error_text(response: httpx.Response) -> str:
     except (orjson.JSONDecodeError, AttributeError):
         details = []
     return "; ".join(details) or response.text[:300]
-
-
-def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select, true
 
+from cio_assets.chunking import chunks
 from cio_assets.hygiene.rules import REJECTING_TABLES, RULES, Bounds, rejection_reason, row_rejection
 from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
@@ -18,7 +19,7 @@ from cio_assets.sources.changes import Cursor, changed
 from cio_assets.sources.reads import read_frame
 from cio_assets.sources.tables import cart_items, carts, customers, order_items, orders, refunds, subscriptions
 from cio_assets.state.tables import rejected_rows
-from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
+from cio_assets.state.writes import KEYS_PER_STATEMENT
 
 KEY = ["source_table", "source_key", "column_name"]
 LISTED = [*KEY, "raw_value", "reason"]

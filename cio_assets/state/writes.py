@@ -7,22 +7,18 @@ left as it was: a re-run or a crash never leaves half a day behind. Text in colu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, String, Table, delete
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
+from cio_assets.chunking import chunks
 from cio_assets.state.tables import quarantine
 from cio_assets.text import clip
 
 # Keys per `IN (...)` list: well under every server's limits on statement size.
 KEYS_PER_STATEMENT = 1000
-
-
-def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def replace_all(conn: Connection, table: Table, frame: pd.DataFrame, chunk_rows: int) -> int:

@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import Connection, Row, select
 
 from cio_assets.catalog import listing_schemas
+from cio_assets.chunking import chunks
 from cio_assets.customerio.batching import Item
 from cio_assets.customerio.ids import event_ulid
 from cio_assets.events.families import FAMILY_TABLES, event_id
@@ -32,7 +33,7 @@ from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.state import tables as state_tables
 from cio_assets.state.tables import attribute_snapshot, event_log
-from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
+from cio_assets.state.writes import KEYS_PER_STATEMENT
 from cio_assets.sync import ledger
 from cio_assets.sync.stream import Pending, SyncStream, run_sync
 from cio_assets.timestamps import unix, utc_now

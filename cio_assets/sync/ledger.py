@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import orjson
 from sqlalchemy import Connection, and_, delete, select
 
+from cio_assets.chunking import chunks
 from cio_assets.state.tables import delivery_rejections, event_ledger, ledger_identity, people_ledger
-from cio_assets.state.writes import KEYS_PER_STATEMENT, chunks
+from cio_assets.state.writes import KEYS_PER_STATEMENT
 from cio_assets.text import clip
 
 PERSON = "person"
