@@ -54,6 +54,7 @@ from cio_assets.identity.resolve import (
 )
 from cio_assets.settings import Settings
 from cio_assets.sources.changes import Cursor, changed, changed_links, read_marks
+from cio_assets.sources.reads import read_frame
 from cio_assets.sources.tables import carts, customers, identity_links, orders, subscriptions
 from cio_assets.state import tables as state_tables
 from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_frame, replace_all
@@ -147,8 +148,7 @@ def connected_rows(conn: Connection, seeds: Keys) -> tuple[pd.DataFrame, Keys]:
 
 
 def _read_inputs(conn: Connection, where: ColumnElement[bool]) -> pd.DataFrame:
-    result = conn.execute(select(INPUTS).where(where))
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
+    return read_frame(conn, select(INPUTS).where(where), dtype=object)
 
 
 def _no_inputs() -> pd.DataFrame:

@@ -8,9 +8,11 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Select
 
 
-def read_frame(conn: Connection, statement: Select) -> pd.DataFrame:
+def read_frame(conn: Connection, statement: Select, dtype: object = None) -> pd.DataFrame:
+    """The result as a frame; `dtype=object` keeps values as the driver gave them (a nullable integer column
+    stays integers and None, not floats and NaN)."""
     result = conn.execute(statement)
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=dtype)
 
 
 def read_frames(conn: Connection, statement: Select, chunk_rows: int) -> Iterator[pd.DataFrame]:

@@ -26,6 +26,7 @@ from cio_assets.customerio.batching import Item
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
+from cio_assets.sources.reads import read_frame
 from cio_assets.state import tables as state_tables
 from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
 from cio_assets.sync import ledger
@@ -96,9 +97,8 @@ def snapshot_rows(state: StateDatabase, pairs: list[tuple[str, str]]) -> pd.Data
         )
     )
     with state.connect() as conn:
-        result = conn.execute(select(attribute_snapshot).where(exact))
         # object dtype: a nullable integer column must not turn into floats (Customer.io wants Unix seconds).
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
+        return read_frame(conn, select(attribute_snapshot).where(exact), dtype=object)
 
 
 def _plain(value: object) -> object:
