@@ -8,7 +8,7 @@ multiprocess executor would add a child process the pipeline does not start, and
 
 import dagster as dg
 
-from cio_assets.definitions import defs as pipeline  # the same imports as the pipeline's code location
+import cio_assets.definitions  # the same imports as the pipeline's code location
 
 
 @dg.asset(description="Nothing: a materialisation that does no work, to time everything around it.")
@@ -16,4 +16,4 @@ def floor() -> None:
     return None
 
 
-defs = dg.Definitions(assets=[floor], executor=pipeline.executor)
+defs = dg.Definitions(assets=[floor], executor=cio_assets.definitions.defs.executor)
