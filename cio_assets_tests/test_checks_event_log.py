@@ -150,6 +150,23 @@ def test_integrity_fails_naming_an_event_whose_timestamp_is_out_of_bounds(shop, 
     assert crafted["event_id"] in value(integrity, "timestamps_sample")
 
 
+def test_integrity_finds_an_id_stored_twice_once_someone_dropped_the_primary_key(shop, pipeline):
+    # The key makes a second copy impossible, so the check scans the ids only when the key is gone.
+    shop.customer(1)
+    shop.order(1, paid_at="2026-10-02 09:00")
+    pipeline.run(partition="2026-10-02")
+    with pipeline.state_engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {state_tables.event_log.name} DROP PRIMARY KEY")
+        (stored,) = conn.execute(state_tables.event_log.select()).mappings().all()
+        conn.execute(state_tables.event_log.insert(), [dict(stored)])
+
+    checks = run_checks(pipeline, [event_log], [event_log_checks], partition_range=("2026-10-02", "2026-10-02"))
+
+    integrity = checks[INTEGRITY]
+    assert (integrity.passed, value(integrity, "duplicate_event_ids")) == (False, 1)
+    assert stored["event_id"] in value(integrity, "duplicates_sample")
+
+
 def test_the_integrity_check_blocks_delivery():
     (spec,) = [s for s in event_log_checks.check_specs if s.name == INTEGRITY]
     (volume,) = [s for s in event_log_checks.check_specs if s.name == VOLUME]

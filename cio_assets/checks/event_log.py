@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import Connection, func, literal, or_, select
+from sqlalchemy import Connection, func, inspect, literal, or_, select
 from sqlalchemy import case as sql_case
 
 from cio_assets.checks.days import (
@@ -42,7 +42,14 @@ SAMPLE_ROWS = 20
 
 
 def read_duplicate_ids(conn: Connection, days: Sequence[str]) -> pd.DataFrame:
-    """event_id, copies, first_day: ids stored more than once with at least one copy in `days`."""
+    """event_id, copies, first_day: ids stored more than once with at least one copy in `days`.
+
+    While `event_id` is the table's primary key the database refuses a second copy, so there is nothing to
+    scan (a scan of every id of a year's log took about a minute at 100,000 customers); the ids are scanned
+    only when someone changed the key by hand."""
+    columns = ["event_id", "copies", "first_day"]
+    if ids_are_primary_key(conn):
+        return pd.DataFrame(columns=columns)
     t = events_table
     frames = []
     for chunk in chunks(sorted(days), 500):
@@ -54,9 +61,14 @@ def read_duplicate_ids(conn: Connection, days: Sequence[str]) -> pd.DataFrame:
             .having(func.count() > 1)
             .order_by(t.c.event_id)
         )
-        frames.append(pd.DataFrame(result.fetchall(), columns=["event_id", "copies", "first_day"]))
-    columns = ["event_id", "copies", "first_day"]
+        frames.append(pd.DataFrame(result.fetchall(), columns=columns))
     return pd.concat(frames, ignore_index=True).drop_duplicates("event_id") if frames else pd.DataFrame(columns=columns)
+
+
+def ids_are_primary_key(conn: Connection) -> bool:
+    """Whether the stored table's primary key is exactly `event_id` (as the pipeline creates it)."""
+    key = inspect(conn).get_pk_constraint(events_table.name)
+    return list(key.get("constrained_columns") or []) == ["event_id"]
 
 
 def read_bad_timestamps(
