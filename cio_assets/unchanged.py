@@ -36,7 +36,7 @@ from cio_assets.identity.refresh import identity_changed_at
 from cio_assets.metadata import DayFigures, add_partition_metadata, listing_per_day, merge_days
 from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
-from cio_assets.sources.assets import observe_table
+from cio_assets.sources.assets import observe_tables
 from cio_assets.state.tables import computed_days, rejected_rows
 from cio_assets.state.writes import upsert
 
@@ -61,9 +61,17 @@ class Inputs:
     at: int  # Unix seconds: the run's clock when it computed
 
     @classmethod
-    def read(cls, src: Connection, dst: Connection, tables: Sequence[Table], settings: Settings, at: int) -> Inputs:
+    def read(
+        cls,
+        src: Connection,
+        dst: Connection,
+        tables: Sequence[Table],
+        settings: Settings,
+        at: int,
+        run_id: str | None = None,
+    ) -> Inputs:
         fingerprint = {
-            "marks": {str(table.name): observe_table(src, table) for table in tables},
+            "marks": observe_tables(src, tables, run_id),
             "identity_changed_at": identity_changed_at(dst),
             "settings": settings_fingerprint(settings),
         }

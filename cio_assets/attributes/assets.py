@@ -81,7 +81,7 @@ def attribute_snapshot(
     prange = PartitionRange.from_context(context)
     bounds = Bounds.for_run(settings, utc_now())
     with source.connect() as src, state.begin() as dst:
-        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now))
+        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now), context.run_id)
         kept = None if config.full_refresh else skip_reason(dst, ASSET, prange.keys, inputs, CHANGE_TABLES)
         if kept is not None:
             context.log.info(kept)

@@ -89,7 +89,7 @@ def event_log(
     prange = PartitionRange.from_context(context)
     bounds = Bounds.for_run(settings, utc_now())
     with source.connect() as src, state.begin() as dst:
-        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now))
+        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now), context.run_id)
 
         def carts_due(computed_at: int) -> bool:
             # A day that had not ended when it was computed may gain abandoned carts by the clock alone.

@@ -48,8 +48,8 @@ def rejected_rows(
 ) -> dg.MaterializeResult:
     bounds = Bounds.for_run(settings, utc_now())
     with source.connect() as src, state.begin() as dst:
-        marks = read_marks(src)
-        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now))
+        marks = read_marks(src, context.run_id)
+        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now), context.run_id)
         cursor = Cursor.load(dst, ASSET)
         previous = previous_rejections(dst)
         listed = previous[previous["released_at"].isna()]

@@ -191,10 +191,16 @@ class RefreshSummary:
 
 
 def refresh_identity(
-    src: Connection, dst: Connection, settings: Settings, bounds: Bounds, full_refresh: bool
+    src: Connection,
+    dst: Connection,
+    settings: Settings,
+    bounds: Bounds,
+    full_refresh: bool,
+    run_id: str | None = None,
 ) -> RefreshSummary:
-    """Bring the identity tables up to date with the shop, fully or incrementally (see the module docstring)."""
-    marks = read_marks(src)
+    """Bring the identity tables up to date with the shop, fully or incrementally (see the module docstring).
+    `run_id` lets the steps of one run share their observation of the shop's tables."""
+    marks = read_marks(src, run_id)
     cursor = Cursor.load(dst, CURSOR)
     reason = "asked for in the run config (full_refresh)" if full_refresh else why_full(cursor, settings, bounds)
     if reason is not None or cursor is None:

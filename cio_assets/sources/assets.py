@@ -6,6 +6,8 @@ table (row count and high-water marks) so the UI shows how fresh and how large t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import dagster as dg
 from sqlalchemy import Connection, Table, func, select
 
@@ -48,6 +50,27 @@ def high_water_marks(table: Table) -> list:
 def observe_table(conn: Connection, table: Table) -> dict[str, object]:
     row = conn.execute(select(*high_water_marks(table)).select_from(table)).mappings().one()
     return {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in row.items()}
+
+
+# The current run's observations (run id -> table name -> marks), for the steps running in this process.
+_observed: dict[str, dict[str, dict[str, object]]] = {}
+
+
+def observe_tables(conn: Connection, tables: Iterable[Table], run_id: str | None) -> dict[str, dict[str, object]]:
+    """Each table's marks, observed once per run: hygiene, identity, the snapshot and the event log all ask,
+    and a count of a large table costs a fraction of a second each time. Marks seen earlier in the run are
+    never newer than the rows a later step reads, so a step that uses them at worst reads again, or computes
+    again, on the next run. Without a run id (a direct call), every table is observed now."""
+    if run_id is None:
+        return {str(table.name): observe_table(conn, table) for table in tables}
+    if run_id not in _observed:
+        _observed.clear()  # keep only the latest run's
+        _observed[run_id] = {}
+    seen = _observed[run_id]
+    for table in tables:
+        if str(table.name) not in seen:
+            seen[str(table.name)] = observe_table(conn, table)
+    return {str(table.name): seen[str(table.name)] for table in tables}
 
 
 def observe_sources(conn: Connection) -> list[dg.AssetObservation]:

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select, true
 
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.settings import Settings
+from cio_assets.sources.assets import observe_tables
 from cio_assets.sources.tables import (
     cart_items,
     carts,
@@ -75,16 +76,18 @@ class Cursor:
         upsert(conn, cursors, [{"asset": self.asset, "value": value, "updated_at": self.checked_at}])
 
 
-def read_marks(conn: Connection) -> dict[str, dict[str, object]]:
+def read_marks(conn: Connection, run_id: str | None = None) -> dict[str, dict[str, object]]:
     """Per tracked table its newest `updated_at` (ISO text) and largest id; for identity links, the newest
-    `linked_at`. Read before the changes are."""
-    marks: dict[str, dict[str, object]] = {}
-    for table in TRACKED:
-        newest = conn.execute(select(func.max(table.c.updated_at))).scalar_one() if "updated_at" in table.c else None
-        largest = conn.execute(select(func.max(table.c.id))).scalar_one()
-        marks[str(table.name)] = {"updated_at": newest.isoformat() if newest else None, "id": largest}
-    newest_link = conn.execute(select(func.max(identity_links.c.linked_at))).scalar_one()
-    marks[str(identity_links.name)] = {"linked_at": newest_link.isoformat() if newest_link else None}
+    `linked_at`. Read before the changes are (observed once per run, see `observe_tables`)."""
+    observed = observe_tables(conn, [*TRACKED, identity_links], run_id)
+    marks: dict[str, dict[str, object]] = {
+        str(table.name): {
+            "updated_at": observed[str(table.name)].get("max_updated_at"),
+            "id": observed[str(table.name)].get("max_id"),
+        }
+        for table in TRACKED
+    }
+    marks[str(identity_links.name)] = {"linked_at": observed[str(identity_links.name)].get("max_linked_at")}
     return marks
 
 
