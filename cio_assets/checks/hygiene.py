@@ -8,12 +8,13 @@ partitioned: the check judges the rows currently set aside (not released).
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
 from cio_assets.hygiene.rules import REJECTING_TABLES
 from cio_assets.metadata import markdown_table
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
+from cio_assets.sources.assets import observe_tables
 from cio_assets.sources.reads import read_frame
 from cio_assets.state.tables import rejected_rows
 
@@ -33,9 +34,10 @@ def read_rejections(state: Connection) -> pd.DataFrame:
     )
 
 
-def read_table_rows(source: Connection) -> dict[str, int]:
-    """Rows per source table the hygiene rules judge."""
-    return {t.name: int(source.execute(select(func.count()).select_from(t)).scalar_one()) for t in REJECTING_TABLES}
+def read_table_rows(source: Connection, run_id: str | None = None) -> dict[str, int]:
+    """Rows per source table the hygiene rules judge (as the run observed them, when it already did)."""
+    observed = observe_tables(source, REJECTING_TABLES, run_id)
+    return {name: int(marks["row_count"] or 0) for name, marks in observed.items()}  # type: ignore[call-overload]
 
 
 def share_result(rejections: pd.DataFrame, table_rows: dict[str, int], max_share: float) -> dg.AssetCheckResult:
@@ -84,9 +86,11 @@ def share_result(rejections: pd.DataFrame, table_rows: dict[str, int], max_share
         "rules (they never reach Customer.io, but a jump usually means a broken upstream change)."
     ),
 )
-def rejected_rows_share(source: SourceDatabase, state: StateDatabase, settings: Settings) -> dg.AssetCheckResult:
+def rejected_rows_share(
+    context: dg.AssetCheckExecutionContext, source: SourceDatabase, state: StateDatabase, settings: Settings
+) -> dg.AssetCheckResult:
     with state.connect() as state_conn:
         rejections = read_rejections(state_conn)
     with source.connect() as source_conn:
-        table_rows = read_table_rows(source_conn)
+        table_rows = read_table_rows(source_conn, context.run.run_id)
     return share_result(rejections, table_rows, settings.check_max_rejected_share)
