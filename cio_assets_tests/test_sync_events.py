@@ -68,6 +68,12 @@ def test_a_rerun_sends_zero_requests(shop, pipeline, customerio):
     assert len(customerio.fake.requests) == before
     assert _metadata(again)["events_duplicate_skipped"] == 3
     assert _metadata(again)["requests"] == 0
+    # Each day's materialisation counts that day's own events: one order on each day of the range.
+    per_day = {
+        m.partition: m.metadata["events/duplicates_skipped"].value
+        for m in again.asset_materializations_for_node("customerio_events")
+    }
+    assert per_day == {"2026-10-01": 1, "2026-10-02": 1, "2026-10-03": 1}
 
 
 def test_a_crash_between_acceptance_and_the_ledger_write_duplicates_nothing(shop, pipeline, customerio):

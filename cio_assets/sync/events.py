@@ -78,6 +78,11 @@ class EventStream(SyncStream):
         self.live_since = unix(utc_now()) - settings.live_window_hours * 3600
 
     def fresh(self) -> Iterator[Item]:
+        # What the ledger already holds is counted, and left out of the pages, by the database: a re-run
+        # costs what is new, not every event of the range.
+        with self.state.connect() as conn:
+            for day, delivered in ledger.delivered_events_per_day(conn, self.prange.keys).items():
+                self.count("duplicates_skipped", day, delivered)
         for page in chain(_log_pages(self.state, self.prange.keys, self.settings.chunk_size), self._released_pages()):
             with self.state.connect() as conn:
                 delivered = ledger.delivered_event_ids(conn, [row.event_id for row in page])
@@ -178,7 +183,7 @@ def customerio_events(
 
 
 def _log_pages(state: StateDatabase, days: Sequence[str], size: int) -> Iterator[list[Row]]:
-    """The event log rows of these days, `size` at a time, each page its own short query.
+    """The event log rows of these days not in the ledger yet, `size` at a time, each page its own short query.
 
     Pages follow the primary key, so each is an index range scan. Keyset pages rather than one
     streaming cursor: the ledger is written between pages, and SQLite would not let a writer in
@@ -186,7 +191,12 @@ def _log_pages(state: StateDatabase, days: Sequence[str], size: int) -> Iterator
     """
     after: str | None = None
     while True:
-        statement = select(*LOG_COLUMNS).where(event_log.c.day.in_(days)).order_by(event_log.c.event_id).limit(size)
+        statement = (
+            select(*LOG_COLUMNS)
+            .where(event_log.c.day.in_(days), ledger.not_delivered())
+            .order_by(event_log.c.event_id)
+            .limit(size)
+        )
         if after is not None:
             statement = statement.where(event_log.c.event_id > after)
         with state.connect() as conn:

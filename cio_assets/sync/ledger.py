@@ -10,10 +10,10 @@ import uuid
 from collections.abc import Sequence
 
 import orjson
-from sqlalchemy import Connection, and_, delete, select
+from sqlalchemy import ColumnElement, Connection, and_, delete, exists, func, select
 
 from cio_assets.chunking import chunks
-from cio_assets.state.tables import delivery_rejections, event_ledger, ledger_identity, people_ledger
+from cio_assets.state.tables import delivery_rejections, event_ledger, event_log, ledger_identity, people_ledger
 from cio_assets.state.writes import KEYS_PER_STATEMENT
 from cio_assets.text import clip
 
@@ -78,6 +78,23 @@ def delivered_event_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
     for chunk in chunks(list(event_ids), KEYS_PER_STATEMENT):
         found.update(conn.execute(select(event_ledger.c.event_id).where(event_ledger.c.event_id.in_(chunk))).scalars())
     return found
+
+
+def delivered_events_per_day(conn: Connection, days: Sequence[str]) -> dict[str, int]:
+    """Per day, how many of the event log's events of `days` the ledger already holds (counted in the
+    database, by index: a year's log against its ledger in about a second at 100,000 customers)."""
+    statement = (
+        select(event_log.c.day, func.count())
+        .select_from(event_log.join(event_ledger, event_ledger.c.event_id == event_log.c.event_id))
+        .where(event_log.c.day.in_(days))
+        .group_by(event_log.c.day)
+    )
+    return {day: int(n) for day, n in conn.execute(statement)}
+
+
+def not_delivered() -> ColumnElement[bool]:
+    """SQL, on the event log: the event is not in the ledger (the comparison done by the database)."""
+    return ~exists().where(event_ledger.c.event_id == event_log.c.event_id)
 
 
 def record_events(conn: Connection, rows: Sequence[tuple[str, str]], now: int) -> None:

@@ -55,10 +55,10 @@ class SyncStream(ABC):
         self.per_day: Counter[tuple[str, str]] = Counter()  # (day, outcome) of fresh items
         self.held: list[tuple[Item, str]] = []  # items kept for a later run, with why
 
-    def count(self, outcome: str, day: str) -> None:
-        """One fresh item of `day` had this outcome (the run total and the day's own figure)."""
-        self.counts[outcome] += 1
-        self.per_day[day, outcome] += 1
+    def count(self, outcome: str, day: str, items: int = 1) -> None:
+        """`items` fresh items of `day` had this outcome (the run total and the day's own figure)."""
+        self.counts[outcome] += items
+        self.per_day[day, outcome] += items
 
     def day_figures(self) -> dict[str, dict[str, object]]:
         """Each day's own outcomes (`people/created`, `events/live`, ...), every outcome on every day."""
