@@ -1,9 +1,12 @@
 """Identity: every source identifier resolves to one canonical person, and whatever cannot is listed."""
 
 import dagster as dg
+import pandas as pd
 
 from cio_assets.checks.identity import HEALTH, identity_map_health
+from cio_assets.identity.lookup import load_resolver
 from cio_assets.identity.normalize import normalize_email, normalize_phone
+from cio_assets.identity.resolve import IdentityResolver
 from cio_assets.settings import Settings
 from cio_assets.state import tables as state_tables
 from cio_assets_tests.conftest import PIPELINE, unix
@@ -377,3 +380,40 @@ def test_an_order_naming_a_deleted_customer_with_a_guest_email_is_listed_with_it
         ["subscriptions", "1", "987654321", "customer id 987654321 matches no customer"],
     ]
     assert pipeline.events().empty
+
+
+# --- reading the map on demand --------------------------------------------------------------------
+
+
+def test_a_resolver_reading_the_map_on_demand_answers_as_the_whole_map_does(shop, pipeline):
+    shop.customer(1, email="ann@shop.com")
+    shop.customer(2, email=" ANN@Shop.com")  # a later duplicate: resolves to customer 1
+    shop.customer(3, email="cy@shop.com")
+    shop.link("anon-1", 3)
+    pipeline.run(partition="2026-10-02")
+    rows = pipeline.table(state_tables.identity_map)[["identifier_type", "identifier", "person_id"]]
+    whole = IdentityResolver.from_rows(rows.itertuples(index=False))
+    with pipeline.state_engine.connect() as state:
+        on_demand = load_resolver(state)
+        orders = pd.DataFrame(
+            {
+                "customer_id": [1, 2, None, None, 99],  # a customer, their duplicate, two guests, an unknown id
+                "email": [None, None, "Cy@Shop.com ", "nobody@shop.com", None],
+            }
+        )
+        carts = pd.DataFrame(
+            {
+                "customer_id": [None, None, 3, None],
+                "anonymous_id": ["anon-1", "anon-x", None, None],  # linked, unknown (then its e-mail), none
+                "email": [None, "ann@shop.com", None, None],
+            }
+        )
+
+        assert on_demand.people_for_orders(orders) == whole.people_for_orders(orders) == ["1", "1", "3", None, None]
+        assert on_demand.people_for_carts(carts) == whole.people_for_carts(carts) == ["3", "1", "3", None]
+        assert on_demand.people_for_customers([3, None]) == ["3", None]
+        customers, emails = on_demand.members(["1"])
+        assert (sorted(customers["1"]), emails["1"]) == ([1, 2], ["ann@shop.com"])
+        # It read what the frames asked about, not the whole map.
+        assert sorted(on_demand.by_customer) == [1, 2, 3] and "anon-1" in on_demand.by_anonymous_id
+        assert on_demand.is_empty() is False

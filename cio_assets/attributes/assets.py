@@ -81,7 +81,7 @@ def attribute_snapshot(
     prange = PartitionRange.from_context(context)
     bounds = Bounds.for_run(settings, utc_now())
     with source.connect() as src, state.begin() as dst:
-        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now), context.run_id)
+        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now), context.run.run_id)
         kept = None if config.full_refresh else skip_reason(dst, ASSET, prange.keys, inputs, CHANGE_TABLES)
         if kept is not None:
             context.log.info(kept)
@@ -99,12 +99,12 @@ def attribute_snapshot(
             )
             return
     schema = attribute_snapshot_schema(unix(bounds.floor))
-    resolver = load_resolver(state)
     as_of = {key: unix(instant) for key, instant in as_of_instants(prange, bounds).items()}
     tally = ContractTally(ASSET, SCHEMA_CHECK)
     without_profile = 0
 
     with source.connect() as src, state.begin() as dst:
+        resolver = load_resolver(dst)
         released = {table.name: released_rows(dst, table, prange) for table in CHANGE_TABLES}
         changes = changed_people(src, resolver, prange, settings, bounds, released)
         require_identity(resolver, changes.unresolved)

@@ -215,7 +215,7 @@ def _customers(
             customers.c.created_at,
         ).where(customers.c.id.in_(chunk.customer_ids), row_is_valid(customers, settings, bounds)),
     )
-    frame["person_id"] = [resolver.person_for_customer(c) for c in frame["customer_id"]]
+    frame["person_id"] = resolver.people_for_customers(frame["customer_id"])
     frame["email"] = [normalize_email(e).value for e in frame["email"]]
     frame["phone"] = [normalize_phone(p, c).value for p, c in zip(frame["phone"], frame.pop("country"), strict=True)]
     frame["created_at"] = to_unix_seconds(frame["created_at"], settings.zone_of(customers.name))
@@ -282,7 +282,7 @@ def _subscriptions(
     zone = settings.zone_of(subscriptions.name)
     for column in ("started_at", "canceled_at", "updated_at"):
         frame[column] = to_unix_seconds(frame[column], zone)
-    frame["person_id"] = [resolver.person_for_customer(c) for c in frame.pop("customer_id")]
+    frame["person_id"] = resolver.people_for_customers(frame.pop("customer_id"))
     return frame[columns]
 
 

@@ -89,7 +89,7 @@ def event_log(
     prange = PartitionRange.from_context(context)
     bounds = Bounds.for_run(settings, utc_now())
     with source.connect() as src, state.begin() as dst:
-        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now), context.run_id)
+        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now), context.run.run_id)
 
         def carts_due(computed_at: int) -> bool:
             # A day that had not ended when it was computed may gain abandoned carts by the clock alone.
@@ -104,13 +104,13 @@ def event_log(
             yield kept_result(context, dst, LOG, SCHEMA_CHECK, prange, logged_per_day, settings, kept, started)
             return
     schema = event_log_schema(unix(bounds.floor), unix(bounds.now))
-    resolver = load_resolver(state)
     tally = ContractTally(ASSET, SCHEMA_CHECK)
     by_name: Counter[str] = Counter()
     unresolved: Counter[str] = Counter()
     moved = 0
 
     with source.connect() as src, state.begin() as dst:
+        resolver = load_resolver(dst)
         released = {table.name: list(released_rows(dst, table, prange)["source_key"]) for table in EVENT_TABLES}
         replace_days(dst, state_tables.event_log, prange.keys, pd.DataFrame(), settings.chunk_size)
         for extraction in _extractions(src, dst, resolver, prange, settings, bounds, released):

@@ -227,13 +227,6 @@ def order_placed(x: Extraction) -> Iterator[FamilyResult]:
         yield _events(x, ORDER_PLACED, frame, properties)
 
 
-def _cart_people(x: Extraction, frame: pd.DataFrame) -> list[str | None]:
-    return [
-        x.resolver.person_for_cart(c, a, e)
-        for c, a, e in zip(frame["customer_id"], frame["anonymous_id"], frame["email"], strict=True)
-    ]
-
-
 def _cart_properties(cart_id: int, items: list[dict]) -> dict:
     return {
         "cart_id": cart_id,
@@ -260,7 +253,7 @@ def checkout_started(x: Extraction) -> Iterator[FamilyResult]:
     for frame in read_pages(x.conn, statement, carts.c.id, x.settings.chunk_size):
         items = _items_by(x.conn, cart_items, "cart_id", [int(i) for i in frame["id"]])
         frame["timestamp"] = to_unix_seconds(frame["checkout_started_at"], x.settings.zone_of(carts.name))
-        frame["person_id"] = _cart_people(x, frame)
+        frame["person_id"] = x.resolver.people_for_carts(frame)
         properties = [_cart_properties(int(i), items.get(int(i), [])) for i in frame["id"]]
         yield _events(x, CHECKOUT_STARTED, frame, properties)
 
@@ -357,7 +350,7 @@ def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
         frame["timestamp"] = last_activity.astype("int64") + int(idle.total_seconds())
         frame["last_activity"] = last_activity.astype("int64")
         frame = _abandoned_in_range(frame, x)
-        frame["person_id"] = _cart_people(x, frame)
+        frame["person_id"] = x.resolver.people_for_carts(frame)
         frame = _drop_suppressed(frame, x)
         items = _items_by(x.conn, cart_items, "cart_id", [int(i) for i in frame["id"]])
         properties = [
@@ -462,7 +455,7 @@ def subscription_canceled(x: Extraction) -> Iterator[FamilyResult]:
     zone = x.settings.zone_of(subscriptions.name)
     for frame in read_pages(x.conn, statement, subscriptions.c.id, x.settings.chunk_size):
         frame["timestamp"] = to_unix_seconds(frame["canceled_at"], zone)
-        frame["person_id"] = [x.resolver.person_for_customer(c) for c in frame["customer_id"]]
+        frame["person_id"] = x.resolver.people_for_customers(frame["customer_id"])
         frame["started"] = to_unix_seconds(frame["started_at"], zone)
         values = _plain(frame, texts=("sku", "cancel_reason"), whole=("id", "started"))
         properties = [

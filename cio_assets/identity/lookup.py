@@ -1,26 +1,56 @@
-"""Loading the materialised identity map for the assets downstream of it."""
+"""Reading the materialised identity map for the assets downstream of it, on demand."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import dagster as dg
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
+from cio_assets.chunking import chunks
 from cio_assets.identity.resolve import IdentityResolver
-from cio_assets.resources import StateDatabase
 from cio_assets.state.tables import identity_map
+from cio_assets.state.writes import KEYS_PER_STATEMENT
 
 
-def load_resolver(state: StateDatabase) -> IdentityResolver:
-    with state.connect() as conn:
-        rows = conn.execute(
-            select(identity_map.c.identifier_type, identity_map.c.identifier, identity_map.c.person_id)
-        ).all()
-    return IdentityResolver.from_rows(rows)
+@dataclass(frozen=True)
+class MapLoader:
+    """The identity map in the state database, read by primary key (identifier) or by person: a run that
+    meets a thousand identifiers reads a thousand rows, not the shop's whole map. It reads through the
+    asset's own state connection: a second connection would wait on the asset's write lock on SQLite."""
+
+    conn: Connection
+
+    def people(self, identifier_type: str, identifiers: list[str]) -> dict[str, str]:
+        t = identity_map.c
+        found: dict[str, str] = {}
+        for chunk in chunks(identifiers, KEYS_PER_STATEMENT):
+            statement = select(t.identifier, t.person_id).where(
+                t.identifier_type == identifier_type, t.identifier.in_(chunk)
+            )
+            found.update({identifier: person_id for identifier, person_id in self.conn.execute(statement)})
+        return found
+
+    def members(self, person_ids: list[str]) -> list[tuple[str, str, str]]:
+        t = identity_map.c
+        rows: list[tuple[str, str, str]] = []
+        for chunk in chunks(sorted(set(person_ids)), KEYS_PER_STATEMENT):
+            statement = select(t.identifier_type, t.identifier, t.person_id).where(t.person_id.in_(chunk))
+            rows.extend((kind, identifier, person) for kind, identifier, person in self.conn.execute(statement))
+        return rows
+
+    def is_empty(self) -> bool:
+        return self.conn.execute(select(identity_map.c.person_id).limit(1)).first() is None
+
+
+def load_resolver(state: Connection) -> IdentityResolver:
+    """A resolver that reads the identity map, through `state`, as lookups need it."""
+    return IdentityResolver(loader=MapLoader(state))
 
 
 def require_identity(resolver: IdentityResolver, unresolved_rows: int) -> None:
     """Refuse to drop every row because the identity map was never built."""
-    if not resolver.by_customer and not resolver.by_email and unresolved_rows:
+    if unresolved_rows and resolver.is_empty():
         raise dg.Failure(
             description=(
                 f"{unresolved_rows} source rows could not be resolved because the identity map is empty: "

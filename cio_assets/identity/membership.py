@@ -66,10 +66,9 @@ class PeopleChunk:
 def chunk_people(
     person_ids: list[str], resolver: IdentityResolver, spellings: Spellings, size: int
 ) -> Iterator[PeopleChunk]:
-    customers_of = resolver.customers_by_person
-    emails_of = resolver.emails_by_person
     for start in range(0, len(person_ids), size):
         chunk = person_ids[start : start + size]
+        customers_of, emails_of = resolver.members(chunk)
         emails = [e for p in chunk for e in emails_of.get(p, ())]
         spelled = spellings(emails)
         yield PeopleChunk(

@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 import pandas as pd
 
@@ -51,50 +52,125 @@ ANONYMOUS_ID_TOO_LONG = f"anonymous id longer than {ID_WIDTH} characters"
 INVALID_COLUMNS = ["source_table", "source_key", "column_name", "raw_value", "reason"]
 
 
+class IdentityLoader(Protocol):
+    """Reads the materialised identity map on demand (`lookup.py`), so a run resolves the identifiers it
+    meets rather than loading the whole shop's."""
+
+    def people(self, identifier_type: str, identifiers: list[str]) -> dict[str, str]:
+        """identifier -> person_id, for those of `identifiers` the map holds."""
+        ...
+
+    def members(self, person_ids: list[str]) -> list[tuple[str, str, str]]:
+        """(identifier_type, identifier, person_id) of every identifier of these people."""
+        ...
+
+    def is_empty(self) -> bool: ...
+
+
 @dataclass
 class IdentityResolver:
-    """Looks up the person behind an order or a cart, from the materialised identity map."""
+    """Looks up the person behind an order or a cart, from the materialised identity map: all of it in
+    memory (`from_rows`), or, with a `loader`, what each frame asks about, read on first need."""
 
     by_customer: dict[int, str] = field(default_factory=dict)
     by_email: dict[str, str] = field(default_factory=dict)
     by_anonymous_id: dict[str, str] = field(default_factory=dict)
+    loader: IdentityLoader | None = None
+    _asked: set[tuple[str, object]] = field(default_factory=set)  # what the loader was asked already
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, str, str]]) -> IdentityResolver:
         resolver = cls()
+        resolver._add(rows)
+        return resolver
+
+    def _add(self, rows: Iterable[tuple[str, str, str]]) -> None:
         for identifier_type, identifier, person_id in rows:
             if identifier_type == CUSTOMER_ID:
-                resolver.by_customer[int(identifier)] = person_id
+                self.by_customer[int(identifier)] = person_id
             elif identifier_type == EMAIL:
-                resolver.by_email[identifier] = person_id
+                self.by_email[identifier] = person_id
             elif identifier_type == ANONYMOUS_ID:
-                resolver.by_anonymous_id[identifier] = person_id
-        return resolver
+                self.by_anonymous_id[identifier] = person_id
+
+    def _load(self, identifier_type: str, keys: Iterable[object]) -> None:
+        """Read the identifiers among `keys` not asked about yet (with a loader; otherwise all are here)."""
+        if self.loader is None:
+            return
+        missing = sorted({k for k in keys if k is not None and (identifier_type, k) not in self._asked}, key=str)
+        if not missing:
+            return
+        found = self.loader.people(identifier_type, [str(k) for k in missing])
+        self._asked.update((identifier_type, k) for k in missing)
+        self._add((identifier_type, identifier, person_id) for identifier, person_id in found.items())
+
+    def is_empty(self) -> bool:
+        if self.loader is not None:
+            return self.loader.is_empty()
+        return not self.by_customer and not self.by_email
 
     def person_for_customer(self, customer_id: object) -> str | None:
         if customer_id is None or pd.isna(customer_id):
             return None
+        self._load(CUSTOMER_ID, [int(customer_id)])
         return self.by_customer.get(int(customer_id))
 
     def person_for_email(self, raw_email: str | None) -> str | None:
         email = normalize_email(raw_email).value
-        return self.by_email.get(email) if email else None
+        if not email:
+            return None
+        self._load(EMAIL, [email])
+        return self.by_email.get(email)
 
     def person_for_order(self, customer_id: object, raw_email: str | None) -> str | None:
         return self.person_for_customer(customer_id) or self.person_for_email(raw_email)
 
-    def people_for_orders(self, frame: pd.DataFrame) -> list[str | None]:
-        """The person behind each row of a frame with `customer_id` and `email` columns."""
-        return [self.person_for_order(c, e) for c, e in zip(frame["customer_id"], frame["email"], strict=True)]
-
     def person_for_cart(self, customer_id: object, anonymous_id: str | None, raw_email: str | None) -> str | None:
+        if anonymous_id:
+            self._load(ANONYMOUS_ID, [anonymous_id])
         return (
             self.person_for_customer(customer_id)
             or (self.by_anonymous_id.get(anonymous_id) if anonymous_id else None)
             or self.person_for_email(raw_email)
         )
 
-    # Reverse indexes, built once: every chunk of people asks for them.
+    # Frame-sized lookups: with a loader, one read of the map per kind of identifier and frame.
+    def people_for_customers(self, customer_ids: Iterable[object]) -> list[str | None]:
+        ids = [None if c is None or pd.isna(c) else int(c) for c in customer_ids]
+        self._load(CUSTOMER_ID, ids)
+        return [None if c is None else self.by_customer.get(c) for c in ids]
+
+    def people_for_orders(self, frame: pd.DataFrame) -> list[str | None]:
+        """The person behind each row of a frame with `customer_id` and `email` columns."""
+        people = self.people_for_customers(frame["customer_id"])
+        self._load(EMAIL, [normalize_email(e).value for p, e in zip(people, frame["email"], strict=True) if p is None])
+        return [p or self.person_for_email(e) for p, e in zip(people, frame["email"], strict=True)]
+
+    def people_for_carts(self, frame: pd.DataFrame) -> list[str | None]:
+        """The person behind each row of a frame with `customer_id`, `anonymous_id` and `email` columns."""
+        people = self.people_for_customers(frame["customer_id"])
+        self._load(ANONYMOUS_ID, [a for p, a in zip(people, frame["anonymous_id"], strict=True) if p is None and a])
+        people = [
+            p or (self.by_anonymous_id.get(a) if a else None)
+            for p, a in zip(people, frame["anonymous_id"], strict=True)
+        ]
+        self._load(EMAIL, [normalize_email(e).value for p, e in zip(people, frame["email"], strict=True) if p is None])
+        return [p or self.person_for_email(e) for p, e in zip(people, frame["email"], strict=True)]
+
+    def members(self, person_ids: list[str]) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
+        """(customer ids, e-mails) of each of these people."""
+        if self.loader is None:
+            return self.customers_by_person, self.emails_by_person
+        customers: dict[str, list[int]] = defaultdict(list)
+        emails: dict[str, list[str]] = defaultdict(list)
+        for identifier_type, identifier, person_id in self.loader.members(person_ids):
+            if identifier_type == CUSTOMER_ID:
+                customers[person_id].append(int(identifier))
+            elif identifier_type == EMAIL:
+                emails[person_id].append(identifier)
+        return customers, emails
+
+    # Reverse indexes of a resolver held whole in memory, built once: every chunk of people asks for them.
     @cached_property
     def customers_by_person(self) -> dict[str, list[int]]:
         members: dict[str, list[int]] = defaultdict(list)
