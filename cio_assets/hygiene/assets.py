@@ -48,8 +48,8 @@ def rejected_rows(
 ) -> dg.MaterializeResult:
     bounds = Bounds.for_run(settings, utc_now())
     with source.connect() as src, state.begin() as dst:
-        marks = read_marks(src, context.run_id)
-        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now), context.run_id)
+        marks = read_marks(src, context.run.run_id)
+        inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now), context.run.run_id)
         cursor = Cursor.load(dst, ASSET)
         previous = previous_rejections(dst)
         listed = previous[previous["released_at"].isna()]
@@ -67,7 +67,7 @@ def rejected_rows(
             assert cursor is not None
             mode, reason = "incremental", "the rows changed since the last run, and the rows listed"
             current = current_rejections(
-                src, settings, bounds, only=listed, changed=changed_since(cursor, settings, bounds)
+                src, settings, bounds, only=listed, changed=changed_since(src, cursor, settings, bounds)
             )
         listing = merge_rejections(previous, current, unix(bounds.now))
         replace_all(dst, state_tables.rejected_rows, listing, settings.chunk_size)

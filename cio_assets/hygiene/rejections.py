@@ -9,13 +9,13 @@ its own day is not re-run.
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select, true
+from sqlalchemy import Column, ColumnElement, Connection, Table, and_, func, select, true
 
 from cio_assets.chunking import chunks
 from cio_assets.hygiene.rules import REJECTING_TABLES, RULES, Bounds, rejection_reason, row_rejection
 from cio_assets.partitions import PartitionRange
 from cio_assets.settings import Settings
-from cio_assets.sources.changes import Cursor, changed
+from cio_assets.sources.changes import Cursor, changed_keys
 from cio_assets.sources.reads import read_frame
 from cio_assets.sources.tables import cart_items, carts, customers, order_items, orders, refunds, subscriptions
 from cio_assets.state.tables import rejected_rows
@@ -31,20 +31,24 @@ def current_rejections(
     settings: Settings,
     bounds: Bounds,
     only: pd.DataFrame | None = None,
-    changed: dict[str, ColumnElement[bool]] | None = None,
+    changed: dict[str, set[int] | None] | None = None,
 ) -> pd.DataFrame:
     """Every source row that fails a rule now: source_table, source_key, column_name, raw_value, reason.
-    With `only` (a listing) and/or `changed` (per table, SQL for the rows changed since the last run), just
-    the rows among those that fail."""
+    With `only` (a listing) and/or `changed` (per table, the ids changed since the last run, or None for
+    every row), just the rows among those that fail."""
     frames = []
     for table in REJECTING_TABLES:
         if only is None and changed is None:
             frames.append(_failing(conn, table, settings, bounds, true()))
             continue
-        if changed is not None and table.name in changed:
-            frames.append(_failing(conn, table, settings, bounds, changed[table.name]))
         listed = only.loc[only["source_table"] == table.name, "source_key"] if only is not None else []
         ids = sorted({int(k) for k in listed})
+        if changed is not None and table.name in changed:
+            moved = changed[table.name]
+            if moved is None:
+                frames.append(_failing(conn, table, settings, bounds, true()))
+                continue
+            ids = sorted(set(ids) | moved)
         frames.extend(
             _failing(conn, table, settings, bounds, table.c.id.in_(chunk)) for chunk in chunks(ids, KEYS_PER_STATEMENT)
         )
@@ -53,21 +57,36 @@ def current_rejections(
     return pd.concat(frames, ignore_index=True)[LISTED].drop_duplicates(KEY, ignore_index=True)
 
 
-def changed_since(cursor: Cursor, settings: Settings, bounds: Bounds) -> dict[str, ColumnElement[bool]]:
-    """SQL per judged table: the rows changed since `cursor`, and the rows whose judgement depends on a
-    changed row (an order or cart whose lines changed; a refund whose order changed). Rows set aside for a
-    future timestamp are listed, and judged again anyway."""
+def changed_since(conn: Connection, cursor: Cursor, settings: Settings, bounds: Bounds) -> dict[str, set[int] | None]:
+    """Per judged table, the ids of the rows changed since `cursor` and of the rows whose judgement depends
+    on a changed row (an order or cart whose lines changed; a refund whose order changed); None for a table
+    whose every row counts. Rows set aside for a future timestamp are listed, and judged again anyway."""
 
-    def moved(table: Table) -> ColumnElement[bool]:
-        return changed(table, cursor, settings, bounds, crossing=False)
+    def moved(*keys: Column) -> set[int] | None:
+        found: set[int] = set()
+        for key in keys:
+            ids = changed_keys(conn, key, cursor, settings, bounds, crossing=False)
+            if ids is None:
+                return None
+            found |= ids
+        return found
 
-    orders_changed = or_(moved(orders), orders.c.id.in_(select(order_items.c.order_id).where(moved(order_items))))
+    orders_changed = moved(orders.c.id, order_items.c.order_id)
+    refunds_changed = moved(refunds.c.id)
+    if refunds_changed is not None:
+        if orders_changed is None:
+            refunds_changed = None
+        else:
+            for chunk in chunks(sorted(orders_changed), KEYS_PER_STATEMENT):
+                refunds_changed |= set(
+                    conn.execute(select(refunds.c.id).where(refunds.c.order_id.in_(chunk))).scalars()
+                )
     return {
-        customers.name: moved(customers),
+        customers.name: moved(customers.c.id),
         orders.name: orders_changed,
-        carts.name: or_(moved(carts), carts.c.id.in_(select(cart_items.c.cart_id).where(moved(cart_items)))),
-        refunds.name: or_(moved(refunds), refunds.c.order_id.in_(select(orders.c.id).where(orders_changed))),
-        subscriptions.name: moved(subscriptions),
+        carts.name: moved(carts.c.id, cart_items.c.cart_id),
+        refunds.name: refunds_changed,
+        subscriptions.name: moved(subscriptions.c.id),
     }
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Table, and_, case, cast, func, literal, null, or_, select, true
+from sqlalchemy import ColumnElement, Table, and_, case, cast, exists, func, literal, null, or_, select, true
 from sqlalchemy.types import String
 
 from cio_assets.settings import Settings
@@ -140,12 +140,13 @@ def _bad_line(lines: Table) -> ColumnElement[bool]:
 def _lines(parent: Table, lines: Table, parent_key: str) -> tuple[Callable[[Scope], list[Check]], Callable]:
     """Checks that the parent has no bad line, and the raw value to list: the first bad line's id."""
     link = lines.c[parent_key] == parent.c.id
-    # Uncorrelated, so the database can build the (small) set of bad parents once per query; a
-    # correlated EXISTS inside a CASE is evaluated row by row, several times slower.
-    bad_parents = select(lines.c[parent_key]).where(_bad_line(lines)).correlate(None)
 
+    # Correlated: each judged row probes its own lines by index, so a query costs the rows it judges. The
+    # uncorrelated IN (bad parents) made MariaDB scan every line of the shop once per query, and every page
+    # of the event log and chunk of the snapshot is a query (0.36 s against 0.03 s per page of 5,000 orders
+    # at 100k customers; a whole-table judgement, hygiene's full refresh, pays 3.0 s against 1.1 s instead).
     def checks(scope: Scope) -> list[Check]:
-        return [(parent.c.id.in_(bad_parents), BAD_LINE_ITEM)]
+        return [(exists().where(link, _bad_line(lines)), BAD_LINE_ITEM)]
 
     def first_bad_line() -> ColumnElement:
         return cast(select(func.min(lines.c.id)).where(link, _bad_line(lines)).scalar_subquery(), String)

@@ -62,7 +62,9 @@ def identity_map(
 ) -> dg.MaterializeResult:
     bounds = Bounds.for_run(settings, utc_now())
     with source.connect() as src, state.begin() as dst:
-        summary = refresh_identity(src, dst, settings, bounds, full_refresh=config.full_refresh, run_id=context.run_id)
+        summary = refresh_identity(
+            src, dst, settings, bounds, full_refresh=config.full_refresh, run_id=context.run.run_id
+        )
         metadata = identity_metadata(dst, settings)
     context.log.info(
         f"{summary.describe()}; {metadata['people']:,} people from {metadata['dagster/row_count']:,} identifiers, "

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Table, and_, or_, select, true
+from sqlalchemy import Column, ColumnElement, Connection, Table, and_, or_, select, true
 
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.settings import Settings
@@ -96,9 +96,32 @@ def changed(
 ) -> ColumnElement[bool]:
     """SQL: the rows of `table` (one of `TRACKED`) changed since `cursor`, or (with `crossing`) whose
     timestamps stopped being in the future."""
+    clauses = _changed_clauses(table, cursor, settings, bounds, crossing)
+    return true() if clauses is None else or_(*clauses)
+
+
+def changed_keys(
+    conn: Connection, key: Column, cursor: Cursor, settings: Settings, bounds: Bounds, crossing: bool = True
+) -> set[int] | None:
+    """The values of `key` (a column of a `TRACKED` table: its id, or the id of the row it belongs to) over
+    the rows changed since `cursor`; None when every row counts (the table was empty then). One query per
+    reason a row counts, each served by its own index: an OR of them made MariaDB scan the whole table."""
+    table = key.table
+    clauses = _changed_clauses(table, cursor, settings, bounds, crossing)  # type: ignore[arg-type]
+    if clauses is None:
+        return None
+    found: set[int] = set()
+    for clause in clauses:
+        found.update(int(value) for value in conn.execute(select(key).where(clause)).scalars() if value is not None)
+    return found
+
+
+def _changed_clauses(
+    table: Table, cursor: Cursor, settings: Settings, bounds: Bounds, crossing: bool
+) -> list[ColumnElement[bool]] | None:
     mark = cursor.marks.get(str(table.name), {})
     if mark.get("updated_at") is None and mark.get("id") is None:
-        return true()  # the table was empty: every row is new
+        return None  # the table was empty: every row is new
     zone = settings.zone_of(table.name)
     since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), zone)
     until = to_source_naive(bounds.now, zone)
@@ -111,7 +134,7 @@ def changed(
         clauses.append(table.c.id > int(mark["id"]))  # type: ignore[call-overload]
     if crossing:
         clauses.extend(and_(table.c[column] > since, table.c[column] <= until) for column in TRACKED[table])
-    return or_(*clauses)
+    return clauses
 
 
 def changed_links(cursor: Cursor, settings: Settings) -> ColumnElement[bool]:
