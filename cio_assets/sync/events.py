@@ -193,7 +193,8 @@ def _log_pages(state: StateDatabase, days: Sequence[str], size: int) -> Iterator
     while True:
         statement = (
             select(*LOG_COLUMNS)
-            .where(event_log.c.day.in_(days), ledger.not_delivered())
+            .select_from(ledger.LOG_AND_LEDGER)
+            .where(event_log.c.day.in_(days), ledger.NOT_DELIVERED)
             .order_by(event_log.c.event_id)
             .limit(size)
         )
