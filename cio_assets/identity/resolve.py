@@ -76,7 +76,8 @@ class IdentityResolver:
     by_email: dict[str, str] = field(default_factory=dict)
     by_anonymous_id: dict[str, str] = field(default_factory=dict)
     loader: IdentityLoader | None = None
-    _asked: set[tuple[str, object]] = field(default_factory=set)  # what the loader was asked already
+    # What the loader was asked already (found or not), so a frame reads only identifiers new to the run.
+    _asked: set[tuple[str, object]] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, str, str]]) -> IdentityResolver:
@@ -142,9 +143,7 @@ class IdentityResolver:
 
     def people_for_orders(self, frame: pd.DataFrame) -> list[str | None]:
         """The person behind each row of a frame with `customer_id` and `email` columns."""
-        people = self.people_for_customers(frame["customer_id"])
-        self._load(EMAIL, [normalize_email(e).value for p, e in zip(people, frame["email"], strict=True) if p is None])
-        return [p or self.person_for_email(e) for p, e in zip(people, frame["email"], strict=True)]
+        return self._or_by_email(self.people_for_customers(frame["customer_id"]), frame["email"])
 
     def people_for_carts(self, frame: pd.DataFrame) -> list[str | None]:
         """The person behind each row of a frame with `customer_id`, `anonymous_id` and `email` columns."""
@@ -154,8 +153,13 @@ class IdentityResolver:
             p or (self.by_anonymous_id.get(a) if a else None)
             for p, a in zip(people, frame["anonymous_id"], strict=True)
         ]
-        self._load(EMAIL, [normalize_email(e).value for p, e in zip(people, frame["email"], strict=True) if p is None])
-        return [p or self.person_for_email(e) for p, e in zip(people, frame["email"], strict=True)]
+        return self._or_by_email(people, frame["email"])
+
+    def _or_by_email(self, people: list[str | None], raw_emails: Iterable[str | None]) -> list[str | None]:
+        """Each person found so far, else the person of the row's normalised e-mail (read in one go)."""
+        emails = [None if p else normalize_email(e).value for p, e in zip(people, raw_emails, strict=True)]
+        self._load(EMAIL, emails)
+        return [p or (self.by_email.get(e) if e else None) for p, e in zip(people, emails, strict=True)]
 
     def members(self, person_ids: list[str]) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
         """(customer ids, e-mails) of each of these people."""
