@@ -13,6 +13,7 @@ code and message with quoted values redacted, and the statement's verb and table
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,7 @@ from cio_assets.settings import (
     read_all,
 )
 from cio_assets.sources.schema_check import SourceSchemaError, schema_problem
+from cio_assets.state.locks import named_lock
 from cio_assets.state.tables import state_metadata
 
 STATE_DATABASE_NAME = "cio_sync"
@@ -464,6 +466,12 @@ class CustomerIO(dg.ConfigurableResource):
     def base_url(self) -> str:
         return self.track_url or REGION_URLS[self.region]
 
+    @property
+    def workspace(self) -> str:
+        """A short, stable name for the Track workspace these credentials send to (no secret in it): syncs
+        of every run and worker that send to the same workspace take turns under a lock of this name."""
+        return hashlib.sha256(f"{self.base_url}|{self.site_id}".encode()).hexdigest()[:16]
+
     def client(self) -> TrackClient:
         return TrackClient(
             site_id=self.site_id,
@@ -511,11 +519,5 @@ def _create_state_tables(engine: Engine) -> None:
     if engine.dialect.name not in ("mysql", "mariadb"):
         state_metadata.create_all(engine)
         return
-    with engine.connect() as conn:
-        if conn.execute(text("SELECT GET_LOCK('cio_assets_create_state_tables', 60)")).scalar() != 1:
-            raise TimeoutError("waited 60 s for another step to create the state tables")
-        try:
-            state_metadata.create_all(conn)
-            conn.commit()
-        finally:
-            conn.execute(text("SELECT RELEASE_LOCK('cio_assets_create_state_tables')"))
+    with named_lock(engine, "cio_assets_create_state_tables", timeout_seconds=60), engine.begin() as conn:
+        state_metadata.create_all(conn)

@@ -311,6 +311,16 @@ def _step_records(instance: dg.DagsterInstance, run_id: str, event_type: dg.Dags
     ]
 
 
+def _waited_for_turn(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Step key -> seconds its sync waited for the workspace's turn to send (from its materialization)."""
+    waited = {}
+    for entry in _step_records(instance, run_id, dg.DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.dagster_event.step_materialization_data.materialization
+        if "waited_for_turn_s" in materialization.metadata:
+            waited[entry.step_key] = float(materialization.metadata["waited_for_turn_s"].value)
+    return waited
+
+
 def _failure(result: dg.JobExecutionResult) -> str:
     errors = [
         event.event_specific_data.error.to_string()
@@ -423,8 +433,9 @@ def test_a_backfill_on_two_celery_workers_delivers_exactly_what_the_in_process_r
 def test_two_concurrent_celery_runs_never_send_to_customerio_at_the_same_time(
     scale_out: ScaleOut, shop, customerio: LocalCustomerIO
 ):
-    """deploy/dagster.yaml limits the `customerio_api` pool to one step: the second run's sync steps wait for
-    the first run's, so Customer.io never sees two of this pipeline's requests at once."""
+    """Only one sync at a time sends to a Customer.io workspace: deploy/dagster.yaml's `customerio_api` pool holds
+    a second sync step back, and the workspace's lock in the state database covers the moment both claim the pool
+    at once (Dagster can let both through on Postgres), so Customer.io never sees two of these runs' requests."""
     _small_shop(shop)
     latency = 2.5  # every Track request takes this long: long enough for two runs' syncs to meet
     customerio.fake.latency_seconds = latency
@@ -467,28 +478,28 @@ def test_two_concurrent_celery_runs_never_send_to_customerio_at_the_same_time(
         assert process.returncode == 0, f"run {run} failed:\n{outputs[run][1][-5000:]}"
     instance = scale_out.instance()
     run_ids = [outputs[run][0].split()[-1] for run in runs]
-    windows = []  # (start, end, run id, step) of every sync step
+    windows = []  # (start sending, end, run id, step) of every sync step: it sends once it has its turn
     ready = {}  # run id -> when its last step before the syncs succeeded: from then on it could send
     for run_id in run_ids:
         starts = {e.step_key: e.timestamp for e in _step_records(instance, run_id, dg.DagsterEventType.STEP_START)}
         ends = {e.step_key: e.timestamp for e in _step_records(instance, run_id, dg.DagsterEventType.STEP_SUCCESS)}
         assert set(starts) >= SYNC_STEPS and set(ends) >= SYNC_STEPS
-        windows += [(starts[step], ends[step], run_id, step) for step in SYNC_STEPS]
+        waited = _waited_for_turn(instance, run_id)
+        windows += [(starts[step] + waited[step], ends[step], run_id, step) for step in SYNC_STEPS]
         ready[run_id] = max(at for step, at in ends.items() if step not in SYNC_STEPS)
     windows.sort()
     overlaps = [(a, b) for a, b in itertools.pairwise(windows) if b[0] < a[1]]
-    assert not overlaps, f"sync steps ran at the same time: {overlaps}"
+    assert not overlaps, f"sync steps sent at the same time: {overlaps}"
     # The runs really met: a run was ready to send while the other run's sync step was sending, and its own
-    # sync started only after that one ended (else the absence of overlaps would prove nothing). The Celery
-    # executor logs no "Step blocked by limit for pool" event (the multiprocess executor does), so the step
-    # events' times are the evidence.
-    waited = [
+    # sync sent only after that one ended (else the absence of overlaps would prove nothing). Whether the pool
+    # or the lock made it wait, the sending windows show it.
+    met = [
         (mine, theirs)
         for mine in windows
         for theirs in windows
         if theirs[2] != mine[2] and theirs[0] < mine[0] and ready[mine[2]] < theirs[1]
     ]
-    assert waited, f"the runs never competed for the pool: ready at {ready}, syncs at {windows}"
+    assert met, f"the runs never competed for Customer.io: ready at {ready}, sending at {windows}"
     # And Customer.io saw one request at a time: each arrived after the one before had been answered.
     arrivals = sorted(r.received_monotonic for r in customerio.fake.requests)
     assert len(arrivals) == 4  # one batch per sync step per run

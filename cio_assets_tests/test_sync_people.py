@@ -1,11 +1,17 @@
 """People sync: everyone once, then only what changed, never rolled back, refusals retried."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import orjson
-from sqlalchemy import update
+from sqlalchemy import create_engine, update
 
 from cio_assets.sources.tables import customers
 from cio_assets.state import tables as state_tables
-from cio_assets_tests.conftest import SYNC, unix
+from cio_assets_tests.conftest import SYNC, Pipeline, unix
 from cio_assets_tests.fake_customerio import validate_batch_body
 
 
@@ -171,3 +177,72 @@ def test_a_person_refused_on_every_run_stays_listed_and_counts_each_attempt(shop
         attempts.append(refused[["item_key", "attempts"]].values.tolist())
 
     assert attempts == [[["1", 1]], [["1", 2]], [["1", 3]]]
+
+
+# One people sync in a process of its own (Dagster's in-process execution is not meant for threads): it
+# imports everything, says "ready", waits for a line, syncs, and prints how long it waited for its turn.
+_SYNC_IN_A_PROCESS = """
+import json, sys
+import dagster as dg
+from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.settings import Settings
+from cio_assets.sync.people import customerio_people
+
+source, state, customerio, start, end = json.loads(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+result = dg.materialize(
+    [customerio_people],
+    instance=dg.DagsterInstance.ephemeral(),
+    tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
+    resources={
+        "settings": Settings(),
+        "source": SourceDatabase(url=source),
+        "state": StateDatabase(url=state),
+        "customerio": CustomerIO(**customerio),
+    },
+)
+print(result.asset_materializations_for_node("customerio_people")[0].metadata["waited_for_turn_s"].value)
+"""
+
+
+def test_two_pipelines_syncing_to_one_workspace_at_once_send_one_after_the_other(
+    shop, pipeline, customerio, second_state_url
+):
+    """Two runs with no Dagster pool between them (separate instances and state databases, one server): the
+    workspace's lock in the state database alone keeps Customer.io from seeing both at once."""
+    _two_customers(shop)
+    days = ("2026-10-01", "2026-10-02")
+    states = (pipeline.state_url, second_state_url)
+    for state_url in states:  # the snapshots, without sending
+        Pipeline(pipeline.source_url, state_url, create_engine(state_url), pipeline.outbox_dir).run(
+            partition_range=days
+        )
+    latency = 2.0  # each request takes this long: long enough for both syncs to meet
+    customerio.fake.latency_seconds = latency
+    resource = {"site_id": customerio.fake.site_id, "api_key": customerio.fake.api_key, "track_url": customerio.url}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SYNC_IN_A_PROCESS, json.dumps([pipeline.source_url, state, resource, *days])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        )
+        for state in states
+    ]
+    for process in processes:  # both have imported everything: start them together
+        assert process.stdout is not None and process.stdout.readline() == "ready\n", process.stderr
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    outputs = [process.communicate(timeout=120) for process in processes]
+
+    assert all(process.returncode == 0 for process in processes), [err[-3000:] for _, err in outputs]
+    arrivals = sorted(r.received_monotonic for r in customerio.fake.requests)
+    assert len(arrivals) == 2  # one batch per run
+    assert arrivals[1] - arrivals[0] >= latency * 0.95, "both runs sent at once"
+    waited = sorted(float(out.split()[-1]) for out, _ in outputs)
+    assert waited[0] < latency / 2 <= waited[1]  # one went first, the other waited for it

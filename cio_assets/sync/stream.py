@@ -18,6 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 from sqlalchemy import Connection
@@ -27,11 +28,15 @@ from cio_assets.metadata import add_partition_metadata
 from cio_assets.partitions import PartitionRange
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
+from cio_assets.state.locks import named_lock
 from cio_assets.sync import ledger
 from cio_assets.sync.deliver import DeliveryReport, deliver, delivery_metadata, outbox_path
 from cio_assets.timestamps import unix, utc_now
 
 LEDGER_ID = "ledger_id"
+WAITED_FOR_TURN = "waited_for_turn_s"
+# How often a sync waiting for its turn to send says so in the run's log.
+TURN_REPORT_SECONDS = 30
 RETRIED = "retried_refusals"
 # How far back the instance is searched for the ledger that delivered last.
 _LEDGER_SEARCH_LIMIT = 1000
@@ -110,14 +115,15 @@ def run_sync(
             stream.record(conn, delivered, unix(utc_now()))
             ledger.clear_rejections(conn, stream.kind, [item.key for item in delivered])
 
-    report = deliver(
-        items(),
-        customerio,
-        outbox_path(customerio, context),
-        on_delivered,
-        lambda refused: _record_refusals(state, stream.kind, refused),
-        context.log.info,
-    )
+    with sending_turn(context, state, customerio) as waited:
+        report = deliver(
+            items(),
+            customerio,
+            outbox_path(customerio, context),
+            on_delivered,
+            lambda refused: _record_refusals(state, stream.kind, refused),
+            context.log.info,
+        )
     if stream.held and not stream.dry_run:
         _record_refusals(state, stream.kind, stream.held)
     context.log.info(f"{stream.kind}s: {dict(stream.counts)}; {delivery_summary(report, len(stream.held))}")
@@ -128,9 +134,39 @@ def run_sync(
             RETRIED: stream.counts[RETRIED],
             **delivery_metadata(report),
             **ledger_metadata,
+            **({WAITED_FOR_TURN: waited} if customerio.sends else {}),
             "duration_s": round(time.monotonic() - started, 2),
         }
     )
+
+
+@contextmanager
+def sending_turn(context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO) -> Iterator[float]:
+    """One sync at a time sends to a Customer.io workspace, across runs, workers and machines, so concurrent
+    runs never multiply CIO_RATE_LIMIT. Yields the seconds spent waiting for the turn.
+
+    The `customerio_api` pool (deploy/dagster.yaml) already keeps a second sync step from starting, but on
+    Postgres storage Dagster assigns pool slots in autocommit statements: two steps claiming at the same instant
+    can both be let through (seen in CI). This lock, in the state database every run shares, is the guarantee;
+    the pool keeps waiting steps off the workers. A dry run sends nothing and takes no turn."""
+    if not customerio.sends:
+        yield 0.0
+        return
+
+    def waiting(seconds: float) -> None:
+        context.log.info(
+            f"Waiting {seconds:.0f} s for another sync sending to this Customer.io workspace to finish "
+            f"(lock {_turn_name(customerio)} in the state database)"
+        )
+
+    with named_lock(state.engine, _turn_name(customerio), on_wait=waiting, report_every=TURN_REPORT_SECONDS) as waited:
+        if waited:
+            context.log.info(f"Waited {waited:.1f} s for this Customer.io workspace's turn")
+        yield waited
+
+
+def _turn_name(customerio: CustomerIO) -> str:
+    return f"cio_assets_customerio_{customerio.workspace}"
 
 
 def delivery_summary(report: DeliveryReport, held: int) -> str:
