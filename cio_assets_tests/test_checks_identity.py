@@ -14,12 +14,15 @@ UNRESOLVED_COLUMNS = ["source_table", "source_key", "identifier_type", "identifi
 
 
 def _counts(people=100, paid_orders=100, carts=100, conflicts=(), unresolved=()) -> IdentityCounts:
+    listing = pd.DataFrame(list(unresolved), columns=UNRESOLVED_COLUMNS)
     return IdentityCounts(
         people=people,
         paid_orders=paid_orders,
         carts=carts,
         conflicts=pd.DataFrame(list(conflicts), columns=CONFLICT_COLUMNS),
-        unresolved=pd.DataFrame(list(unresolved), columns=UNRESOLVED_COLUMNS),
+        unresolved_guests=int((listing["source_table"] == "orders").sum()),
+        unresolved_carts=int((listing["source_table"] == "carts").sum()),
+        unresolved_sample=listing.head(20),
     )
 
 

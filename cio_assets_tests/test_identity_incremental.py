@@ -207,3 +207,40 @@ def test_changing_the_id_policy_rebuilds_in_full(
     with state_engine.connect() as conn:
         people = set(conn.execute(select(state_tables.identity_map.c.person_id)).scalars())
     assert "pair@shop.com" in people
+
+
+def test_a_run_that_changes_nothing_repeats_the_figures_measured_before_and_a_change_measures_again(
+    shop: ShopBuilder, database_urls: tuple[str, str], state_engine: Engine, tmp_path
+) -> None:
+    source_url, state_url = database_urls
+    _seed(shop)
+    shop.customer(41, email="not-an-email")  # listed among the invalid values
+    resources = {
+        "settings": Settings(),
+        "source": SourceDatabase(url=source_url),
+        "state": StateDatabase(url=state_url),
+        "customerio": CustomerIO(dry_run=True, outbox_dir=str(tmp_path)),
+    }
+
+    def run(instance: dg.DagsterInstance) -> dict:
+        result = dg.materialize([identity_map], instance=instance, resources=resources)
+        (materialization,) = result.asset_materializations_for_node("identity_map")
+        return {key: value.value for key, value in materialization.metadata.items()}
+
+    with dg.instance_for_test() as instance:
+        first = run(instance)
+        # A row only identity writes, removed behind its back: a run that counted again would see it gone.
+        with state_engine.begin() as conn:
+            conn.execute(delete(state_tables.invalid_values))
+        unchanged = run(instance)
+        shop.customer(40, email="forty@shop.com")
+        changed = run(instance)
+
+    assert first["invalid_values"] > 0
+    assert unchanged["run_resolved_input_rows"] == 0
+    # Nothing changed: the figures are the ones measured before (the tables hold what they held then)...
+    figures = [key for key in first if not key.startswith("run_")]
+    assert {key: unchanged[key] for key in figures} == {key: first[key] for key in figures}
+    # ...and a change measures the tables again.
+    assert changed["people"] == first["people"] + 1
+    assert changed["invalid_values"] == 0

@@ -17,12 +17,14 @@ from sqlalchemy import Connection, func, select
 from cio_assets.metadata import markdown_table
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
+from cio_assets.sources.assets import observe_tables
 from cio_assets.sources.reads import read_frame
 from cio_assets.sources.tables import carts, orders
 from cio_assets.state import tables as state_tables
 
 ASSET = "identity_map"
 HEALTH = "identity_map_health"
+SAMPLE_ROWS = 20  # unresolved rows shown in the metadata
 
 
 @dataclass(frozen=True)
@@ -31,18 +33,38 @@ class IdentityCounts:
     paid_orders: int
     carts: int
     conflicts: pd.DataFrame  # cio_identity_conflicts
-    unresolved: pd.DataFrame  # cio_unresolved_identifiers
+    unresolved_guests: int  # paid orders in cio_unresolved_identifiers
+    unresolved_carts: int  # carts in cio_unresolved_identifiers
+    unresolved_sample: pd.DataFrame  # some of those rows, for the metadata
 
 
-def read_identity_counts(state: Connection, source: Connection) -> IdentityCounts:
+def read_identity_counts(state: Connection, source: Connection, run_id: str | None = None) -> IdentityCounts:
+    """What the check judges. The listing of unresolved identifiers is counted in the database and only a sample
+    of it is read; the carts are counted as the run observed them (`observe_tables`)."""
     people = state.execute(select(func.count(func.distinct(state_tables.identity_map.c.person_id)))).scalar_one()
     c = state_tables.identity_conflicts.c
     conflicts = read_frame(state, select(state_tables.identity_conflicts).order_by(c.kind, c.identifier, c.member))
     u = state_tables.unresolved_identifiers.c
-    unresolved = read_frame(state, select(state_tables.unresolved_identifiers).order_by(u.source_table, u.source_key))
+    judged = u.source_table.in_([orders.name, carts.name])
+    unresolved = dict(state.execute(select(u.source_table, func.count()).where(judged).group_by(u.source_table)).all())
+    sample = read_frame(
+        state,
+        select(state_tables.unresolved_identifiers)
+        .where(judged)
+        .order_by(u.source_table, u.source_key)
+        .limit(SAMPLE_ROWS),
+    )
     paid = source.execute(select(func.count()).select_from(orders).where(orders.c.status == "paid")).scalar_one()
-    cart_rows = source.execute(select(func.count()).select_from(carts)).scalar_one()
-    return IdentityCounts(int(people), int(paid), int(cart_rows), conflicts, unresolved)
+    cart_rows = observe_tables(source, [carts], run_id)[carts.name]["row_count"]
+    return IdentityCounts(
+        people=int(people),
+        paid_orders=int(paid),
+        carts=int(cart_rows or 0),  # type: ignore[call-overload]
+        conflicts=conflicts,
+        unresolved_guests=int(unresolved.get(orders.name, 0)),
+        unresolved_carts=int(unresolved.get(carts.name, 0)),
+        unresolved_sample=sample,
+    )
 
 
 def health_result(
@@ -52,9 +74,7 @@ def health_result(
     conflicts = counts.conflicts
     groups = int(conflicts.drop_duplicates(["kind", "identifier"]).shape[0]) if not conflicts.empty else 0
     people_in_conflict = int(conflicts["survivor"].nunique()) if not conflicts.empty else 0
-    unresolved = counts.unresolved
-    guests = int((unresolved["source_table"] == orders.name).sum()) if not unresolved.empty else 0
-    unresolved_carts = int((unresolved["source_table"] == carts.name).sum()) if not unresolved.empty else 0
+    guests, unresolved_carts = counts.unresolved_guests, counts.unresolved_carts
     shares = {
         "conflict_share": (_share(people_in_conflict, counts.people), max_conflict_share, "people in a conflict"),
         "unresolved_guest_share": (_share(guests, counts.paid_orders), max_guest_share, "unresolved paid orders"),
@@ -82,9 +102,7 @@ def health_result(
             **{name: round(share, 4) for name, (share, _, _) in shares.items()},
             **{f"max_{name}": float(limit) for name, (_, limit, _) in shares.items()},
             "conflicts_sample": markdown_table(conflicts, limit=50),
-            "unresolved_sample": markdown_table(unresolved[unresolved["source_table"].isin([orders.name, carts.name])])
-            if not unresolved.empty
-            else markdown_table(unresolved),
+            "unresolved_sample": markdown_table(counts.unresolved_sample, total=guests + unresolved_carts),
         },
     )
 
@@ -102,9 +120,11 @@ def _share(part: int, whole: int) -> float:
         "CIO_CHECK_MAX_UNRESOLVED_CART_SHARE. One shared e-mail in a shop is not a failure."
     ),
 )
-def identity_map_health(source: SourceDatabase, state: StateDatabase, settings: Settings) -> dg.AssetCheckResult:
+def identity_map_health(
+    context: dg.AssetCheckExecutionContext, source: SourceDatabase, state: StateDatabase, settings: Settings
+) -> dg.AssetCheckResult:
     with state.connect() as state_conn, source.connect() as source_conn:
-        counts = read_identity_counts(state_conn, source_conn)
+        counts = read_identity_counts(state_conn, source_conn, context.run.run_id)
     return health_result(
         counts,
         settings.check_max_conflict_share,

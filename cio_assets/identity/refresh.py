@@ -83,6 +83,10 @@ def why_full(cursor: Cursor | None, settings: Settings, bounds: Bounds) -> str |
     return None
 
 
+# Metadata key: when the identity tables last changed, so a later run can tell that they did not since.
+IDENTITY_CHANGED_AT = "identity_changed_at"
+
+
 def identity_changed_at(conn: Connection) -> int | None:
     """When identity last changed what its tables hold (Unix seconds), or None before its first run."""
     cursor = Cursor.load(conn, CURSOR)
@@ -170,6 +174,12 @@ class RefreshSummary:
     deleted_customers: int = 0
     component_rows: int = 0  # kept input rows resolved again
     kept_rows: int = 0  # input rows kept in total
+    changed_at: int = 0  # Unix seconds: when the identity tables last changed (this run, or an earlier one)
+
+    @property
+    def changed_nothing(self) -> bool:
+        """This run left the identity tables as they were."""
+        return self.mode == "incremental" and not (self.changed_rows or self.component_rows or self.deleted_customers)
 
     def metadata(self) -> dict[str, object]:
         return {
@@ -179,6 +189,7 @@ class RefreshSummary:
             "run_deleted_customers": self.deleted_customers,
             "run_resolved_input_rows": self.component_rows,
             "input_rows": self.kept_rows,
+            IDENTITY_CHANGED_AT: self.changed_at,
         }
 
     def describe(self) -> str:
@@ -214,6 +225,7 @@ def refresh_identity(
     details = {"policy": settings.canonical_id, "changed_at": changed_at}
     Cursor(CURSOR, marks, now, unix(bounds.floor), details).save(dst)
     summary.kept_rows = dst.execute(select(func.count()).select_from(INPUTS)).scalar_one()
+    summary.changed_at = int(changed_at)  # type: ignore[call-overload]
     return summary
 
 
