@@ -165,10 +165,11 @@ class History:
 def read_history(
     conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
 ) -> History:
+    paid_orders = _paid_orders(conn, chunk, resolver, settings, bounds)
     return History(
         customers=_customers(conn, chunk, resolver, settings, bounds),
-        orders=_paid_orders(conn, chunk, resolver, settings, bounds),
-        refunds=_refunds(conn, chunk, resolver, settings, bounds),
+        orders=paid_orders,
+        refunds=_refunds(conn, paid_orders, settings, bounds),
         subscriptions=_subscriptions(conn, chunk, resolver, settings, bounds),
     )
 
@@ -243,24 +244,33 @@ def _paid_orders(
     return _with_person(frame, resolver, chunk)
 
 
-def _refunds(
-    conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
-) -> pd.DataFrame:
-    frame = read_frame(
-        conn,
-        select(
-            refunds.c.id.label("refund_id"),
-            orders.c.customer_id,
-            orders.c.email,
-            refunds.c.created_at.label("refunded_at"),
-            refunds.c.amount,
+def _refunds(conn: Connection, paid_orders: pd.DataFrame, settings: Settings, bounds: Bounds) -> pd.DataFrame:
+    """The refunds of the chunk's valid paid orders (as `_paid_orders` read them), with their order's person.
+
+    Looked up by order id: joining orders again and filtering by the chunk's people made MariaDB judge every
+    refund of the shop, and its order's lines, once per chunk (0.8 s a chunk at 100k customers)."""
+    columns = ["refund_id", "order_id", "refunded_at", "amount"]
+    frames = [
+        read_frame(
+            conn,
+            select(
+                refunds.c.id.label("refund_id"),
+                refunds.c.order_id,
+                refunds.c.created_at.label("refunded_at"),
+                refunds.c.amount,
+            ).where(
+                refunds.c.order_id.in_(order_ids),
+                # The order is paid and valid (`_paid_orders` read it): only the refund's own rules remain.
+                row_is_valid(refunds, settings, bounds, given=("order_id",)),
+            ),
         )
-        .select_from(refunds.join(orders, refunds.c.order_id == orders.c.id))
-        .where(_paid(settings, bounds), row_is_valid(refunds, settings, bounds), chunk.owns_order()),
-    )
+        for order_ids in chunks([int(i) for i in paid_orders["order_id"]], KEYS_PER_STATEMENT)
+    ]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     frame["refunded_at"] = to_unix_seconds(frame["refunded_at"], settings.zone_of(refunds.name))
     frame["amount"] = frame["amount"].astype(float)
-    return _with_person(frame, resolver, chunk)
+    people = paid_orders[["order_id", "person_id"]].astype({"order_id": "int64"})
+    return frame.astype({"order_id": "int64"}).merge(people, on="order_id").drop(columns="order_id")
 
 
 def _subscriptions(

@@ -223,20 +223,23 @@ def rejection_reason(rule: Rule, settings: Settings, bounds: Bounds) -> ColumnEl
     return case(*((unfit, literal(reason)) for unfit, reason in checks), else_=null())
 
 
-def row_rejection(table: Table, settings: Settings, bounds: Bounds) -> ColumnElement[str | None]:
-    """SQL: 'reason: column' of the first rule of `table` the row fails, or NULL when it passes them all."""
+def row_rejection(
+    table: Table, settings: Settings, bounds: Bounds, given: tuple[str, ...] = ()
+) -> ColumnElement[str | None]:
+    """SQL: 'reason: column' of the first rule of `table` the row fails, or NULL when it passes them all. The
+    rules of the columns in `given` are left out: the caller's query only reads rows that pass them."""
     scope = _scope(table, settings, bounds)
     checks = [
         (unfit, literal(f"{reason}: {rule.column}"))
         for rule in RULES
-        if rule.table is table
+        if rule.table is table and rule.column not in given
         for unfit, reason in rule.checks(scope)
     ]
     return case(*checks, else_=null()) if checks else null()
 
 
-def row_is_valid(table: Table, settings: Settings, bounds: Bounds) -> ColumnElement[bool]:
-    """SQL: the row passes every rule of its table."""
-    if not any(rule.table is table for rule in RULES):
+def row_is_valid(table: Table, settings: Settings, bounds: Bounds, given: tuple[str, ...] = ()) -> ColumnElement[bool]:
+    """SQL: the row passes every rule of its table (but those of the columns in `given`, see `row_rejection`)."""
+    if not any(rule.table is table and rule.column not in given for rule in RULES):
         return true()
-    return row_rejection(table, settings, bounds).is_(None)
+    return row_rejection(table, settings, bounds, given).is_(None)
