@@ -3,7 +3,14 @@
 import os
 import subprocess
 import sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
+import dagster as dg
+import pandas as pd
+import pytest
+
+from cio_assets.partitions import PartitionRange
 from cio_assets_tests.conftest import unix
 
 
@@ -113,3 +120,31 @@ def test_the_cli_backfills_a_range_in_one_run(shop, pipeline, tmp_path):
     assert ranged.stderr.count("RUN_SUCCESS") == 1
     assert len(pipeline.snapshot()) == 5
     assert len(pipeline.events()) == 4
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        # a range that starts at the first partition and crosses the end of daylight saving time
+        ["2026-10-30", "2026-10-31", "2026-11-01", "2026-11-02"],
+        # a range later on, crossing the start of daylight saving time
+        ["2027-03-13", "2027-03-14", "2027-03-15"],
+        # days that are not contiguous (a gap of a day between them)
+        ["2026-11-05", "2026-11-07"],
+    ],
+)
+def test_each_instant_falls_in_the_day_its_business_date_names(keys):
+    partitions = dg.DailyPartitionsDefinition(start_date="2026-10-30", timezone="America/New_York")
+    prange = PartitionRange.for_keys(partitions, keys)
+    zone = ZoneInfo("America/New_York")
+    first = int(datetime(2026, 10, 20, tzinfo=zone).timestamp())
+    # Every 20 minutes for five months, and each day's edges to the second.
+    edges = [int(day.start.timestamp()) + offset for day in prange.days for offset in (-1, 0, 1)]
+    instants = pd.Series([*range(first, first + 150 * 86400, 1200), *edges], index=range(7, 7 + 10800 + len(edges)))
+
+    days = prange.day_of(instants)
+
+    named = [datetime.fromtimestamp(s, zone).strftime("%Y-%m-%d") for s in instants]
+    expected = [max(d, keys[0]) if prange.includes_history else d for d in named]
+    assert days.index.equals(instants.index)
+    assert days.tolist() == expected
