@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from cio_assets.attributes.assets import attribute_snapshot
+from cio_assets.attributes.assets import attribute_snapshot, written_in_run
 from cio_assets.events.assets import event_log
 from cio_assets.events.families import EVENT_NAMES
 from cio_assets.hygiene.assets import rejected_rows
@@ -132,6 +132,10 @@ def test_people_counts_agree_with_the_written_rows(shop, pipeline):
     assert snapshot_day_2["run_people"] == people == identity["people"] == 2
     # eligible counts people (in their latest row of the range), not rows: person 3's two rows count once
     assert snapshot_day_2["run_people_email_eligible"] == 2
+    # Counted from the rows the run wrote, they are what the table holds for the range.
+    with pipeline.state_engine.connect() as conn:
+        read_back = written_in_run(conn, [DAY_1, DAY_2])
+    assert {key: snapshot_day_2[key] for key in read_back} == read_back
 
 
 def test_column_schemas_describe_every_owned_table_with_pii_tags():

@@ -8,6 +8,7 @@ row that breaks the contract is held back alone; both are listed in `cio_quarant
 """
 
 import time
+from collections import Counter
 
 import dagster as dg
 import pandas as pd
@@ -117,6 +118,7 @@ def attribute_snapshot(
         )
         replace_days(dst, state_tables.attribute_snapshot, prange.keys, pd.DataFrame(), settings.chunk_size)
         spellings = guest_spellings(dst)
+        run_totals: Counter[str] = Counter({key: 0 for key in RUN_FIGURES})
         for number, chunk in enumerate(chunk_people(people, resolver, spellings, settings.chunk_size), start=1):
             history = read_history(src, chunk, resolver, settings, bounds)
             chunk_requests = requests[requests["person_id"].isin(chunk.person_ids)]
@@ -128,6 +130,7 @@ def attribute_snapshot(
             tally.note(clipped)
             tally.note(broken)
             tally.written += insert_frame(dst, state_tables.attribute_snapshot, rows, settings.chunk_size)
+            run_totals.update(run_figures(rows))  # update keeps zeros, where + drops them
             without_profile += chunk_without_profile
             context.log.info(f"chunk {number}: {len(rows)} rows ({tally.written} so far)")
         if tally.exceeded(settings):
@@ -139,7 +142,7 @@ def attribute_snapshot(
         days = merge_days(
             prange.keys, written_per_day(dst, prange.keys), listing_per_day(tally.quarantine, prange.keys, HELD)
         )
-        run = written_in_run(dst, prange.keys)
+        run = dict(run_totals)
 
     add_partition_metadata(context, days)
     adjusted = tally.quarantine[tally.quarantine["outcome"] != HELD]
@@ -213,6 +216,24 @@ def written_in_run(conn: Connection, days: list[str]) -> dict[str, int]:
         "run_people_email_eligible": int(eligible[0]),
         "run_people_sms_eligible": int(eligible[1]),
     }
+
+
+RUN_FIGURES = ("run_rows", "run_people", "run_people_email_eligible", "run_people_sms_eligible")
+
+
+def run_figures(rows: pd.DataFrame) -> Counter[str]:
+    """`written_in_run`'s figures for rows written by this run, all of their people's rows of the range (a chunk
+    holds every row of its people, and the range held nothing else once its days were replaced): counted from
+    the rows in hand instead of reading a year of snapshot back (about 10 s at 100,000 customers)."""
+    latest = rows.sort_values("day", kind="stable").drop_duplicates("person_id", keep="last")
+    return Counter(
+        {
+            "run_rows": len(rows),
+            "run_people": len(latest),
+            "run_people_email_eligible": int(latest["email_eligible"].sum()),
+            "run_people_sms_eligible": int(latest["sms_eligible"].sum()),
+        }
+    )
 
 
 def _in_range(days: list[str]):
