@@ -185,35 +185,29 @@ def customerio_events(
 def _log_pages(state: StateDatabase, days: Sequence[str], size: int) -> Iterator[list[Row]]:
     """The event log rows of these days not in the ledger yet, `size` at a time, each page its own short query.
 
-    Day by day, in event_id order: first the ids, from the log's day index (which InnoDB keys by day and
-    event_id) probing the ledger by primary key, without reading a row; then those rows by primary key. A
-    delivered day costs an index range, not its events' properties. Pages across the days of a range
-    leave the plan to MariaDB's statistics: on a new state database it sorted the whole range for every
-    page (a first backfill's event sync took 280 s instead of 66 s). Keyset pages rather than one streaming
-    cursor: the ledger is written between pages, and SQLite would not let a writer in while a reader holds
-    the file. Order does not matter to Customer.io: every event carries its time.
+    First the ids, day by day, from the log's day index (which InnoDB keys by day and event_id) probing the
+    ledger by primary key, without reading a row: a delivered day costs an index range, not its events'
+    properties. Then the rows by primary key, in key order. The log is clustered by event_id and each day's
+    events lie all over it, so reading the rows day by day visited every page of the log once per day (a year's
+    first sync at 100,000 customers read its 500 MB log again and again through MariaDB's default 128 MB
+    buffer pool); in key order it is read once, front to back. Pages across the days of a range, by one query,
+    leave the plan to MariaDB's statistics: on a new state database it sorted the whole range for every page.
+    Keyset pages rather than one streaming cursor: the ledger is written between pages, and SQLite would not
+    let a writer in while a reader holds the file. Order does not matter to Customer.io: every event carries
+    its time.
     """
-    for day in days:
-        after: str | None = None
-        while True:
-            undelivered = (
-                select(event_log.c.event_id)
-                .select_from(ledger.LOG_AND_LEDGER)
-                .where(event_log.c.day == day, ledger.NOT_DELIVERED)
-                .order_by(event_log.c.event_id)
-                .limit(size)
-            )
-            if after is not None:
-                undelivered = undelivered.where(event_log.c.event_id > after)
-            with state.connect() as conn:
-                ids = list(conn.execute(undelivered).scalars())
-                page = [
-                    row
-                    for chunk in chunks(ids, KEYS_PER_STATEMENT)
-                    for row in conn.execute(select(*LOG_COLUMNS).where(event_log.c.event_id.in_(chunk)))
-                ]
-            if page:
-                yield page
-            if len(ids) < size:
-                break
-            after = ids[-1]
+    ids: list[str] = []
+    with state.connect() as conn:
+        for day in days:
+            undelivered = select(event_log.c.event_id).select_from(ledger.LOG_AND_LEDGER)
+            ids += conn.execute(undelivered.where(event_log.c.day == day, ledger.NOT_DELIVERED)).scalars()
+    ids.sort()
+    for page_ids in chunks(ids, size):
+        with state.connect() as conn:
+            page = [
+                row
+                for chunk in chunks(page_ids, KEYS_PER_STATEMENT)
+                for row in conn.execute(select(*LOG_COLUMNS).where(event_log.c.event_id.in_(chunk)))
+            ]
+        if page:
+            yield page
