@@ -8,6 +8,7 @@ was set aside and passed again during the range (a corrected order) is extracted
 day. Events held back or cut to fit Customer.io are listed in `cio_quarantine`.
 """
 
+import itertools
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -113,6 +114,9 @@ def event_log(
         resolver = load_resolver(dst)
         released = {table.name: list(released_rows(dst, table, prange)["source_key"]) for table in EVENT_TABLES}
         replace_days(dst, state_tables.event_log, prange.keys, pd.DataFrame(), settings.chunk_size)
+        # An event can only move here from a day outside the range (the range's own days were just emptied):
+        # when the log holds none, as in a first backfill, there is nothing to look up per event.
+        others = _holds_other_days(dst, prange)
         for extraction in _extractions(src, dst, resolver, prange, settings, bounds, released):
             for name, family in FAMILIES.items():
                 for result in family(extraction):
@@ -123,7 +127,8 @@ def event_log(
                     events, broken = split_by_contract(result.events, schema, key_column="event_id")
                     tally.note(result.listing)
                     tally.note(broken)
-                    moved += delete_keys(dst, state_tables.event_log.c.event_id, list(events["event_id"]))
+                    if others:
+                        moved += delete_keys(dst, state_tables.event_log.c.event_id, list(events["event_id"]))
                     tally.written += insert_frame(dst, state_tables.event_log, events, settings.chunk_size)
                     by_name[name] += len(events)
             context.log.info(f"{dict(by_name)} events so far, {tally.held_items} held, {dict(+unresolved)} to nobody")
@@ -183,6 +188,16 @@ def logged_per_day(conn: Connection, days: list[str]) -> DayFigures:
         }
         for day in days
     }
+
+
+def _holds_other_days(conn: Connection, prange: PartitionRange) -> bool:
+    """Whether the log may hold rows outside the range's days (two probes of the day index; a range with gaps
+    between its days always may)."""
+    if any(day.end != following.start for day, following in itertools.pairwise(prange.days)):
+        return True
+    before = select(LOG.c.day).where(LOG.c.day < min(prange.keys)).limit(1)
+    after = select(LOG.c.day).where(LOG.c.day > max(prange.keys)).limit(1)
+    return any(conn.execute(probe).first() is not None for probe in (before, after))
 
 
 def _extractions(src, dst, resolver, prange: PartitionRange, settings: Settings, bounds: Bounds, released):
