@@ -45,29 +45,38 @@ _PLACEHOLDERS = {"format": "%s", "pyformat": "%s", "qmark": "?"}
 
 
 def insert_frame(conn: Connection, table: Table, frame: pd.DataFrame, chunk_rows: int) -> int:
-    """Bulk insert (one multi-row statement per chunk on MySQL); NA becomes NULL.
-
-    Rows go to the driver as tuples (`exec_driver_sql`), which mysqlclient turns into one multi-row
-    INSERT per chunk; SQLAlchemy's per-row parameter handling cost about a third of every bulk write."""
+    """Bulk insert (one multi-row statement per chunk on MySQL); NA becomes NULL."""
     columns = [c.name for c in table.columns if c.name in frame.columns]
     if frame.empty:
         return 0
-    frame = _clipped(frame, table)
+    plain = _clipped(frame, table)[columns].astype(object)
+    rows = list(plain.where(plain.notna(), None).itertuples(index=False, name=None))
+    return insert_rows(conn, table, columns, rows, chunk_rows)
+
+
+def insert_rows(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple], chunk_rows: int = 0
+) -> int:
+    """Bulk insert of plain tuples (values in `columns` order), `chunk_rows` per statement (0: all at once).
+
+    Rows go to the driver as tuples (`exec_driver_sql`), which mysqlclient turns into one multi-row INSERT per
+    chunk; SQLAlchemy's per-row parameter handling cost about a third of every bulk write."""
+    if not rows:
+        return 0
+    size = chunk_rows or len(rows)
     placeholder = _PLACEHOLDERS.get(conn.dialect.paramstyle)
     if placeholder is None:  # a driver with another paramstyle: let SQLAlchemy bind
-        for start in range(0, len(frame), chunk_rows):
-            conn.execute(table.insert(), _records(frame.iloc[start : start + chunk_rows], columns))
-        return len(frame)
+        for start in range(0, len(rows), size):
+            conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows[start : start + size]])
+        return len(rows)
     quote = conn.dialect.identifier_preparer.quote
     statement = (
         f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} "
         f"({', '.join(quote(c) for c in columns)}) VALUES ({', '.join([placeholder] * len(columns))})"
     )
-    plain = frame[columns].astype(object)
-    rows = list(plain.where(plain.notna(), None).itertuples(index=False, name=None))
-    for start in range(0, len(rows), chunk_rows):
-        conn.exec_driver_sql(statement, rows[start : start + chunk_rows])
-    return len(frame)
+    for start in range(0, len(rows), size):
+        conn.exec_driver_sql(statement, list(rows[start : start + size]))
+    return len(rows)
 
 
 def _clipped(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
@@ -82,12 +91,6 @@ def _clipped(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     return frame.assign(
         **{name: frame[name].astype(object).map(lambda v, w=width: clip(v, w)) for name, width in widths.items()}
     )
-
-
-def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
-    plain = frame[columns].astype(object)
-    plain = plain.where(plain.notna(), None)
-    return plain.to_dict("records")
 
 
 def delete_keys(conn: Connection, column: ColumnElement, keys: Sequence[object]) -> int:

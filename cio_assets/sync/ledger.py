@@ -14,7 +14,7 @@ from sqlalchemy import Connection, and_, delete, func, select
 
 from cio_assets.chunking import chunks
 from cio_assets.state.tables import delivery_rejections, event_ledger, event_log, ledger_identity, people_ledger
-from cio_assets.state.writes import KEYS_PER_STATEMENT
+from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_rows
 from cio_assets.text import clip
 
 PERSON = "person"
@@ -64,12 +64,11 @@ def record_people(conn: Connection, rows: Sequence[tuple[str, dict, int]], now: 
         return
     for chunk in chunks([r[0] for r in rows], KEYS_PER_STATEMENT):
         conn.execute(delete(people_ledger).where(people_ledger.c.person_id.in_(chunk)))
-    conn.execute(
-        people_ledger.insert(),
-        [
-            {"person_id": pid, "attributes": orjson.dumps(attrs).decode(), "as_of": as_of, "delivered_at": now}
-            for pid, attrs, as_of in rows
-        ],
+    insert_rows(
+        conn,
+        people_ledger,
+        ("person_id", "attributes", "as_of", "delivered_at"),
+        [(pid, orjson.dumps(attrs).decode(), as_of, now) for pid, attrs, as_of in rows],
     )
 
 
@@ -105,9 +104,8 @@ def record_events(conn: Connection, rows: Sequence[tuple[str, str]], now: int) -
         return
     for chunk in chunks([r[0] for r in rows], KEYS_PER_STATEMENT):
         conn.execute(delete(event_ledger).where(event_ledger.c.event_id.in_(chunk)))
-    conn.execute(
-        event_ledger.insert(),
-        [{"event_id": event_id, "cio_event_id": ulid, "delivered_at": now} for event_id, ulid in rows],
+    insert_rows(
+        conn, event_ledger, ("event_id", "cio_event_id", "delivered_at"), [(key, ulid, now) for key, ulid in rows]
     )
 
 
