@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, or_, select
 
 from cio_assets.catalog import listing_schemas, pii_tags
 from cio_assets.customerio.batching import Item
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
-from cio_assets.sources.reads import read_frame
+from cio_assets.sources.reads import read_frame, read_frames
 from cio_assets.state import tables as state_tables
 from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
 from cio_assets.sync import ledger
@@ -69,19 +69,22 @@ def plan_change(person_id: str, as_of: int, attributes: dict, delivered: tuple[d
     return Change(person_id, UPDATED if changed else UNCHANGED, as_of, attributes, changed)
 
 
-def latest_days(state: StateDatabase, days: list[str]) -> list[tuple[str, str]]:
-    """(person_id, the latest day they have a snapshot row in `days`), ordered by person."""
-    latest = func.max(attribute_snapshot.c.day)
+def latest_days(state: StateDatabase, days: list[str], chunk_rows: int) -> list[tuple[str, str]]:
+    """(person_id, the latest day they have a snapshot row in `days`), ordered by person.
+
+    The rows' keys are read in primary-key order (day, then person), and a later day overwrites an earlier
+    one: memory follows the people, not their rows. A GROUP BY person_id made MariaDB group a year of rows
+    in a temporary table on disk (13 s at 100,000 customers)."""
+    latest: dict[str, str] = {}
+    statement = (
+        select(attribute_snapshot.c.person_id, attribute_snapshot.c.day)
+        .where(attribute_snapshot.c.day.in_(days))
+        .order_by(attribute_snapshot.c.day, attribute_snapshot.c.person_id)
+    )
     with state.connect() as conn:
-        return [
-            (person_id, day)
-            for person_id, day in conn.execute(
-                select(attribute_snapshot.c.person_id, latest)
-                .where(attribute_snapshot.c.day.in_(days))
-                .group_by(attribute_snapshot.c.person_id)
-                .order_by(attribute_snapshot.c.person_id)
-            )
-        ]
+        for frame in read_frames(conn, statement, chunk_rows):
+            latest.update(zip(frame["person_id"], frame["day"], strict=True))
+    return sorted(latest.items())
 
 
 def snapshot_rows(state: StateDatabase, pairs: list[tuple[str, str]]) -> pd.DataFrame:
@@ -117,7 +120,7 @@ class PeopleStream(SyncStream):
 
     def fresh(self) -> Iterator[Item]:
         """Page through the range's people: memory follows the page, not the shop."""
-        pairs = latest_days(self.state, self.prange.keys)
+        pairs = latest_days(self.state, self.prange.keys, self.settings.chunk_size * 10)
         for start in range(0, len(pairs), self.settings.chunk_size):
             rows = snapshot_rows(self.state, pairs[start : start + self.settings.chunk_size])
             with self.state.connect() as conn:
