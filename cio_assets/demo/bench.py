@@ -9,7 +9,10 @@ partitions starting where its history starts (`CIO_START_DATE`, set here unless 
 4. end to end, as a person or a scheduler runs it (`dagster asset materialize`, a process of its own): the
    floor (one trivial asset in a code location with the same imports, `cio_assets/demo/floor.py`), a
    re-run of a day in which nothing changed, and today's partition after about 1% of the shop's orders
-   were added to it (BENCH_NEW_ORDER_SHARE).
+   were added to it (BENCH_NEW_ORDER_SHARE);
+5. the same initial sync as BENCH_FEW_PARTITIONS (54) daily partitions, the first holding all earlier history,
+   on a fresh state database in a process of its own (partitions are fixed when the package is imported): the
+   cost of a backfill must follow the shop, not the number of days it is cut into.
 Delivery goes to a minimal local sink (a separate process that answers 200 to every batch), so the
 numbers measure this pipeline and its client, not Customer.io or the test fake's validation.
 It prints wall time per step, throughput, peak memory (this process, and the largest command), and drops
@@ -49,6 +52,9 @@ NEW_ORDER_SHARE = float(os.environ.get("BENCH_NEW_ORDER_SHARE", "0.01"))
 BENCH_PRODUCT = {"sku": "SKU-BENCH", "product_name": "Bench coffee", "category": "coffee"}
 
 
+FEW_PARTITIONS = int(os.environ.get("BENCH_FEW_PARTITIONS", "54"))
+
+
 def main() -> None:
     customer_count = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
     orders_per_customer = float(os.environ.get("BENCH_ORDERS_PER_CUSTOMER", "5"))
@@ -67,10 +73,8 @@ def main() -> None:
         first, last = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
         partitions = len(daily_partitions.get_partition_keys())
         with serve_sink() as sink_url:
-            customerio = CustomerIO(
-                site_id="bench", api_key="bench", track_url=sink_url, rate_limit=1000, max_in_flight=8
-            )
-            _timed_run(
+            customerio = _sink_customerio(sink_url)
+            initial = _timed_run(
                 f"initial sync: {partitions} partitions {first}...{last} in one run, delivered",
                 source_url,
                 state_url,
@@ -81,13 +85,19 @@ def main() -> None:
             day = (SHOP_END - timedelta(days=min(10, DAYS // 2))).isoformat()  # an ordinary day of history
             _timed_run(f"one ordinary day, {day}", source_url, state_url, customerio, partition=day)
             _end_to_end(engine, source_url, state_url, sink_url, day, last, counts[orders.name])
+        few = _initial_in_a_process(source_url, _database_url(f"{name}_few"), FEW_PARTITIONS)
+        print(
+            f"\ninitial sync of the same shop as {FEW_PARTITIONS} partitions (a process of its own): {few:.1f} s; "
+            f"as {partitions} partitions: {initial:.1f} s ({initial / few - 1:+.0%})",
+            flush=True,
+        )
         engine.dispose()
         print(f"\npeak memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"largest command (max RSS of a child process): {children:.0f} MiB")
     finally:
         with server.begin() as conn:
-            for db in (f"{name}_shop", f"{name}_state"):
+            for db in (f"{name}_shop", f"{name}_state", f"{name}_few"):
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
         server.dispose()
 
@@ -122,6 +132,43 @@ def _end_to_end(
             f"{changed:.1f} s ({changed - floor:+.1f} s)",
             flush=True,
         )
+
+
+def _sink_customerio(sink_url: str) -> CustomerIO:
+    return CustomerIO(site_id="bench", api_key="bench", track_url=sink_url, rate_limit=1000, max_in_flight=8)
+
+
+def _initial_in_a_process(source_url: str, state_url: str, partitions: int) -> float:
+    """The initial sync of the shop cut into `partitions` days up to today, timed in a process of its own."""
+    today = datetime.now(UTC).date()  # the partitions' time zone is UTC unless CIO_BUSINESS_TZ says otherwise
+    start = (today - timedelta(days=partitions - 1)).isoformat()
+    env = {**os.environ, "CIO_START_DATE": start}
+    command = [sys.executable, "-m", "cio_assets.demo.bench", "initial", source_url, state_url]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the {partitions}-partition initial sync failed:\n{done.stderr[-4000:]}")
+    print(done.stdout, end="")
+    return float(done.stdout.strip().splitlines()[-1].split()[-1])
+
+
+def initial_only(source_url: str, state_url: str) -> None:
+    """`python -m cio_assets.demo.bench initial SOURCE_URL STATE_URL`: the initial sync alone, every partition
+    in one run, on a state database it creates; its last line is the wall time in seconds."""
+    server = create_engine(SERVER_URL)
+    database = make_url(state_url).database
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"))
+    server.dispose()
+    first, last = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+    with serve_sink() as sink_url:
+        seconds = _timed_run(
+            f"initial sync: {len(daily_partitions.get_partition_keys())} partitions {first}...{last} in one run",
+            source_url,
+            state_url,
+            _sink_customerio(sink_url),
+            (first, last),
+        )
+    print(f"initial sync seconds {seconds:.1f}")
 
 
 def _materialize(module: str, selection: str, partition: str | None, env: dict[str, str]) -> float:
@@ -165,7 +212,7 @@ def _add_paid_orders(engine: Engine, count: int) -> int:
 
 def _timed_run(
     label: str, source_url: str, state_url: str, customerio: CustomerIO, range_=None, partition=None
-) -> None:
+) -> float:
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {}
     if range_:
@@ -195,6 +242,7 @@ def _timed_run(
         if event.event_type_value == "STEP_SUCCESS":
             seconds = event.event_specific_data.duration_ms / 1000
             print(f"  {event.step_key:<20} {seconds:6.1f} s   {_summary(metadata.get(event.step_key, {}), seconds)}")
+    return elapsed
 
 
 def _summary(metadata: dict, seconds: float) -> str:
@@ -211,4 +259,7 @@ def _database_url(database: str) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["initial"]:
+        initial_only(*sys.argv[2:4])
+    else:
+        main()
