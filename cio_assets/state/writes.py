@@ -64,6 +64,8 @@ def insert_rows(
     if not rows:
         return 0
     size = chunk_rows or len(rows)
+    if conn.dialect.driver == "mysqldb":
+        return _insert_mysqldb(conn, table, columns, rows)
     placeholder = _PLACEHOLDERS.get(conn.dialect.paramstyle)
     if placeholder is None:  # a driver with another paramstyle: let SQLAlchemy bind
         for start in range(0, len(rows), size):
@@ -76,6 +78,49 @@ def insert_rows(
     )
     for start in range(0, len(rows), size):
         conn.exec_driver_sql(statement, list(rows[start : start + size]))
+    return len(rows)
+
+
+# Bytes per INSERT statement sent to MySQL/MariaDB, well under their max_allowed_packet (16 MB and up).
+MAX_STATEMENT_BYTES = 4 * 1024 * 1024
+
+
+def _insert_mysqldb(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> int:
+    """Multi-row INSERTs whose values mysqlclient's own escaping turns into SQL literals, without its generic
+    path: `executemany` dispatched every value through `Connection.literal` (1.9 µs a value, a third of the
+    snapshot's time at 100,000 customers); strings, integers, booleans and NULL are handled here directly
+    (0.6 µs), anything else still by `literal`. Strings go through `string_literal`, the driver's escaping
+    for the connection's character set and SQL mode, as before."""
+    driver = conn.connection.driver_connection
+    encoding, string_literal, literal = driver.encoding, driver.string_literal, driver.literal
+
+    def value(v: object) -> bytes:
+        kind = type(v)
+        if kind is str:
+            return string_literal(v.encode(encoding))  # type: ignore[union-attr]
+        if v is None:
+            return b"NULL"
+        if kind is bool:
+            return b"1" if v else b"0"
+        if kind is int:
+            return b"%d" % v  # type: ignore[str-bytes-safe]
+        return literal(v)
+
+    quote = conn.dialect.identifier_preparer.quote
+    prefix = (
+        f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} "
+        f"({', '.join(quote(c) for c in columns)}) VALUES "
+    ).encode(encoding)
+    # No parameters: the statement is complete, and a '%' in a value must not be read as a placeholder.
+    raw = conn.execution_options(no_parameters=True)
+    statement = bytearray()
+    for row in rows:
+        values = b"(" + b",".join(map(value, row)) + b")"
+        if statement and len(statement) + len(values) >= MAX_STATEMENT_BYTES:
+            raw.exec_driver_sql(statement.decode(encoding))
+            statement.clear()
+        statement += (b"," if statement else prefix) + values
+    raw.exec_driver_sql(statement.decode(encoding))
     return len(rows)
 
 
