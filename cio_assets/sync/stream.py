@@ -9,7 +9,9 @@ which earlier refusals are still due (`due`), and how an accepted item is record
 - items a stream holds back for later (an event whose person Customer.io does not know yet) are
   recorded with their reason and retried on every run, like refusals;
 - a state database whose ledger is not the one that delivered before refuses to send, so a lost
-  ledger never silently re-sends history (`CIO_ACCEPT_NEW_LEDGER=1` allows it once, on purpose).
+  ledger never silently re-sends history (`CIO_ACCEPT_NEW_LEDGER=1` allows it once, on purpose);
+- only one sync at a time sends to a Customer.io workspace, whatever the number of runs and workers: each
+  takes the workspace's turn (a named lock in the state database) before its first request.
 """
 
 from __future__ import annotations
