@@ -266,7 +266,8 @@ def _refunds(conn: Connection, paid_orders: pd.DataFrame, settings: Settings, bo
         )
         for order_ids in chunks([int(i) for i in paid_orders["order_id"]], KEYS_PER_STATEMENT)
     ]
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    found = [f for f in frames if not f.empty]  # pandas warns when empty pieces are concatenated
+    frame = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=columns)
     frame["refunded_at"] = to_unix_seconds(frame["refunded_at"], settings.zone_of(refunds.name))
     frame["amount"] = frame["amount"].astype(float)
     people = paid_orders[["order_id", "person_id"]].astype({"order_id": "int64"})
