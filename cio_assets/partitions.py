@@ -70,6 +70,14 @@ class PartitionRange:
     def end(self) -> datetime:
         return self.days[-1].end
 
+    def split(self, days_per_piece: int) -> list[PartitionRange]:
+        """The range as consecutive pieces of at most `days_per_piece` days, in order; only the first piece owns
+        the history before the range (its queries reach back to the beginning, the others start at their day)."""
+        return [
+            PartitionRange(self.days[i : i + days_per_piece], self.includes_history and i == 0, self.business_tz)
+            for i in range(0, len(self.days), days_per_piece)
+        ]
+
     def covers(self, column: ColumnElement, table: Table, settings: Settings) -> ColumnElement[bool]:
         """SQL: the table's naive column falls inside the range (or anywhere before its end, for history)."""
         zone = settings.zone_of(table.name)

@@ -338,6 +338,7 @@ VIP_TIERS = env_vip_tiers("CIO_VIP_TIERS", "silver:250,gold:500,platinum:1000")
 LIVE_WINDOW_HOURS = env_int("CIO_LIVE_WINDOW_HOURS", 24, minimum=0)
 HISTORY_EVENTS = env_choice("CIO_HISTORY_EVENTS", "send", HISTORY_MODES)
 CHUNK_SIZE = env_int("CIO_CHUNK_SIZE", 5000, minimum=1)
+CHUNK_DAYS = env_int("CIO_CHUNK_DAYS", 92, minimum=1)
 QUARANTINE_MAX_SHARE = env_float("CIO_QUARANTINE_MAX_SHARE", 0.05, at_least=0.0, at_most=1.0)
 QUARANTINE_MIN_ROWS = env_int("CIO_QUARANTINE_MIN_ROWS", 20, minimum=0)
 
@@ -411,6 +412,7 @@ SETTINGS_ENV: dict[str, EnvSetting] = {
     "live_window_hours": LIVE_WINDOW_HOURS,
     "history_events": HISTORY_EVENTS,
     "chunk_size": CHUNK_SIZE,
+    "chunk_days": CHUNK_DAYS,
     "quarantine_max_share": QUARANTINE_MAX_SHARE,
     "quarantine_min_rows": QUARANTINE_MIN_ROWS,
     "source_max_lag_minutes": SOURCE_MAX_LAG_MINUTES,
@@ -476,6 +478,13 @@ class Settings(dg.ConfigurableResource):
     chunk_size: int = Field(
         default=CHUNK_SIZE.default,
         description="CIO_CHUNK_SIZE: people per aggregation query and rows per bulk write (>= 1).",
+    )
+    chunk_days: int = Field(
+        default=CHUNK_DAYS.default,
+        description=(
+            "CIO_CHUNK_DAYS: days per piece of the event log's range; each piece is a step of its own, which the "
+            "run's executor may run at the same time as the others (>= 1)."
+        ),
     )
     quarantine_max_share: float = Field(
         default=QUARANTINE_MAX_SHARE.default,

@@ -146,7 +146,7 @@ def kept_result(
     per_day: Callable[[Connection, list[str]], DayFigures],
     settings: Settings,
     reason: str,
-    started: float,
+    started_at: float,  # Unix seconds (time.time(): the run's steps may run in several processes)
     run: dict[str, int] | None = None,
 ) -> dg.MaterializeResult:
     """The result of a partitioned asset's run that kept its days: each day's figures (`per_day`, and its
@@ -166,7 +166,7 @@ def kept_result(
             "run_mode_reason": reason,
             "run_rows_held": tally.held_items,
             "run_days": len(prange.days),
-            "run_duration_s": round(time.monotonic() - started, 2),
+            "run_duration_s": round(time.time() - started_at, 2),
         },
         check_results=[tally.check_result(settings)],
     )

@@ -210,3 +210,15 @@ def ts(value: str) -> datetime:
 def unix(value: str) -> int:
     """Unix seconds of a UTC 'YYYY-MM-DD HH:MM[:SS]'."""
     return int(datetime.fromisoformat(value + "+00:00").timestamp())
+
+
+def logged_event(event_id: str, day: str, timestamp: int) -> dict:
+    """A row of the event log, as a test writes it straight into the table."""
+    return {
+        "event_id": event_id,
+        "day": day,
+        "person_id": "1",
+        "name": "order_placed",
+        "timestamp": timestamp,
+        "properties": "{}",
+    }

@@ -12,23 +12,12 @@ from cio_assets.settings import Settings
 from cio_assets.state import tables as state_tables
 from cio_assets.sync.events import customerio_events
 from cio_assets_tests.checks_runner import evaluations, run_checks, value
-from cio_assets_tests.conftest import PIPELINE, SYNC, unix
+from cio_assets_tests.conftest import PIPELINE, SYNC, logged_event, unix
 
 DAYS = EvaluatedDays(("2026-10-02",), "test")
 NO_PROBLEMS = {"before_floor": 0, "in_future": 0, "outside_partition_day": 0}
 BASELINE = Baseline(trailing_days=7, min_trailing_days=7, sigmas=3.0)
 FIRST = "2026-10-01"
-
-
-def _event_row(event_id: str, day: str, timestamp: int) -> dict:
-    return {
-        "event_id": event_id,
-        "day": day,
-        "person_id": "1",
-        "name": "order_placed",
-        "timestamp": timestamp,
-        "properties": "{}",
-    }
 
 
 # --- the pure evaluation ------------------------------------------------------------------------
@@ -128,11 +117,11 @@ def test_the_checks_pass_on_the_events_the_pipeline_wrote(shop, pipeline):
     ("crafted", "problem"),
     [
         # an event filed under 10-02 that happened on 10-03
-        (_event_row("order_placed:90", "2026-10-02", unix("2026-10-03 08:00")), "outside_partition_day"),
+        (logged_event("order_placed:90", "2026-10-02", unix("2026-10-03 08:00")), "outside_partition_day"),
         # a 1970 timestamp, the bug the floor is for
-        (_event_row("order_placed:91", "2026-10-02", 0), "before_floor"),
+        (logged_event("order_placed:91", "2026-10-02", 0), "before_floor"),
         # a timestamp years ahead
-        (_event_row("order_placed:92", "2026-10-02", unix("2099-01-01 00:00")), "in_future"),
+        (logged_event("order_placed:92", "2026-10-02", unix("2099-01-01 00:00")), "in_future"),
     ],
 )
 def test_integrity_fails_naming_an_event_whose_timestamp_is_out_of_bounds(shop, pipeline, crafted, problem):
@@ -194,7 +183,7 @@ def test_a_failing_integrity_check_keeps_the_event_sync_from_running(shop, pipel
     shop.order(1, paid_at="2026-10-02 09:00")
     pipeline.run(partition="2026-10-02")
     with pipeline.state_engine.begin() as conn:
-        conn.execute(state_tables.event_log.insert(), [_event_row("order_placed:93", "2026-10-02", 0)])
+        conn.execute(state_tables.event_log.insert(), [logged_event("order_placed:93", "2026-10-02", 0)])
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(

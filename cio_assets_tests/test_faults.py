@@ -278,10 +278,10 @@ class _Worker:
             return [int(modified) for modified in rows.scalars()]
 
     def kill_during_write(self, step: str, replaced: int, timeout: float = 120.0) -> int:
-        """SIGKILL the process once `step` is running and its open transaction has modified more than
-        `replaced` rows: the `replaced` previous rows deleted and some new ones inserted, not yet committed.
-        Returns how many rows that transaction had modified."""
-        started = f'Started execution of step "{step}"'
+        """SIGKILL the process once a step whose key starts with `step` is running and its open transaction has
+        modified more than `replaced` rows (for a replacement: the previous rows deleted and some new ones
+        inserted), not yet committed. Returns how many rows that transaction had modified."""
+        started = f'Started execution of step "{step}'
         most = 0  # the most rows an open transaction of `step` was seen to have modified
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -323,15 +323,17 @@ class _Worker:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
 
-# Each case, with what is killed and when.
-KILLED = [
+# Each case: the table whose rows must survive, the step killed, and how many rows its open transaction must
+# have modified first (a share of the rows the table held).
+KILLED = {
     # attribute_snapshot: killed after its transaction deleted the range's days and inserted some new rows
     # (the first chunks of people), before the rest and the commit.
-    "attribute_snapshot",
-    # event_log: killed after its transaction deleted the range's days and inserted the first pages of
-    # events; the snapshot step before it had finished and committed.
-    "event_log",
-]
+    "attribute_snapshot": ("attribute_snapshot", 1.0),
+    # event_log: killed while its piece had staged half the range's events (the first pages of each family
+    # but the last), before it committed and long before anything was published; the snapshot step before it
+    # had finished and committed.
+    "event_log": ("event_log.event_log_piece[", 0.5),
+}
 
 
 @pytest.fixture(scope="module")
@@ -360,15 +362,17 @@ def test_a_run_killed_during_a_write_leaves_the_previous_partitions_whole_and_th
         _reprice_orders(source_engine)
         assert fresh_after_change[killed] != before[killed]  # the re-run would write other rows
 
+        step, share = KILLED[killed]
         worker.start()
-        modified = worker.kill_during_write(killed, replaced=len(before[killed]))
+        modified = worker.kill_during_write(step, replaced=int(len(before[killed]) * share))
         assert worker.process.returncode == -signal.SIGKILL
         worker.wait_until_rolled_back()
     finally:
         worker.stop()
 
-    # The kill struck mid-replacement: every previous row of the range deleted, some new ones inserted.
-    assert modified > len(before[killed])
+    # The kill struck mid-write: for the snapshot, every previous row of the range deleted, some new ones
+    # inserted; for the event log, half its events staged.
+    assert modified > len(before[killed]) * share
     after_kill = _written(state_engine)
     assert after_kill[killed] == before[killed], f"{killed} lost or mixed rows after the kill"
     if killed == "attribute_snapshot":
@@ -380,6 +384,7 @@ def test_a_run_killed_during_a_write_leaves_the_previous_partitions_whole_and_th
 
     assert result.success
     assert _written(state_engine) == fresh_after_change
+    assert _rows(state_engine, state_tables.event_log_staging) == []  # the killed piece staged nothing
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -148,3 +148,26 @@ def test_each_instant_falls_in_the_day_its_business_date_names(keys):
     expected = [max(d, keys[0]) if prange.includes_history else d for d in named]
     assert days.index.equals(instants.index)
     assert days.tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("days_per_piece", "expected"),
+    [
+        # a piece as long as the range: the range itself
+        (7, [["2026-10-30", "2026-11-05"]]),
+        # pieces that divide the range unevenly: the last one is shorter
+        (3, [["2026-10-30", "2026-11-01"], ["2026-11-02", "2026-11-04"], ["2026-11-05", "2026-11-05"]]),
+        # one day each
+        (1, [[f"2026-{d}", f"2026-{d}"] for d in ("10-30", "10-31", "11-01", "11-02", "11-03", "11-04", "11-05")]),
+    ],
+)
+def test_a_range_splits_into_consecutive_pieces_and_only_the_first_owns_the_history(days_per_piece, expected):
+    partitions = dg.DailyPartitionsDefinition(start_date="2026-10-30", timezone="America/New_York")
+    prange = PartitionRange.for_keys(partitions, partitions.get_partition_keys()[:7])
+
+    pieces = prange.split(days_per_piece)
+
+    assert [[piece.keys[0], piece.keys[-1]] for piece in pieces] == expected
+    assert [key for piece in pieces for key in piece.keys] == prange.keys
+    assert [piece.start for piece in pieces] == [None, *(piece.days[0].start for piece in pieces[1:])]
+    assert pieces[-1].end == prange.end

@@ -387,7 +387,9 @@ def test_a_backfill_on_two_celery_workers_delivers_exactly_what_the_in_process_r
 ):
     _small_shop(shop)
     queue = _queue()
-    with celery_workers(scale_out, queue, 2, scale_out.state_env("celery")) as workers:
+    # On the workers the event log's three days are three pieces, each a step of its own (the reference run
+    # extracts them as one piece): the workers share them out, and the log they publish must be the same.
+    with celery_workers(scale_out, queue, 2, {**scale_out.state_env("celery"), "CIO_CHUNK_DAYS": "1"}) as workers:
         # The workers start (imports, broker) while the in-process reference run goes.
         monkeypatch.setenv("CIO_STATE_URL", scale_out.state_urls["in_process"])
         with dg.instance_for_test() as reference_instance:
@@ -415,7 +417,18 @@ def test_a_backfill_on_two_celery_workers_delivers_exactly_what_the_in_process_r
         ]
         starts = _step_records(instance, result.run_id, dg.DagsterEventType.STEP_START)
 
-    assert len(starts) == 6 and {entry.step_key for entry in handed_over} == {entry.step_key for entry in starts}
+    pieces = [
+        f"event_log.event_log_piece[days_{day.replace('-', '_')}]" for day in ("2026-10-01", "2026-10-02", "2026-10-03")
+    ]
+    assert sorted(entry.step_key for entry in starts) == sorted(
+        [
+            *(set(SYNC_STEPS) | {"rejected_rows", "identity_map", "attribute_snapshot"}),
+            "event_log.event_log_plan",
+            *pieces,
+            "event_log.event_log_publish",
+        ]
+    )
+    assert {entry.step_key for entry in handed_over} == {entry.step_key for entry in starts}
     worker_names = {entry.dagster_event.event_specific_data.metadata["Celery worker"].value for entry in handed_over}
     assert worker_names <= {f"{w.name}@{socket.gethostname()}" for w in workers}, worker_names
     assert all(entry.dagster_event.pid not in (None, os.getpid()) for entry in starts)

@@ -78,7 +78,7 @@ def attribute_snapshot(
     state: StateDatabase,
     settings: Settings,
 ):
-    started = time.monotonic()
+    started = time.time()
     prange = PartitionRange.from_context(context)
     bounds = Bounds.for_run(settings, utc_now())
     with source.connect() as src, state.begin() as dst:
@@ -159,7 +159,7 @@ def attribute_snapshot(
             "run_released_from_quarantine": int(sum(len(rows) for rows in released.values())),
             "run_includes_history_before_start": prange.includes_history,
             "run_adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
-            "run_duration_s": round(time.monotonic() - started, 2),
+            "run_duration_s": round(time.time() - started, 2),
         },
         check_results=[tally.check_result(settings)],
     )

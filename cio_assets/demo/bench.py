@@ -10,7 +10,9 @@ partitions starting where its history starts (`CIO_START_DATE`, set here unless 
    floor (one trivial asset in a code location with the same imports, `cio_assets/demo/floor.py`), a
    re-run of a day in which nothing changed, and today's partition after about 1% of the shop's orders
    were added to it (BENCH_NEW_ORDER_SHARE);
-5. the same initial sync as BENCH_FEW_PARTITIONS (54) daily partitions, the first holding all earlier history,
+5. the initial sync end to end on the multiprocess executor (`CIO_EXECUTOR=multiprocess`, a fresh state database):
+   the event log's pieces of CIO_CHUNK_DAYS days run at once, on every core (BENCH_MULTIPROCESS=0 skips it);
+6. the same initial sync as BENCH_FEW_PARTITIONS (54) daily partitions, the first holding all earlier history,
    on a fresh state database in a process of its own (partitions are fixed when the package is imported): the
    cost of a backfill must follow the shop, not the number of days it is cut into (BENCH_FEW_PARTITIONS=0 skips
    it).
@@ -54,6 +56,7 @@ BENCH_PRODUCT = {"sku": "SKU-BENCH", "product_name": "Bench coffee", "category":
 
 
 FEW_PARTITIONS = int(os.environ.get("BENCH_FEW_PARTITIONS", "54"))
+MULTIPROCESS = os.environ.get("BENCH_MULTIPROCESS", "1") != "0"
 
 
 def main() -> None:
@@ -88,6 +91,9 @@ def main() -> None:
             _timed_run("the same backfill again (must send nothing)", source_url, state_url, customerio, (first, last))
             day = (SHOP_END - timedelta(days=min(10, DAYS // 2))).isoformat()  # an ordinary day of history
             _timed_run(f"one ordinary day, {day}", source_url, state_url, customerio, partition=day)
+            if MULTIPROCESS:  # before _end_to_end adds orders: the same shop as the in-process initial sync
+                multi = _initial_end_to_end(source_url, _database_url(f"{name}_multi"), sink_url, (first, last))
+                print(f"  against {initial:.1f} s in process ({multi / initial - 1:+.0%})", flush=True)
             _end_to_end(engine, source_url, state_url, sink_url, day, last, counts[orders.name])
         if FEW_PARTITIONS:  # BENCH_FEW_PARTITIONS=0 leaves this step out
             few = _initial_in_a_process(source_url, _database_url(f"{name}_few"), FEW_PARTITIONS)
@@ -102,7 +108,7 @@ def main() -> None:
         print(f"largest command (max RSS of a child process): {children:.0f} MiB")
     finally:
         with server.begin() as conn:
-            for db in (f"{name}_shop", f"{name}_state", f"{name}_few"):
+            for db in (f"{name}_shop", f"{name}_state", f"{name}_few", f"{name}_multi"):
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
         server.dispose()
 
@@ -112,19 +118,7 @@ def _end_to_end(
 ) -> None:
     """Times `dagster asset materialize` as a command: the floor, a day with nothing new, today with 1% new."""
     with tempfile.TemporaryDirectory(prefix="cio-bench-home-") as home:
-        Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": home,
-            "CIO_MYSQL_URL": source_url,
-            "CIO_STATE_URL": state_url,
-            "CIO_SITE_ID": "bench",
-            "CIO_API_KEY": "bench",
-            "CIO_TRACK_URL": sink_url,
-            "CIO_RATE_LIMIT": "1000",
-            "CIO_MAX_IN_FLIGHT": "8",
-            "CIO_AUTOMATION": "off",
-        }
+        env = _command_env(home, source_url, state_url, sink_url)
         # The best of three: the first command of a session also warms the disk cache for the others.
         floor = min(_materialize("cio_assets.demo.floor", "floor", None, env) for _ in range(3))
         print(f"\nend to end, floor (one trivial asset, the same imports; best of 3): {floor:.1f} s", flush=True)
@@ -137,6 +131,41 @@ def _end_to_end(
             f"{changed:.1f} s ({changed - floor:+.1f} s)",
             flush=True,
         )
+
+
+def _initial_end_to_end(source_url: str, state_url: str, sink_url: str, range_: tuple[str, str]) -> float:
+    """The initial sync as a command on the multiprocess executor, into a fresh state database."""
+    server = create_engine(SERVER_URL)
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{make_url(state_url).database}` CHARACTER SET utf8mb4"))
+    server.dispose()
+    with tempfile.TemporaryDirectory(prefix="cio-bench-home-") as home:
+        env = {**_command_env(home, source_url, state_url, sink_url), "CIO_EXECUTOR": "multiprocess"}
+        chunk_days = env.get("CIO_CHUNK_DAYS", "92")
+        seconds = _materialize("cio_assets.definitions", "*", None, env, partition_range=range_)
+    print(
+        f"\ninitial sync end to end on the multiprocess executor (CIO_CHUNK_DAYS={chunk_days}, "
+        f"{os.cpu_count()} CPUs): {seconds:.1f} s",
+        flush=True,
+    )
+    return seconds
+
+
+def _command_env(home: str, source_url: str, state_url: str, sink_url: str) -> dict[str, str]:
+    """The environment of a `dagster` command on a throwaway instance in `home`, delivering to the sink."""
+    Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return {
+        **os.environ,
+        "DAGSTER_HOME": home,
+        "CIO_MYSQL_URL": source_url,
+        "CIO_STATE_URL": state_url,
+        "CIO_SITE_ID": "bench",
+        "CIO_API_KEY": "bench",
+        "CIO_TRACK_URL": sink_url,
+        "CIO_RATE_LIMIT": "1000",
+        "CIO_MAX_IN_FLIGHT": "8",
+        "CIO_AUTOMATION": "off",
+    }
 
 
 def _sink_customerio(sink_url: str) -> CustomerIO:
@@ -176,10 +205,18 @@ def initial_only(source_url: str, state_url: str) -> None:
     print(f"initial sync seconds {seconds:.1f}")
 
 
-def _materialize(module: str, selection: str, partition: str | None, env: dict[str, str]) -> float:
+def _materialize(
+    module: str,
+    selection: str,
+    partition: str | None,
+    env: dict[str, str],
+    partition_range: tuple[str, str] | None = None,
+) -> float:
     command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", module, "--select", selection]
     if partition:
         command += ["--partition", partition]
+    if partition_range:
+        command += ["--partition-range", "...".join(partition_range)]
     started = time.monotonic()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     elapsed = time.monotonic() - started

@@ -2,15 +2,19 @@
 refund_issued and subscription_canceled, each with a stable id.
 
 Daily partitioned by event time (business time zone). Each family reads the whole range in keyset
-pages; a re-run replaces the days it covers. An event whose source time moved to another day (an
-edited paid_at) leaves its old day, so an `event_id` is never in the log twice. A source row that
-was set aside and passed again during the range (a corrected order) is extracted too, into its own
-day. Events held back or cut to fit Customer.io are listed in `cio_quarantine`.
+pages; a re-run replaces the days it covers. The range is cut into pieces of CIO_CHUNK_DAYS days,
+each extracted by a step of its own (`event_log_piece`, at once on the multiprocess or Celery
+executor) and staged; `event_log_publish` replaces the range's days with them in one transaction.
+An event whose source time moved to another day (an edited paid_at) leaves its old day, so an
+`event_id` is never in the log twice. A source row that was set aside and passed again during the
+range (a corrected order) is extracted too, into its own day. Events held back or cut to fit
+Customer.io are listed in `cio_quarantine`.
 """
 
 import itertools
 import time
 from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -19,6 +23,7 @@ from sqlalchemy import Connection, func, select
 
 from cio_assets.catalog import pii_tags, table_metadata
 from cio_assets.contract import HELD, ContractTally, split_by_contract
+from cio_assets.events import staging
 from cio_assets.events.families import (
     EVENT_NAMES,
     FAMILIES,
@@ -46,7 +51,7 @@ from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
 from cio_assets.sources.tables import cart_items, carts, order_items, orders, refunds, subscriptions
 from cio_assets.state import tables as state_tables
-from cio_assets.state.writes import delete_keys, insert_frame, replace_days, replace_quarantine
+from cio_assets.state.writes import replace_quarantine
 from cio_assets.timestamps import unix, utc_now
 from cio_assets.unchanged import Inputs, RefreshConfig, kept_result, record, skip_reason
 
@@ -56,38 +61,63 @@ SOURCES = (orders, order_items, carts, cart_items, refunds, subscriptions)
 EVENT_TABLES = tuple(dict.fromkeys(FAMILY_TABLES.values()))
 LOG = state_tables.event_log
 
+# The inputs the plan waits for: identity, hygiene's listing and the source tables (observations).
+DEPS = {"identity_map": dg.AssetKey("identity_map"), "rejected_rows": dg.AssetKey("rejected_rows")} | {
+    f"source_{table.name}": source_key(table) for table in SOURCES
+}
 
-@dg.asset(
-    key=ASSET,
-    group_name="contract",
-    kinds={"sql", "pandas"},
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["identity_map", "rejected_rows", *(source_key(t) for t in SOURCES)],
-    check_specs=[
-        dg.AssetCheckSpec(
-            SCHEMA_CHECK,
-            asset=ASSET,
-            blocking=True,
-            description=(
-                "Pandera contract, row by row: unique stable ids, known names, sane timestamps, JSON properties "
-                "that fit Customer.io. Fails when the held share passes CIO_QUARANTINE_MAX_SHARE."
-            ),
-        )
-    ],
-    description=__doc__,
-    tags=pii_tags(LOG),
-    metadata=table_metadata(LOG, listings=[state_tables.quarantine]),
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run decided before extracting anything (passed from the plan step to the publish step)."""
+
+    batch: str  # the staging rows' run id: the planning run's (a re-execution of a failed step reuses them)
+    keys: list[str]
+    now: int  # Unix seconds: the run's clock, the same for every piece
+    started_at: float  # Unix seconds, for the run's duration
+    inputs: Inputs
+    kept: str | None  # why the run keeps what the days hold, or None when it computes
+    full_refresh: bool = False
+    others: bool = False  # whether the log may hold days outside the range (events may move in from them)
+    released: int = 0  # source rows released from quarantine during the range
+    pieces: int = 0
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One step's share of the range: some of its days, or the source rows released from quarantine."""
+
+    name: str  # the step's mapping key
+    keys: list[str]
+    only: dict[str, list[int]] | None = None  # table name -> the only source ids to read (released rows)
+
+
+@dataclass
+class PieceResult:
+    """What one piece staged, held back and could not resolve."""
+
+    name: str
+    written: int
+    by_name: Counter[str]
+    unresolved: Counter[str]
+    listing: pd.DataFrame  # quarantine rows
+
+
+@dg.op(
+    name="event_log_plan",
+    ins={name: dg.In(dg.Nothing) for name in DEPS},
+    out={"plan": dg.Out(Plan), "pieces": dg.DynamicOut(Piece)},
 )
-def event_log(
+def plan_op(
     context: dg.AssetExecutionContext,
     config: RefreshConfig,
     source: SourceDatabase,
     state: StateDatabase,
     settings: Settings,
 ):
-    started = time.monotonic()
-    prange = PartitionRange.from_context(context)
+    """Keep the days when nothing they are made from changed; otherwise split the range into pieces."""
+    started_at = time.time()
+    prange = PartitionRange.for_keys(daily_partitions, list(context.partition_keys))
     bounds = Bounds.for_run(settings, utc_now())
     with source.connect() as src, state.begin() as dst:
         inputs = Inputs.read(src, dst, SOURCES, settings, unix(bounds.now), context.run.run_id)
@@ -100,72 +130,165 @@ def event_log(
         kept = None
         if not config.full_refresh:
             kept = skip_reason(dst, ASSET, prange.keys, inputs, EVENT_TABLES, due=carts_due)
+        plan = Plan(context.run.run_id, prange.keys, unix(bounds.now), started_at, inputs, kept, config.full_refresh)
         if kept is not None:
             context.log.info(kept)
-            yield kept_result(context, dst, LOG, SCHEMA_CHECK, prange, logged_per_day, settings, kept, started)
+            yield dg.Output(plan, "plan")
             return
-    schema = event_log_schema(unix(bounds.floor), unix(bounds.now))
+        stale = staging.discard_stale(dst, plan.now)
+        if stale:
+            context.log.info(f"Deleted {stale} staged events of runs that never published.")
+        released = {table.name: list(released_rows(dst, table, prange)["source_key"]) for table in EVENT_TABLES}
+        # An event can only move here from a day outside the range (the range's own days are replaced): when
+        # the log holds none, as in a first backfill, there is nothing to look up per event.
+        others = _holds_other_days(dst, prange)
+    pieces = [Piece(_piece_name(piece), piece.keys) for piece in prange.split(settings.chunk_days)]
+    if any(released.values()):
+        pieces.append(Piece("released", prange.keys, only=released))
+    n_released = sum(len(ids) for ids in released.values())
+    yield dg.Output(replace(plan, others=others, released=n_released, pieces=len(pieces)), "plan")
+    context.log.info(
+        f"{len(prange.keys)} days in {len(pieces)} pieces of at most {settings.chunk_days} days (CIO_CHUNK_DAYS)"
+        + (f", and {n_released} source rows released from quarantine" if n_released else "")
+    )
+    for piece in pieces:
+        yield dg.DynamicOutput(piece, mapping_key=piece.name, output_name="pieces")
+
+
+@dg.op(name="event_log_piece")
+def piece_op(
+    context: dg.AssetExecutionContext,
+    plan: Plan,
+    piece: Piece,
+    source: SourceDatabase,
+    state: StateDatabase,
+    settings: Settings,
+) -> PieceResult:
+    """Extract one piece's events, check them against the contract and stage them."""
+    prange = PartitionRange.for_keys(daily_partitions, plan.keys)
+    bounds = Bounds.for_run(settings, datetime.fromtimestamp(plan.now, UTC))
+    schema = event_log_schema(unix(bounds.floor), plan.now)
     tally = ContractTally(ASSET, SCHEMA_CHECK)
     by_name: Counter[str] = Counter()
     unresolved: Counter[str] = Counter()
-    moved = 0
-
     with source.connect() as src, state.begin() as dst:
+        staging.clear_piece(dst, plan.batch, piece.name)
         resolver = load_resolver(dst)
-        released = {table.name: list(released_rows(dst, table, prange)["source_key"]) for table in EVENT_TABLES}
-        # An event can only move here from a day outside the range (the range's own days are emptied below):
-        # when the log holds none, as in a first backfill, there is nothing to look up per event. Asked before
-        # the range is emptied: among a year of rows just deleted, the probe scanned them all (46 s).
-        others = _holds_other_days(dst, prange)
-        replace_days(dst, state_tables.event_log, prange.keys, pd.DataFrame(), settings.chunk_size)
-        for extraction in _extractions(src, dst, resolver, prange, settings, bounds, released):
-            for name, family in FAMILIES.items():
-                for result in family(extraction):
-                    unresolved[name] += result.unresolved
-                    require_identity(resolver, result.unresolved)
-                    if extraction.only is not None:  # released rows: only what the range itself did not cover
-                        result = _outside(result, prange)
-                    events, broken = split_by_contract(result.events, schema, key_column="event_id")
-                    tally.note(result.listing)
-                    tally.note(broken)
-                    if others:
-                        moved += delete_keys(dst, state_tables.event_log.c.event_id, list(events["event_id"]))
-                    tally.written += insert_frame(dst, state_tables.event_log, events, settings.chunk_size)
-                    by_name[name] += len(events)
-            context.log.info(f"{dict(by_name)} events so far, {tally.held_items} held, {dict(+unresolved)} to nobody")
-        if tally.exceeded(settings):
-            yield tally.check_result(settings)
-            raise tally.failure(settings)  # rolls the whole range back: the days keep their previous rows
-        replace_quarantine(dst, ASSET, prange.keys, tally.quarantine)
-        record(dst, ASSET, prange.keys, inputs)
+        if piece.only is None:
+            extraction = Extraction(
+                src, dst, resolver, PartitionRange.for_keys(daily_partitions, piece.keys), settings, bounds
+            )
+        else:  # every day the released rows may belong to
+            history = PartitionRange.for_keys(daily_partitions, daily_partitions.get_partition_keys())
+            extraction = Extraction(src, dst, resolver, history, settings, bounds, only=piece.only)
+        for name, family in FAMILIES.items():
+            for found in family(extraction):
+                unresolved[name] += found.unresolved
+                require_identity(resolver, found.unresolved)
+                if piece.only is not None:  # released rows: only what the range's own pieces did not cover
+                    found = _outside(found, prange)
+                events, broken = split_by_contract(found.events, schema, key_column="event_id")
+                tally.note(found.listing)
+                tally.note(broken)
+                tally.written += staging.stage(dst, plan.batch, piece.name, events, plan.now, settings.chunk_size)
+                by_name[name] += len(events)
+            context.log.info(f"piece {piece.name}: {dict(by_name)} events so far, {dict(+unresolved)} to nobody")
+    return PieceResult(piece.name, tally.written, by_name, unresolved, tally.quarantine)
+
+
+@dg.op(name="event_log_publish", out={"result": dg.Out(dg.Nothing), "check": dg.Out(dg.Nothing)})
+def publish_op(
+    context: dg.AssetExecutionContext, plan: Plan, results: list[PieceResult], state: StateDatabase, settings: Settings
+):
+    """Move the staged pieces into the log in one transaction, unless too many rows broke the contract."""
+    prange = PartitionRange.for_keys(daily_partitions, plan.keys)
+    if plan.kept is not None:
+        with state.connect() as dst:
+            kept = kept_result(
+                context, dst, LOG, SCHEMA_CHECK, prange, logged_per_day, settings, plan.kept, plan.started_at
+            )
+        yield dg.Output(None, "result", metadata=kept.metadata)
+        yield from kept.check_results
+        return
+    tally = ContractTally(ASSET, SCHEMA_CHECK, written=sum(r.written for r in results))
+    for r in results:
+        tally.note(r.listing)
+    if tally.exceeded(settings):
+        with state.begin() as dst:
+            staging.discard(dst, plan.batch)
+        yield tally.check_result(settings)
+        raise tally.failure(settings)  # nothing published: the days keep their previous rows
+    # Any other failure leaves the staged rows for a re-execution of this step (then the next run's clean-up).
+    with state.begin() as dst:
+        written, moved = staging.publish(dst, plan.batch, plan.keys, plan.others, expected=tally.written)
+        replace_quarantine(dst, ASSET, plan.keys, tally.quarantine)
+        record(dst, ASSET, plan.keys, plan.inputs)
+        staging.discard(dst, plan.batch)
     # Read back from the table once committed: the figures are what the days now hold. Inside the transaction
     # that wrote them, InnoDB checks each index entry of a page it changed against the row itself, so counting a
     # year's people per day from the (day, person_id) index read the whole log (46 s instead of 1 s).
     with state.connect() as conn:
         days = merge_days(
-            prange.keys, logged_per_day(conn, prange.keys), listing_per_day(tally.quarantine, prange.keys, HELD)
+            plan.keys, logged_per_day(conn, plan.keys), listing_per_day(tally.quarantine, plan.keys, HELD)
         )
-
     add_partition_metadata(context, days)
+    by_name = sum((r.by_name for r in results), Counter())
+    unresolved = sum((r.unresolved for r in results), Counter())
     adjusted = tally.quarantine[tally.quarantine["outcome"] != HELD]
-    yield dg.MaterializeResult(
+    yield dg.Output(
+        None,
+        "result",
         metadata={
             **table_metadata(LOG),
-            "run_rows": tally.written,
+            "run_rows": written,
             "run_mode": "computed",
-            "run_mode_reason": "full_refresh in the run config" if config.full_refresh else "its inputs changed",
+            "run_mode_reason": "full_refresh in the run config" if plan.full_refresh else "its inputs changed",
             **named("run_events", {name: by_name[name] for name in EVENT_NAMES}),
             **named("run_unresolved", {name: unresolved[name] for name in EVENT_NAMES}),
             "run_rows_held": tally.held_items,
             "run_moved_from_other_days": moved,
-            "run_released_from_quarantine": sum(len(keys) for keys in released.values()),
-            "run_days": len(prange.days),
+            "run_released_from_quarantine": plan.released,
+            "run_pieces": plan.pieces,
+            "run_days": len(plan.keys),
             "run_includes_history_before_start": prange.includes_history,
             "run_adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
-            "run_duration_s": round(time.monotonic() - started, 2),
+            "run_duration_s": round(time.time() - plan.started_at, 2),
         },
-        check_results=[tally.check_result(settings)],
     )
+    yield tally.check_result(settings)
+
+
+@dg.graph_asset(
+    key=ASSET,
+    group_name="contract",
+    kinds={"sql", "pandas"},
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    ins={name: dg.AssetIn(key=key, dagster_type=dg.Nothing) for name, key in DEPS.items()},
+    check_specs=[
+        dg.AssetCheckSpec(
+            SCHEMA_CHECK,
+            asset=ASSET,
+            blocking=True,
+            description=(
+                "Pandera contract, row by row: unique stable ids, known names, sane timestamps, JSON properties "
+                "that fit Customer.io. Fails when the held share passes CIO_QUARANTINE_MAX_SHARE."
+            ),
+        )
+    ],
+    config=dg.ConfigMapping(
+        config_fn=lambda config: {"event_log_plan": {"config": config}}, config_schema=RefreshConfig.to_config_schema()
+    ),
+    description=__doc__,
+    tags=pii_tags(LOG),
+    metadata=table_metadata(LOG, listings=[state_tables.quarantine]),
+)
+def event_log(**deps):
+    """Plan, then extract the pieces (the executor places them: at once on the multiprocess or Celery executor),
+    then publish them together."""
+    plan, pieces = plan_op(**deps)
+    result, check = publish_op(plan, pieces.map(lambda piece: piece_op(plan, piece)).collect())
+    return {"result": result, f"{ASSET}_{SCHEMA_CHECK}": check}
 
 
 def logged_per_day(conn: Connection, days: list[str]) -> DayFigures:
@@ -204,12 +327,10 @@ def _holds_other_days(conn: Connection, prange: PartitionRange) -> bool:
     return any(conn.execute(probe).first() is not None for probe in (before, after))
 
 
-def _extractions(src, dst, resolver, prange: PartitionRange, settings: Settings, bounds: Bounds, released):
-    """The range itself, then (if any) the source rows released from quarantine during it, wherever their day."""
-    yield Extraction(src, dst, resolver, prange, settings, bounds)
-    if any(released.values()):
-        history = PartitionRange.for_keys(daily_partitions, daily_partitions.get_partition_keys())
-        yield Extraction(src, dst, resolver, history, settings, bounds, only=released)
+def _piece_name(piece: PartitionRange) -> str:
+    """A step's mapping key for a piece of days (letters, digits and underscores only)."""
+    first, last = piece.keys[0], piece.keys[-1]
+    return f"days_{first}".replace("-", "_") + ("" if first == last else f"_to_{last}".replace("-", "_"))
 
 
 def _outside(result: FamilyResult, prange: PartitionRange) -> FamilyResult:

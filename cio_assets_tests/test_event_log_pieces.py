@@ -1,0 +1,122 @@
+"""The event log in pieces: the range is cut into pieces of CIO_CHUNK_DAYS days, each extracted by a step of its
+own (at once, on the multiprocess or Celery executor) and staged, and the log changes for the whole range at once
+or not at all."""
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, update
+
+from cio_assets.events import staging
+from cio_assets.events.assets import event_log
+from cio_assets.settings import Settings
+from cio_assets.sources.tables import orders
+from cio_assets.state import tables as state_tables
+from cio_assets_tests.conftest import logged_event, unix
+
+RANGE = ("2026-10-01", "2026-10-04")
+ONE_DAY_PIECES = Settings(chunk_days=1)
+
+
+def _busy_days(shop) -> None:
+    """Every family on several days, an event past the range's first day owning history, and a held row."""
+    for customer_id in (1, 2, 3):
+        shop.customer(customer_id)
+    shop.order(1, id=1, total=20.0, paid_at="2026-09-20 10:00")  # history before the first partition
+    shop.order(1, id=2, total=30.0, paid_at="2026-10-02 10:00")
+    shop.order(2, id=3, total=-5.0, paid_at="2026-10-03 11:00")  # held: a negative amount
+    shop.order(3, id=4, total=45.0, paid_at="2026-10-04 12:00")
+    shop.refund(2, 10.0, created_at="2026-10-03 16:00", reason="late")
+    shop.cart(3, updated_at="2026-10-02 10:00", checkout_started_at="2026-10-02 10:05")
+    shop.subscription(1, status="canceled", started_at="2026-09-01 10:00", canceled_at="2026-10-04 09:00")
+
+
+def _logged(pipeline) -> tuple[list, list]:
+    events = pipeline.table(state_tables.event_log, order_by=["event_id"])
+    listing = pipeline.table(state_tables.quarantine, order_by=["asset", "day", "item_key", "reason"])
+    listing = listing[listing["asset"] == "event_log"].drop(columns="id")  # `id`: a surrogate key, new on each write
+    return events.to_dict("records"), listing.to_dict("records")
+
+
+def _started_steps(result) -> list[str]:
+    return sorted(e.step_key for e in result.all_events if e.event_type_value == "STEP_START")
+
+
+def test_the_log_cut_into_one_day_pieces_holds_exactly_what_one_piece_holds(shop, pipeline):
+    _busy_days(shop)
+    pipeline.run(partition_range=RANGE)
+    whole = _logged(pipeline)
+
+    result = pipeline.run(partition_range=RANGE, settings=ONE_DAY_PIECES, full_refresh=True)
+
+    assert [step for step in _started_steps(result) if step.startswith("event_log.")] == [
+        "event_log.event_log_piece[days_2026_10_01]",
+        "event_log.event_log_piece[days_2026_10_02]",
+        "event_log.event_log_piece[days_2026_10_03]",
+        "event_log.event_log_piece[days_2026_10_04]",
+        "event_log.event_log_plan",
+        "event_log.event_log_publish",
+    ]
+    assert whole[0] and whole[1], "the comparison would be empty"
+    assert _logged(pipeline) == whole
+    assert pipeline.table(state_tables.event_log_staging).empty
+
+
+def test_a_mass_of_bad_events_across_pieces_publishes_none_of_them_and_leaves_nothing_staged(shop, pipeline):
+    for customer_id in range(1, 31):
+        shop.customer(customer_id)
+        shop.order(customer_id, total=40.0, paid_at=f"2026-10-0{1 + customer_id % 4} 10:00")
+    pipeline.run(partition_range=RANGE, settings=ONE_DAY_PIECES)
+    before = _logged(pipeline)
+    with shop.engine.begin() as conn:  # an upstream bug turns most amounts negative
+        conn.execute(update(orders).where(orders.c.customer_id <= 25).values(total=-40.0))
+
+    result = pipeline.run(
+        partition_range=RANGE, settings=ONE_DAY_PIECES, assets=[event_log], full_refresh=True, raise_on_error=False
+    )
+
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "event_log.event_log_publish"
+    assert "25 of 30 rows broke the data contract" in failure.event_specific_data.error.message
+    assert _logged(pipeline) == before  # every piece's days keep their previous rows
+    assert pipeline.table(state_tables.event_log_staging).empty
+
+
+def _staged(event_id: str, day: str, staged_at: int) -> dict:
+    return {**logged_event(event_id, day, unix(f"{day} 10:00")), "staged_at": staged_at}
+
+
+def test_a_run_whose_staged_rows_went_missing_publishes_nothing(state_engine: Engine):
+    state_tables.state_metadata.create_all(state_engine)
+    with state_engine.begin() as conn:
+        conn.execute(state_tables.event_log.insert(), [{**_staged("order_placed:1", "2026-10-02", 0)}])
+    rows = pd.DataFrame([_staged("order_placed:2", "2026-10-02", 0), _staged("order_placed:3", "2026-10-03", 0)])
+    with state_engine.begin() as conn:
+        staging.stage(conn, "run-a", "days_2026_10_02", rows.drop(columns="staged_at"), 0, 100)
+
+    incomplete = "staged 3 events but cio_event_log_staging holds 2"
+    with pytest.raises(staging.StagingIncomplete, match=incomplete), state_engine.begin() as conn:
+        staging.publish(conn, "run-a", ["2026-10-02", "2026-10-03"], others=False, expected=3)
+
+    with state_engine.connect() as conn:
+        logged = conn.execute(state_tables.event_log.select()).mappings().all()
+    assert [row["event_id"] for row in logged] == ["order_placed:1"]
+
+
+def test_rows_staged_by_a_run_that_never_published_are_deleted_by_a_run_a_week_later(shop, pipeline, state_engine):
+    shop.customer(1)
+    shop.order(1, id=1, paid_at="2026-10-02 10:00")
+    now = int(datetime.now(UTC).timestamp())
+    left_behind = [
+        {**_staged("order_placed:8", "2026-10-02", now - 8 * 86400), "run_id": "dead-run", "piece": "days_2026_10_02"},
+        {**_staged("order_placed:9", "2026-10-02", now - 86400), "run_id": "recent-run", "piece": "days_2026_10_02"},
+    ]
+    pipeline.run(partition="2026-10-02")  # creates the state tables
+    with state_engine.begin() as conn:
+        conn.execute(state_tables.event_log_staging.insert(), left_behind)
+
+    pipeline.run(partition="2026-10-02", full_refresh=True)
+
+    assert list(pipeline.table(state_tables.event_log_staging)["run_id"]) == ["recent-run"]
+    assert list(pipeline.events()["event_id"]) == ["order_placed:1"]
