@@ -20,7 +20,7 @@ os.environ["CIO_BUSINESS_TZ"] = "UTC"
 import dagster as dg
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, select, text
+from sqlalchemy import Engine, MetaData, create_engine, make_url, select, text
 
 from cio_assets.attributes.assets import attribute_snapshot
 from cio_assets.events.assets import event_log
@@ -86,7 +86,9 @@ def source_engine(database_urls: tuple[str, str]) -> Iterator[Engine]:
 @pytest.fixture
 def state_engine(database_urls: tuple[str, str]) -> Iterator[Engine]:
     engine = create_engine(database_urls[1])
-    state_tables.state_metadata.drop_all(engine)
+    everything = MetaData()  # the pipeline's tables and those it made at run time (runs' staging tables)
+    everything.reflect(engine)
+    everything.drop_all(engine)
     yield engine
     engine.dispose()
 

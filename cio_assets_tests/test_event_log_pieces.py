@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, inspect, select, update
 
 from cio_assets.events import staging
 from cio_assets.events.assets import event_log
 from cio_assets.settings import Settings
 from cio_assets.sources.tables import orders
 from cio_assets.state import tables as state_tables
-from cio_assets_tests.conftest import logged_event, unix
+from cio_assets_tests.conftest import logged_event
 
 RANGE = ("2026-10-01", "2026-10-04")
 ONE_DAY_PIECES = Settings(chunk_days=1)
@@ -60,7 +60,7 @@ def test_the_log_cut_into_one_day_pieces_holds_exactly_what_one_piece_holds(shop
     ]
     assert whole[0] and whole[1], "the comparison would be empty"
     assert _logged(pipeline) == whole
-    assert pipeline.table(state_tables.event_log_staging).empty
+    assert pipeline.table(state_tables.event_log_staging).empty and _staging_tables(pipeline.state_engine) == []
 
 
 def test_a_mass_of_bad_events_across_pieces_publishes_none_of_them_and_leaves_nothing_staged(shop, pipeline):
@@ -80,43 +80,60 @@ def test_a_mass_of_bad_events_across_pieces_publishes_none_of_them_and_leaves_no
     assert failure.step_key == "event_log.event_log_publish"
     assert "25 of 30 rows broke the data contract" in failure.event_specific_data.error.message
     assert _logged(pipeline) == before  # every piece's days keep their previous rows
-    assert pipeline.table(state_tables.event_log_staging).empty
+    assert pipeline.table(state_tables.event_log_staging).empty and _staging_tables(pipeline.state_engine) == []
 
 
-def _staged(event_id: str, day: str, staged_at: int) -> dict:
-    return {**logged_event(event_id, day, unix(f"{day} 10:00")), "staged_at": staged_at}
+def _staging_tables(engine: Engine) -> list[str]:
+    return sorted(name for name in inspect(engine).get_table_names() if name.startswith("cio_stage_"))
 
 
 def test_a_run_whose_staged_rows_went_missing_publishes_nothing(state_engine: Engine):
     state_tables.state_metadata.create_all(state_engine)
     with state_engine.begin() as conn:
-        conn.execute(state_tables.event_log.insert(), [{**_staged("order_placed:1", "2026-10-02", 0)}])
-    rows = pd.DataFrame([_staged("order_placed:2", "2026-10-02", 0), _staged("order_placed:3", "2026-10-03", 0)])
+        conn.execute(state_tables.event_log.insert(), [logged_event("order_placed:1", "2026-10-02", 0)])
+    table = staging.create(state_engine, "run-a", at=0)
+    rows = pd.DataFrame(
+        [logged_event("order_placed:2", "2026-10-02", 0), logged_event("order_placed:3", "2026-10-03", 0)]
+    )
     with state_engine.begin() as conn:
-        staging.stage(conn, "run-a", "days_2026_10_02", rows.drop(columns="staged_at"), 0, 100)
+        staging.stage(conn, table, "days_2026_10_02", rows, 100)
 
-    incomplete = "staged 3 events but cio_event_log_staging holds 2"
+    incomplete = "The pieces staged 3 events but cio_stage_[0-9a-f]+ holds 2"
     with pytest.raises(staging.StagingIncomplete, match=incomplete), state_engine.begin() as conn:
-        staging.publish(conn, "run-a", ["2026-10-02", "2026-10-03"], others=False, expected=3)
+        staging.publish(conn, table, ["2026-10-02", "2026-10-03"], others=False, expected=3)
 
     with state_engine.connect() as conn:
         logged = conn.execute(state_tables.event_log.select()).mappings().all()
     assert [row["event_id"] for row in logged] == ["order_placed:1"]
 
 
-def test_rows_staged_by_a_run_that_never_published_are_deleted_by_a_run_a_week_later(shop, pipeline, state_engine):
+def test_a_piece_staged_again_replaces_what_its_earlier_attempt_staged(state_engine: Engine):
+    state_tables.state_metadata.create_all(state_engine)
+    table = staging.create(state_engine, "run-b", at=0)
+    first = pd.DataFrame([logged_event("order_placed:2", "2026-10-02", 0)])
+    other = pd.DataFrame([logged_event("order_placed:3", "2026-10-03", 0)])
+    with state_engine.begin() as conn:
+        staging.stage(conn, table, "days_2026_10_02", first, 100)
+        staging.stage(conn, table, "days_2026_10_03", other, 100)
+
+    with state_engine.begin() as conn:  # the step of the first piece, retried
+        staging.clear_piece(conn, table, "days_2026_10_02")
+        staging.stage(conn, table, "days_2026_10_02", first, 100)
+
+    with state_engine.connect() as conn:
+        assert sorted(conn.execute(select(table.c.event_id)).scalars()) == ["order_placed:2", "order_placed:3"]
+
+
+def test_staging_tables_of_runs_that_never_published_are_dropped_by_a_run_a_week_later(shop, pipeline, state_engine):
     shop.customer(1)
     shop.order(1, id=1, paid_at="2026-10-02 10:00")
-    now = int(datetime.now(UTC).timestamp())
-    left_behind = [
-        {**_staged("order_placed:8", "2026-10-02", now - 8 * 86400), "run_id": "dead-run", "piece": "days_2026_10_02"},
-        {**_staged("order_placed:9", "2026-10-02", now - 86400), "run_id": "recent-run", "piece": "days_2026_10_02"},
-    ]
     pipeline.run(partition="2026-10-02")  # creates the state tables
-    with state_engine.begin() as conn:
-        conn.execute(state_tables.event_log_staging.insert(), left_behind)
+    now = int(datetime.now(UTC).timestamp())
+    dead = staging.create(state_engine, "dead-run", at=now - 8 * 86400)
+    recent = staging.create(state_engine, "recent-run", at=now - 86400)
 
     pipeline.run(partition="2026-10-02", full_refresh=True)
 
     assert list(pipeline.table(state_tables.event_log_staging)["run_id"]) == ["recent-run"]
+    assert _staging_tables(state_engine) == [recent.name] != [dead.name]
     assert list(pipeline.events()["event_id"]) == ["order_placed:1"]

@@ -227,8 +227,8 @@ ATTRIBUTE_COLUMNS: tuple[str, ...] = tuple(
 TEXT_ATTRIBUTES: tuple[str, ...] = ("first_name", "last_name", "last_product_category")
 
 
-def _event_columns() -> list[Column]:
-    """An event's columns, for the log and for its staging table."""
+def event_columns() -> list[Column]:
+    """An event's columns, for the log and for the tables its pieces are staged in (events/staging.py)."""
     return [
         Column(
             "event_id",
@@ -252,7 +252,7 @@ def _event_columns() -> list[Column]:
 event_log = Table(
     "cio_event_log",
     state_metadata,
-    *_event_columns(),
+    *event_columns(),
     # A day's rows in event_id order (InnoDB keys a secondary index by the primary key too): its replacement,
     # and the sync's pages, a day at a time.
     Index("ix_cio_event_log_day", "day"),
@@ -264,17 +264,14 @@ event_log = Table(
     Index("ix_cio_event_log_day_person", "day", "person_id"),
 )
 
-# The event log's pieces, written by the steps that extract them (possibly at once, in other processes), until the
-# step that publishes the run moves them into the log in one transaction. Rows of a run that died before it
-# published are deleted a week later by the next run.
+# The tables in which runs stage the event log's pieces until they publish them (one per run, dropped once it has
+# published; events/staging.py).
 event_log_staging = Table(
     "cio_event_log_staging",
     state_metadata,
-    Column("run_id", String(64), primary_key=True, comment="The Dagster run that extracted the row"),
-    Column("piece", String(64), nullable=False, comment="The step's piece of the range (its mapping key)"),
-    Column("staged_at", BigInteger, nullable=False, comment="Unix seconds: when the piece was written"),
-    *_event_columns(),
-    Index("ix_cio_event_log_staging_piece", "run_id", "piece"),
+    Column("run_id", String(64), primary_key=True, comment="The Dagster run that planned the pieces"),
+    Column("table_name", String(64), nullable=False, comment="Its staging table (cio_stage_<digest of run_id>)"),
+    Column("created_at", BigInteger, nullable=False, comment="Unix seconds; dropped by a later run after a week"),
 )
 
 # --- Delivery to Customer.io: the sync ledger -------------------------------------------------
