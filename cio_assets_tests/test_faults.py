@@ -384,7 +384,7 @@ def test_a_run_killed_during_a_write_leaves_the_previous_partitions_whole_and_th
 
     assert result.success
     assert _written(state_engine) == fresh_after_change
-    # The killed run's staging table, if its plan step ran, is all that is left (a later run drops it after a week).
+    # The killed piece's staging table, if it was made, is all that is left (a later run drops it after a week).
     assert len(_rows(state_engine, state_tables.event_log_staging)) <= 1
 
 

@@ -141,8 +141,7 @@ def plan_op(
         others = _holds_other_days(dst, prange)
     stale = staging.drop_stale(state.engine, plan.now)
     if stale:
-        context.log.info(f"Dropped the staging tables of {stale} runs that never published.")
-    staging.create(state.engine, plan.batch, plan.now)
+        context.log.info(f"Dropped {stale} staging tables of runs that never published.")
     pieces = [Piece(_piece_name(piece), piece.keys) for piece in prange.split(settings.chunk_days)]
     if any(released.values()):
         pieces.append(Piece("released", prange.keys, only=released))
@@ -172,9 +171,8 @@ def piece_op(
     tally = ContractTally(ASSET, SCHEMA_CHECK)
     by_name: Counter[str] = Counter()
     unresolved: Counter[str] = Counter()
-    staged = staging.staging_table(plan.batch)
+    staged = staging.create(state.engine, plan.batch, piece.name, plan.now)
     with source.connect() as src, state.begin() as dst:
-        staging.clear_piece(dst, staged, piece.name)
         resolver = load_resolver(dst)
         if piece.only is None:
             extraction = Extraction(
@@ -192,7 +190,7 @@ def piece_op(
                 events, broken = split_by_contract(found.events, schema, key_column="event_id")
                 tally.note(found.listing)
                 tally.note(broken)
-                tally.written += staging.stage(dst, staged, piece.name, events, settings.chunk_size)
+                tally.written += staging.stage(dst, staged, events, settings.chunk_size)
                 by_name[name] += len(events)
             context.log.info(f"piece {piece.name}: {dict(by_name)} events so far, {dict(+unresolved)} to nobody")
     return PieceResult(piece.name, tally.written, by_name, unresolved, tally.quarantine)
@@ -216,16 +214,16 @@ def publish_op(
     for r in results:
         tally.note(r.listing)
     if tally.exceeded(settings):
-        staging.drop(state.engine, plan.batch)
+        staging.drop_run(state.engine, plan.batch)
         yield tally.check_result(settings)
         raise tally.failure(settings)  # nothing published: the days keep their previous rows
     # Any other failure keeps the staged rows for a re-execution of this step (then the next run's clean-up).
     with state.begin() as dst:
-        staged = staging.staging_table(plan.batch)
+        staged = [staging.staging_table(plan.batch, r.name) for r in results]
         written, moved = staging.publish(dst, staged, plan.keys, plan.others, expected=tally.written)
         replace_quarantine(dst, ASSET, plan.keys, tally.quarantine)
         record(dst, ASSET, plan.keys, plan.inputs)
-    staging.drop(state.engine, plan.batch)
+    staging.drop_run(state.engine, plan.batch)
     # Read back from the table once committed: the figures are what the days now hold. Inside the transaction
     # that wrote them, InnoDB checks each index entry of a page it changed against the row itself, so counting a
     # year's people per day from the (day, person_id) index read the whole log (46 s instead of 1 s).

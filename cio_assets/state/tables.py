@@ -264,14 +264,15 @@ event_log = Table(
     Index("ix_cio_event_log_day_person", "day", "person_id"),
 )
 
-# The tables in which runs stage the event log's pieces until they publish them (one per run, dropped once it has
-# published; events/staging.py).
+# The tables in which runs stage the event log's pieces until they publish them (one per piece, dropped once the
+# run has published; events/staging.py).
 event_log_staging = Table(
     "cio_event_log_staging",
     state_metadata,
-    Column("run_id", String(64), primary_key=True, comment="The Dagster run that planned the pieces"),
-    Column("table_name", String(64), nullable=False, comment="Its staging table (cio_stage_<digest of run_id>)"),
+    Column("table_name", String(64), primary_key=True, comment="A piece's staging table (cio_stage_<digest>)"),
+    Column("run_id", String(64), nullable=False, comment="The Dagster run that planned the piece"),
     Column("created_at", BigInteger, nullable=False, comment="Unix seconds; dropped by a later run after a week"),
+    Index("ix_cio_event_log_staging_run", "run_id"),
 )
 
 # --- Delivery to Customer.io: the sync ledger -------------------------------------------------
