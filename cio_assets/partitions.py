@@ -7,6 +7,8 @@ shop whose pipeline starts late still syncs every existing customer and event.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -70,12 +72,23 @@ class PartitionRange:
     def end(self) -> datetime:
         return self.days[-1].end
 
-    def split(self, days_per_piece: int) -> list[PartitionRange]:
-        """The range as consecutive pieces of at most `days_per_piece` days, in order; only the first piece owns
-        the history before the range (its queries reach back to the beginning, the others start at their day)."""
+    def split(self, pieces: int, weights: Sequence[float] | None = None) -> list[PartitionRange]:
+        """The range as `pieces` consecutive pieces (as many as it has days, if fewer), in order, each of at least
+        one day and holding about the same share of `weights` (one per day, the work it holds; equal if None).
+        Only the first piece owns the history before the range (its queries reach back to the beginning)."""
+        count = min(pieces, len(self.days))
+        load = np.ones(len(self.days)) if weights is None else np.asarray(weights, dtype=float) + 1.0
+        running = np.cumsum(load)
+        bounds = [0]
+        for k in range(1, count):
+            # End the piece (exclusive) after the day whose running total comes nearest the k-th share.
+            target = running[-1] * k / count
+            cut = int(np.abs(running - target).argmin()) + 1
+            bounds.append(min(max(cut, bounds[-1] + 1), len(self.days) - (count - k)))
+        bounds.append(len(self.days))
         return [
-            PartitionRange(self.days[i : i + days_per_piece], self.includes_history and i == 0, self.business_tz)
-            for i in range(0, len(self.days), days_per_piece)
+            PartitionRange(self.days[start:end], self.includes_history and start == 0, self.business_tz)
+            for start, end in itertools.pairwise(bounds)
         ]
 
     def covers(self, column: ColumnElement, table: Table, settings: Settings) -> ColumnElement[bool]:

@@ -482,8 +482,9 @@ class Settings(dg.ConfigurableResource):
     chunk_days: int = Field(
         default=CHUNK_DAYS.default,
         description=(
-            "CIO_CHUNK_DAYS: days per piece of the event log's range; each piece is a step of its own, which the "
-            "run's executor may run at the same time as the others (>= 1)."
+            "CIO_CHUNK_DAYS: the event log's range is cut into one piece per this many days, each holding about as "
+            "many paid orders; each piece is a step of its own, which the run's executor may run at the same time "
+            "as the others (>= 1)."
         ),
     )
     quarantine_max_share: float = Field(

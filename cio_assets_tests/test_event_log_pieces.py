@@ -63,6 +63,21 @@ def test_the_log_cut_into_one_day_pieces_holds_exactly_what_one_piece_holds(shop
     assert pipeline.table(state_tables.event_log_staging).empty and _staging_tables(pipeline.state_engine) == []
 
 
+def test_pieces_are_cut_so_that_each_holds_about_as_many_paid_orders(shop, pipeline):
+    shop.customer(1)
+    shop.order(1, paid_at="2026-10-01 10:00")
+    for minute in range(10, 30):  # the shop's busy day: the last of the range
+        shop.order(1, paid_at=f"2026-10-04 10:{minute}")
+
+    result = pipeline.run(partition_range=RANGE, settings=Settings(chunk_days=2))  # two pieces for four days
+
+    assert [step for step in _started_steps(result) if "piece" in step] == [
+        "event_log.event_log_piece[days_2026_10_01_to_2026_10_03]",
+        "event_log.event_log_piece[days_2026_10_04]",
+    ]
+    assert len(pipeline.events("order_placed")) == 21
+
+
 def test_a_mass_of_bad_events_across_pieces_publishes_none_of_them_and_leaves_nothing_staged(shop, pipeline):
     for customer_id in range(1, 31):
         shop.customer(customer_id)

@@ -151,23 +151,41 @@ def test_each_instant_falls_in_the_day_its_business_date_names(keys):
 
 
 @pytest.mark.parametrize(
-    ("days_per_piece", "expected"),
+    ("pieces", "weights", "expected"),
     [
-        # a piece as long as the range: the range itself
-        (7, [["2026-10-30", "2026-11-05"]]),
-        # pieces that divide the range unevenly: the last one is shorter
-        (3, [["2026-10-30", "2026-11-01"], ["2026-11-02", "2026-11-04"], ["2026-11-05", "2026-11-05"]]),
-        # one day each
-        (1, [[f"2026-{d}", f"2026-{d}"] for d in ("10-30", "10-31", "11-01", "11-02", "11-03", "11-04", "11-05")]),
+        # one piece: the range itself
+        (1, None, [["2026-10-30", "2026-11-05"]]),
+        # equal days: pieces as even as seven days allow
+        (3, None, [["2026-10-30", "2026-10-31"], ["2026-11-01", "2026-11-03"], ["2026-11-04", "2026-11-05"]]),
+        # more pieces than days: one day each
+        (
+            9,
+            None,
+            [[f"2026-{d}", f"2026-{d}"] for d in ("10-30", "10-31", "11-01", "11-02", "11-03", "11-04", "11-05")],
+        ),
+        # a shop that grows: the busy last days get pieces of their own, the quiet first days share one
+        (
+            3,
+            [10, 10, 10, 10, 10, 100, 100],
+            [["2026-10-30", "2026-11-03"], ["2026-11-04", "2026-11-04"], ["2026-11-05", "2026-11-05"]],
+        ),
+        # all the work on the first day (history): every piece still gets at least one day
+        (
+            3,
+            [1000, 0, 0, 0, 0, 0, 0],
+            [["2026-10-30", "2026-10-30"], ["2026-10-31", "2026-10-31"], ["2026-11-01", "2026-11-05"]],
+        ),
     ],
 )
-def test_a_range_splits_into_consecutive_pieces_and_only_the_first_owns_the_history(days_per_piece, expected):
+def test_a_range_splits_into_consecutive_pieces_of_similar_work_and_only_the_first_owns_the_history(
+    pieces, weights, expected
+):
     partitions = dg.DailyPartitionsDefinition(start_date="2026-10-30", timezone="America/New_York")
     prange = PartitionRange.for_keys(partitions, partitions.get_partition_keys()[:7])
 
-    pieces = prange.split(days_per_piece)
+    split = prange.split(pieces, weights)
 
-    assert [[piece.keys[0], piece.keys[-1]] for piece in pieces] == expected
-    assert [key for piece in pieces for key in piece.keys] == prange.keys
-    assert [piece.start for piece in pieces] == [None, *(piece.days[0].start for piece in pieces[1:])]
-    assert pieces[-1].end == prange.end
+    assert [[piece.keys[0], piece.keys[-1]] for piece in split] == expected
+    assert [key for piece in split for key in piece.keys] == prange.keys
+    assert [piece.start for piece in split] == [None, *(piece.days[0].start for piece in split[1:])]
+    assert split[-1].end == prange.end

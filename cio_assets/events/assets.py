@@ -12,6 +12,7 @@ Customer.io are listed in `cio_quarantine`.
 """
 
 import itertools
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, select
 
 from cio_assets.catalog import pii_tags, table_metadata
 from cio_assets.contract import HELD, ContractTally, split_by_contract
@@ -139,16 +140,20 @@ def plan_op(
         # An event can only move here from a day outside the range (the range's own days are replaced): when
         # the log holds none, as in a first backfill, there is nothing to look up per event.
         others = _holds_other_days(dst, prange)
+        count = math.ceil(len(prange.days) / settings.chunk_days)
+        weights = _paid_orders_per_day(src, prange, settings) if count > 1 else None
     stale = staging.drop_stale(state.engine, plan.now)
     if stale:
         context.log.info(f"Dropped {stale} staging tables of runs that never published.")
-    pieces = [Piece(_piece_name(piece), piece.keys) for piece in prange.split(settings.chunk_days)]
+    pieces = [Piece(_piece_name(piece), piece.keys) for piece in prange.split(count, weights)]
     if any(released.values()):
         pieces.append(Piece("released", prange.keys, only=released))
     n_released = sum(len(ids) for ids in released.values())
     yield dg.Output(replace(plan, others=others, released=n_released, pieces=len(pieces)), "plan")
     context.log.info(
-        f"{len(prange.keys)} days in {len(pieces)} pieces of at most {settings.chunk_days} days (CIO_CHUNK_DAYS)"
+        f"{len(prange.keys)} days in {len(pieces)} pieces (one per CIO_CHUNK_DAYS={settings.chunk_days} days) of "
+        "about as many paid orders each: "
+        + ", ".join(f"{piece.keys[0]}..{piece.keys[-1]}" for piece in pieces)
         + (f", and {n_released} source rows released from quarantine" if n_released else "")
     )
     for piece in pieces:
@@ -315,6 +320,17 @@ def logged_per_day(conn: Connection, days: list[str]) -> DayFigures:
         }
         for day in days
     }
+
+
+def _paid_orders_per_day(src: Connection, prange: PartitionRange, settings: Settings) -> list[int]:
+    """Paid orders on each day of the range (the bulk of the events), by their date in the source's time zone:
+    weights to cut the range into pieces of similar work. Earlier history counts on the first day."""
+    day = func.date(orders.c.paid_at)
+    covered = and_(orders.c.status == "paid", prange.covers(orders.c.paid_at, orders, settings))
+    counts = {str(d): int(n) for d, n in src.execute(select(day, func.count()).where(covered).group_by(day))}
+    first = prange.keys[0]
+    before = sum(n for d, n in counts.items() if d < first)
+    return [counts.get(key, 0) + (before if key == first else 0) for key in prange.keys]
 
 
 def _holds_other_days(conn: Connection, prange: PartitionRange) -> bool:
