@@ -19,9 +19,8 @@ from collections.abc import Sequence
 import pandas as pd
 from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, insert, select
 
-from cio_assets.chunking import chunks
 from cio_assets.state.tables import event_columns, event_log, event_log_staging
-from cio_assets.state.writes import delete_keys, insert_frame, upsert
+from cio_assets.state.writes import delete_days, delete_keys, insert_frame, upsert
 
 LISTED = event_log_staging
 # A run's tables are dropped by a later run once this old (no run takes a week).
@@ -66,8 +65,7 @@ def publish(
             f"The pieces staged {expected} events but their tables hold {staged}: rows or tables were deleted, "
             "so nothing was published. Materialize the range again."
         )
-    for chunk in chunks(list(days), 500):
-        conn.execute(delete(event_log).where(event_log.c.day.in_(chunk)))
+    delete_days(conn, event_log, days)
     moved = written = 0
     columns = [column.name for column in event_log.columns]
     for table in tables:

@@ -28,9 +28,14 @@ def replace_all(conn: Connection, table: Table, frame: pd.DataFrame, chunk_rows:
 
 def replace_days(conn: Connection, table: Table, days: Sequence[str], frame: pd.DataFrame, chunk_rows: int) -> int:
     """Delete the rows of `days`, then insert `frame` (whose rows all belong to those days)."""
+    delete_days(conn, table, days)
+    return insert_frame(conn, table, frame, chunk_rows)
+
+
+def delete_days(conn: Connection, table: Table, days: Sequence[str]) -> None:
+    """Delete the rows of `days` from a table partitioned by its `day` column."""
     for chunk in chunks(list(days), 500):
         conn.execute(delete(table).where(table.c.day.in_(chunk)))
-    return insert_frame(conn, table, frame, chunk_rows)
 
 
 def replace_quarantine(conn: Connection, asset: str, days: Sequence[str], frame: pd.DataFrame) -> int:
