@@ -43,6 +43,18 @@ def stored_quarantine(conn: Connection, asset: str, days: list[str]) -> pd.DataF
     return quarantine_rows(read_frame(conn, statement))
 
 
+def contract_check_spec(asset: str, check_name: str, rules: str) -> dg.AssetCheckSpec:
+    """The blocking contract check of an asset whose rows pass `rules` (a phrase naming what is checked)."""
+    return dg.AssetCheckSpec(
+        check_name,
+        asset=asset,
+        blocking=True,
+        description=(
+            f"Pandera contract, row by row: {rules}. Fails when the held share passes CIO_QUARANTINE_MAX_SHARE."
+        ),
+    )
+
+
 class ContractBroken(Exception):
     """The frame as a whole breaks the contract (a missing column, a type): a bug, not bad data."""
 

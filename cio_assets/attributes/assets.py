@@ -18,7 +18,7 @@ from cio_assets.attributes.compute import clip_text_attributes, compute_attribut
 from cio_assets.attributes.queries import CHANGE_TABLES, as_of_instants, changed_people, read_history
 from cio_assets.attributes.schema import attribute_snapshot_schema
 from cio_assets.catalog import pii_tags, table_metadata
-from cio_assets.contract import HELD, ContractTally, split_by_contract
+from cio_assets.contract import HELD, ContractTally, contract_check_spec, split_by_contract
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.lookup import load_resolver, require_identity
@@ -57,14 +57,10 @@ NULLABLE = [c for c in SNAPSHOT.columns if c.nullable]
         *(source_key(t) for t in SOURCES),
     ],
     check_specs=[
-        dg.AssetCheckSpec(
+        contract_check_spec(
+            ASSET,
             SCHEMA_CHECK,
-            asset=ASSET,
-            blocking=True,
-            description=(
-                "Pandera contract, row by row: types, one row per person and day, sane timestamps, eligibility, "
-                "values that fit Customer.io. Fails when the held share passes CIO_QUARANTINE_MAX_SHARE."
-            ),
+            "types, one row per person and day, sane timestamps, eligibility, values that fit Customer.io",
         )
     ],
     description=__doc__,

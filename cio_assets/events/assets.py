@@ -23,7 +23,7 @@ import pandas as pd
 from sqlalchemy import Connection, and_, func, select
 
 from cio_assets.catalog import pii_tags, table_metadata
-from cio_assets.contract import HELD, ContractTally, split_by_contract
+from cio_assets.contract import HELD, ContractTally, contract_check_spec, split_by_contract
 from cio_assets.events import staging
 from cio_assets.events.families import (
     EVENT_NAMES,
@@ -271,14 +271,8 @@ def publish_op(
     backfill_policy=dg.BackfillPolicy.single_run(),
     ins={name: dg.AssetIn(key=key, dagster_type=dg.Nothing) for name, key in DEPS.items()},
     check_specs=[
-        dg.AssetCheckSpec(
-            SCHEMA_CHECK,
-            asset=ASSET,
-            blocking=True,
-            description=(
-                "Pandera contract, row by row: unique stable ids, known names, sane timestamps, JSON properties "
-                "that fit Customer.io. Fails when the held share passes CIO_QUARANTINE_MAX_SHARE."
-            ),
+        contract_check_spec(
+            ASSET, SCHEMA_CHECK, "unique stable ids, known names, sane timestamps, JSON properties that fit Customer.io"
         )
     ],
     config=dg.ConfigMapping(
