@@ -81,7 +81,6 @@ class Plan:
     full_refresh: bool = False
     others: bool = False  # whether the log may hold days outside the range (events may move in from them)
     released: int = 0  # source rows released from quarantine during the range
-    pieces: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,7 @@ def plan_op(
     if any(released.values()):
         pieces.append(Piece("released", prange.keys, only=released))
     n_released = sum(len(ids) for ids in released.values())
-    yield dg.Output(replace(plan, others=others, released=n_released, pieces=len(pieces)), "plan")
+    yield dg.Output(replace(plan, others=others, released=n_released), "plan")
     context.log.info(
         f"{len(prange.keys)} days in {len(pieces)} pieces (one per CIO_CHUNK_DAYS={settings.chunk_days} days) of "
         "about as many paid orders each: "
@@ -253,7 +252,7 @@ def publish_op(
             "run_rows_held": tally.held_items,
             "run_moved_from_other_days": moved,
             "run_released_from_quarantine": plan.released,
-            "run_pieces": plan.pieces,
+            "run_pieces": len(results),
             "run_days": len(plan.keys),
             "run_includes_history_before_start": prange.includes_history,
             "run_adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
