@@ -48,6 +48,7 @@ from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows  # noq
 from cio_assets.demo.sink import serve_sink  # noqa: E402
 from cio_assets.partitions import daily_partitions  # noqa: E402
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase  # noqa: E402
+from cio_assets.settings import CHUNK_DAYS  # noqa: E402
 from cio_assets.sources.tables import customers, order_items, orders  # noqa: E402
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
@@ -65,8 +66,7 @@ def main() -> None:
     name = f"cio_bench_{uuid.uuid4().hex[:8]}"
     source_url, state_url = _database_url(f"{name}_shop"), _database_url(f"{name}_state")
     server = create_engine(SERVER_URL)
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}_shop` CHARACTER SET utf8mb4"))
+    _create_database(source_url)
     try:
         started = time.monotonic()
         engine = create_engine(source_url)
@@ -135,16 +135,12 @@ def _end_to_end(
 
 def _initial_end_to_end(source_url: str, state_url: str, sink_url: str, range_: tuple[str, str]) -> float:
     """The initial sync as a command on the multiprocess executor, into a fresh state database."""
-    server = create_engine(SERVER_URL)
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{make_url(state_url).database}` CHARACTER SET utf8mb4"))
-    server.dispose()
+    _create_database(state_url)
     with tempfile.TemporaryDirectory(prefix="cio-bench-home-") as home:
         env = {**_command_env(home, source_url, state_url, sink_url), "CIO_EXECUTOR": "multiprocess"}
-        chunk_days = env.get("CIO_CHUNK_DAYS", "92")
         seconds = _materialize("cio_assets.definitions", "*", None, env, partition_range=range_)
     print(
-        f"\ninitial sync end to end on the multiprocess executor (CIO_CHUNK_DAYS={chunk_days}, "
+        f"\ninitial sync end to end on the multiprocess executor (CIO_CHUNK_DAYS={CHUNK_DAYS.read()}, "
         f"{os.cpu_count()} CPUs): {seconds:.1f} s",
         flush=True,
     )
@@ -188,11 +184,7 @@ def _initial_in_a_process(source_url: str, state_url: str, partitions: int) -> f
 def initial_only(source_url: str, state_url: str) -> None:
     """`python -m cio_assets.demo.bench initial SOURCE_URL STATE_URL`: the initial sync alone, every partition
     in one run, on a state database it creates; its last line is the wall time in seconds."""
-    server = create_engine(SERVER_URL)
-    database = make_url(state_url).database
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"))
-    server.dispose()
+    _create_database(state_url)
     first, last = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
     with serve_sink() as sink_url:
         seconds = _timed_run(
@@ -295,6 +287,13 @@ def _summary(metadata: dict, seconds: float) -> str:
     # A range run's materializations carry the run's figures (run_rows) beside each day's own (row_count).
     rows = metadata.get("run_rows", metadata.get("dagster/row_count"))
     return f"rows: {rows:,}" if isinstance(rows, int) else ""
+
+
+def _create_database(url: str) -> None:
+    server = create_engine(SERVER_URL)
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{make_url(url).database}` CHARACTER SET utf8mb4"))
+    server.dispose()
 
 
 def _database_url(database: str) -> str:
