@@ -34,6 +34,8 @@ from pydantic import Field, ValidationInfo, field_validator
 from sqlalchemy import make_url
 
 from cio_assets.customerio.client import REGION_URLS
+from cio_assets.customerio.limits import MAX_EVENT_NAME_BYTES
+from cio_assets.events.names import EVENT_NAMES
 from cio_assets.sources.tables import SOURCE_TABLES
 from cio_assets.state.tables import ATTRIBUTE_COLUMNS
 
@@ -196,13 +198,13 @@ def env_zone(name: str, default: str) -> EnvSetting[str]:
     return EnvSetting(name, default, rule)
 
 
-def env_zone_overrides(name: str, default: str = "") -> EnvSetting[str]:
-    """Per-table time zones, 'table=Zone/Name' entries separated by commas, kept as text."""
+def env_entries(name: str, default: str, parse: Callable[[str], object], shape: str) -> EnvSetting[str]:
+    """Comma-separated entries, kept as text; `parse` reads them, raising `_Invalid` that names the bad entry."""
 
     def rule(value: Any) -> str:
         if not isinstance(value, str):
-            raise _Invalid("expected 'table=Zone/Name' entries separated by commas")
-        parse_zone_overrides(value)
+            raise _Invalid(shape)
+        parse(value)
         return value
 
     return EnvSetting(name, default, rule)
@@ -235,30 +237,6 @@ def env_flag(name: str, default: bool = False) -> EnvSetting[bool]:
         if text in _FALSE:
             return False
         raise _Invalid("expected 1, true or yes to turn it on; 0, false, no or empty to turn it off")
-
-    return EnvSetting(name, default, rule)
-
-
-def env_vip_tiers(name: str, default: str) -> EnvSetting[str]:
-    """Tiers as 'name:minimum' entries in ascending order of minimum, kept as text."""
-
-    def rule(value: Any) -> str:
-        if not isinstance(value, str):
-            raise _Invalid("expected 'name:minimum' entries such as 'silver:250,gold:500'")
-        parse_vip_tiers(value)
-        return value
-
-    return EnvSetting(name, default, rule)
-
-
-def env_null_rates(name: str, default: str) -> EnvSetting[str]:
-    """Snapshot attributes with the largest share of nulls each may have, 'attribute:share' entries, kept as text."""
-
-    def rule(value: Any) -> str:
-        if not isinstance(value, str):
-            raise _Invalid("expected 'attribute:share' entries such as 'email:0.05,first_name:0.2'")
-        parse_null_rates(value)
-        return value
 
     return EnvSetting(name, default, rule)
 
@@ -330,11 +308,21 @@ BUSINESS_TZ = env_zone("CIO_BUSINESS_TZ", "UTC")
 
 # Pipeline behaviour (the `settings` resource).
 SOURCE_TZ = env_zone("CIO_SOURCE_TZ", "UTC")
-SOURCE_TZ_OVERRIDES = env_zone_overrides("CIO_SOURCE_TZ_OVERRIDES", "")
+SOURCE_TZ_OVERRIDES = env_entries(
+    "CIO_SOURCE_TZ_OVERRIDES",
+    "",
+    lambda raw: parse_zone_overrides(raw),
+    "expected 'table=Zone/Name' entries separated by commas",
+)
 CANONICAL_ID = env_choice("CIO_CANONICAL_ID", "customer_id", CANONICAL_ID_POLICIES)
 TIMESTAMP_FLOOR = env_date("CIO_TIMESTAMP_FLOOR", "2000-01-01")
 CART_IDLE_MINUTES = env_int("CIO_CART_IDLE_MINUTES", 60, minimum=1)
-VIP_TIERS = env_vip_tiers("CIO_VIP_TIERS", "silver:250,gold:500,platinum:1000")
+VIP_TIERS = env_entries(
+    "CIO_VIP_TIERS",
+    "silver:250,gold:500,platinum:1000",
+    lambda raw: parse_vip_tiers(raw),
+    "expected 'name:minimum' entries such as 'silver:250,gold:500'",
+)
 LIVE_WINDOW_HOURS = env_int("CIO_LIVE_WINDOW_HOURS", 24, minimum=0)
 HISTORY_EVENTS = env_choice("CIO_HISTORY_EVENTS", "send", HISTORY_MODES)
 CHUNK_SIZE = env_int("CIO_CHUNK_SIZE", 5000, minimum=1)
@@ -346,8 +334,11 @@ QUARANTINE_MIN_ROWS = env_int("CIO_QUARANTINE_MIN_ROWS", 20, minimum=0)
 CHECK_TRAILING_DAYS = env_int("CIO_CHECK_TRAILING_DAYS", 14, minimum=1)
 CHECK_MIN_TRAILING_DAYS = env_int("CIO_CHECK_MIN_TRAILING_DAYS", 7, minimum=1)
 CHECK_DEVIATION_SIGMAS = env_float("CIO_CHECK_DEVIATION_SIGMAS", 4.0, above=0.0)
-CHECK_MAX_NULL_RATES = env_null_rates(
-    "CIO_CHECK_MAX_NULL_RATES", "email:0.05,first_name:0.2,last_product_category:0.05"
+CHECK_MAX_NULL_RATES = env_entries(
+    "CIO_CHECK_MAX_NULL_RATES",
+    "email:0.05,first_name:0.2,last_product_category:0.05",
+    lambda raw: parse_null_rates(raw),
+    "expected 'attribute:share' entries such as 'email:0.05,first_name:0.2'",
 )
 CHECK_MAX_CONFLICT_SHARE = env_float("CIO_CHECK_MAX_CONFLICT_SHARE", 0.01, at_least=0.0, at_most=1.0)
 CHECK_MAX_UNRESOLVED_GUEST_SHARE = env_float("CIO_CHECK_MAX_UNRESOLVED_GUEST_SHARE", 0.1, at_least=0.0, at_most=1.0)
@@ -401,6 +392,20 @@ RECONCILE_SAMPLE = env_int("CIO_RECONCILE_SAMPLE", 20, minimum=1)
 RECONCILE_SETTLE_SECONDS = env_float("CIO_RECONCILE_SETTLE_SECONDS", 30.0, at_least=0.0)
 
 
+# Which event families this pipeline sends, and under which names (the parse functions are defined below).
+EVENT_FAMILIES = env_entries(
+    "CIO_EVENT_FAMILIES",
+    ",".join(EVENT_NAMES),
+    lambda raw: parse_event_families(raw),
+    f"expected event families separated by commas, among {', '.join(EVENT_NAMES)}",
+)
+EVENT_NAMES_SENT = env_entries(
+    "CIO_EVENT_NAMES",
+    "",
+    lambda raw: parse_event_names(raw),
+    "expected 'family=Name' entries such as 'order_placed=Order Completed'",
+)
+
 # The `settings` resource's fields and the variable each one comes from.
 SETTINGS_ENV: dict[str, EnvSetting] = {
     "source_tz": SOURCE_TZ,
@@ -413,6 +418,8 @@ SETTINGS_ENV: dict[str, EnvSetting] = {
     "history_events": HISTORY_EVENTS,
     "chunk_size": CHUNK_SIZE,
     "chunk_days": CHUNK_DAYS,
+    "event_families": EVENT_FAMILIES,
+    "event_names": EVENT_NAMES_SENT,
     "quarantine_max_share": QUARANTINE_MAX_SHARE,
     "quarantine_min_rows": QUARANTINE_MIN_ROWS,
     "source_max_lag_minutes": SOURCE_MAX_LAG_MINUTES,
@@ -485,6 +492,22 @@ class Settings(dg.ConfigurableResource):
             "CIO_CHUNK_DAYS: the event log's range is cut into one piece per this many days, each holding about as "
             "many paid orders; each piece is a step of its own, which the run's executor may run at the same time "
             "as the others (>= 1)."
+        ),
+    )
+    event_families: str = Field(
+        default=EVENT_FAMILIES.default,
+        description=(
+            "CIO_EVENT_FAMILIES: the event families this pipeline sends to Customer.io, separated by commas (default: "
+            "all five). Leave out a family that another path (the web snippet, mParticle) already sends: one "
+            "ingestion path per family, or journeys trigger twice."
+        ),
+    )
+    event_names: str = Field(
+        default=EVENT_NAMES_SENT.default,
+        description=(
+            "CIO_EVENT_NAMES: 'family=Name' pairs, separated by commas, giving the exact event name existing journeys "
+            "listen for (e.g. 'order_placed=Order Completed'); a family not named is sent under its own name. Event "
+            "ids stay derived from the family, so a rename never re-sends history."
         ),
     )
     quarantine_max_share: float = Field(
@@ -591,6 +614,16 @@ class Settings(dg.ConfigurableResource):
     @property
     def max_null_rates(self) -> dict[str, float]:
         return parse_null_rates(self.check_max_null_rates)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The event families sent to Customer.io, in the log's order."""
+        return parse_event_families(self.event_families)
+
+    @property
+    def sent_names(self) -> dict[str, str]:
+        """Every family -> the name Customer.io receives it under."""
+        return {family: family for family in EVENT_NAMES} | parse_event_names(self.event_names)
 
 
 class PartitionSettings:
@@ -718,3 +751,42 @@ def parse_vip_tiers(raw: str) -> list[tuple[str, float]]:
     if minimums != sorted(minimums):
         raise _Invalid(f"{shape}, in ascending order of minimum")
     return tiers
+
+
+def parse_event_families(raw: str) -> tuple[str, ...]:
+    """'order_placed,refund_issued' -> those families in the log's order; raises `_Invalid` naming the bad entry."""
+    chosen = [part.strip() for part in raw.split(",") if part.strip()]
+    for family in chosen:
+        if family not in EVENT_NAMES:
+            raise _Invalid(f"expected event families among {', '.join(EVENT_NAMES)}; {family!r} is not one")
+    if not chosen:
+        raise _Invalid(f"expected at least one event family among {', '.join(EVENT_NAMES)}")
+    return tuple(family for family in EVENT_NAMES if family in chosen)
+
+
+def parse_event_names(raw: str) -> dict[str, str]:
+    """'order_placed=Order Completed' -> {family: name}; raises `_Invalid` naming the bad entry.
+
+    A name must fit Customer.io's limit, and no two families may share one: a journey could not tell them apart."""
+    names: dict[str, str] = {}
+    shape = "expected 'family=Name' entries such as 'order_placed=Order Completed'"
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        family, sep, name = (part.strip() for part in item.partition("="))
+        if not sep or not name:
+            raise _Invalid(f"{shape}; {item!r} is not one")
+        if family not in EVENT_NAMES:
+            raise _Invalid(f"{shape}, with families among {', '.join(EVENT_NAMES)}; {family!r} is not one")
+        if family in names:
+            raise _Invalid(f"{shape}, each family once; {family!r} is named twice")
+        if len(name.encode()) > MAX_EVENT_NAME_BYTES:
+            raise _Invalid(
+                f"{shape}, with names of at most {MAX_EVENT_NAME_BYTES} bytes (Customer.io's limit); "
+                f"{name!r} is {len(name.encode())}"
+            )
+        names[family] = name
+    sent = {family: family for family in EVENT_NAMES} | names
+    for name in set(sent.values()):
+        sharing = [family for family, sent_as in sent.items() if sent_as == name]
+        if len(sharing) > 1:
+            raise _Invalid(f"{shape}, one name per family; {' and '.join(sharing)} would both be sent as {name!r}")
+    return names

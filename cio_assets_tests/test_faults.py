@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, insert, make_url, text, update
 from sqlalchemy import select as sql_select
 
-from cio_assets.events.families import ORDER_PLACED
+from cio_assets.events.names import ORDER_PLACED
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.sources.tables import customers, order_items, orders, source_metadata

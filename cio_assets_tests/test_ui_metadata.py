@@ -11,7 +11,7 @@ import pytest
 
 from cio_assets.attributes.assets import attribute_snapshot, written_in_run
 from cio_assets.events.assets import event_log
-from cio_assets.events.families import EVENT_NAMES
+from cio_assets.events.names import EVENT_NAMES
 from cio_assets.hygiene.assets import rejected_rows
 from cio_assets.identity.assets import identity_map
 from cio_assets.metadata import counts_per_day

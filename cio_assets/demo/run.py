@@ -236,6 +236,12 @@ def delivery_report(metadata: dict[str, dict[str, object]]) -> str:
             f"  {node:<18} {items:>6} items {'planned' if dry_run else 'sent'} in {m.get('batches', 0)} batches,"
             f" {m.get('rejected', 0)} refused{outbox}"
         )
+    events = metadata.get("customerio_events", {})
+    if "event_names" in events:  # CIO_EVENT_FAMILIES and CIO_EVENT_NAMES, as the run applied them
+        names = events["event_names"]
+        sent = ", ".join(family if name == family else f"{family} as {name!r}" for family, name in names.items())
+        left_out = events.get("events_family_off", 0)
+        lines.append(f"  event families sent: {sent}; {left_out} events of families left out (CIO_EVENT_FAMILIES)")
     dry_run = any(m.get("dry_run", True) for m in metadata.values())
     note = " (dry run: nothing left this machine; the exact request bodies are in the outbox)" if dry_run else ""
     return "\n".join([f"Customer.io delivery{note}:", *lines])

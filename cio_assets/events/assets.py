@@ -25,14 +25,8 @@ from sqlalchemy import Connection, and_, func, select
 from cio_assets.catalog import pii_tags, table_metadata
 from cio_assets.contract import HELD, ContractTally, contract_check_spec, split_by_contract
 from cio_assets.events import staging
-from cio_assets.events.families import (
-    EVENT_NAMES,
-    FAMILIES,
-    FAMILY_TABLES,
-    Extraction,
-    FamilyResult,
-    idle_deadlines,
-)
+from cio_assets.events.families import FAMILIES, FAMILY_TABLES, Extraction, FamilyResult, idle_deadlines
+from cio_assets.events.names import EVENT_NAMES
 from cio_assets.events.schema import event_log_schema
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds

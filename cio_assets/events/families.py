@@ -24,6 +24,13 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, exists, func, or_
 
 from cio_assets.contract import HELD, TRUNCATED, quarantine_rows
 from cio_assets.customerio.limits import MAX_EVENT_PROPERTIES_BYTES, MAX_ITEM_BYTES, fit_line_items
+from cio_assets.events.names import (
+    CART_ABANDONED,
+    CHECKOUT_STARTED,
+    ORDER_PLACED,
+    REFUND_ISSUED,
+    SUBSCRIPTION_CANCELED,
+)
 from cio_assets.hygiene.rules import Bounds, row_is_valid, row_rejection
 from cio_assets.identity.membership import Spellings, chunk_people, guest_spellings
 from cio_assets.identity.resolve import IdentityResolver
@@ -34,12 +41,6 @@ from cio_assets.sources.tables import cart_items, carts, order_items, orders, re
 from cio_assets.text import clip_column
 from cio_assets.timestamps import to_source_naive, to_unix_seconds, unix
 
-ORDER_PLACED = "order_placed"
-CHECKOUT_STARTED = "checkout_started"
-CART_ABANDONED = "cart_abandoned"
-REFUND_ISSUED = "refund_issued"
-SUBSCRIPTION_CANCELED = "subscription_canceled"
-EVENT_NAMES = (ORDER_PLACED, CHECKOUT_STARTED, CART_ABANDONED, REFUND_ISSUED, SUBSCRIPTION_CANCELED)
 # The source table whose primary key makes each family's event ids.
 FAMILY_TABLES: dict[str, Table] = {
     ORDER_PLACED: orders,
@@ -83,6 +84,11 @@ class FamilyResult:
 
 def event_id(name: str, source_id: object) -> str:
     return f"{name}:{int(source_id)}"
+
+
+def event_family(event_id: str) -> str:
+    """The family an event id belongs to (`order_placed:123` -> `order_placed`)."""
+    return event_id.partition(":")[0]
 
 
 def _events(x: Extraction, name: str, frame: pd.DataFrame, properties: list[dict]) -> FamilyResult:

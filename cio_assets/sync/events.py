@@ -13,6 +13,10 @@
   range (a corrected order), whatever day they belong to.
 - Events refused earlier are retried on every run until they succeed; a re-extracted event (its
   source row changed) replaces the refused payload.
+- One ingestion path per family: only the families in `CIO_EVENT_FAMILIES` are sent (the others are
+  counted as `family_off`, never recorded as delivered, so turning a family on later sends them), each
+  under the name `CIO_EVENT_NAMES` gives it. The event id and its ULID come from the family and the
+  source key, never from the sent name: a rename sends nothing again.
 """
 
 from collections.abc import Iterator, Sequence
@@ -26,7 +30,7 @@ from cio_assets.catalog import listing_schemas
 from cio_assets.chunking import chunks
 from cio_assets.customerio.batching import Item
 from cio_assets.customerio.ids import event_ulid
-from cio_assets.events.families import FAMILY_TABLES, event_id
+from cio_assets.events.families import FAMILY_TABLES, event_family, event_id
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import CustomerIO, StateDatabase
@@ -71,11 +75,13 @@ class EventStream(SyncStream):
 
     kind = ledger.EVENT
     label = "events"
-    outcomes = ("live", "history", "history_skipped", "duplicates_skipped", "waiting_for_identify")
+    outcomes = ("live", "history", "history_skipped", "duplicates_skipped", "waiting_for_identify", "family_off")
 
     def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
         super().__init__(state, prange, settings, dry_run)
         self.live_since = unix(utc_now()) - settings.live_window_hours * 3600
+        self.families = settings.families
+        self.sent_names = settings.sent_names
 
     def fresh(self) -> Iterator[Item]:
         # What the ledger already holds is counted, and left out of the pages, by the database: a re-run
@@ -91,11 +97,14 @@ class EventStream(SyncStream):
                 history = row.timestamp < self.live_since
                 if row.event_id in delivered:
                     self.count("duplicates_skipped", row.day)
+                elif row.name not in self.families:
+                    self.count("family_off", row.day)
                 elif history and self.settings.history_events == "skip":
                     self.count("history_skipped", row.day)
                 else:
+                    name = self.sent_names[row.name]
                     item = event_item(
-                        row.event_id, row.person_id, row.name, int(row.timestamp), orjson.loads(row.properties), history
+                        row.event_id, row.person_id, name, int(row.timestamp), orjson.loads(row.properties), history
                     )
                     if row.person_id not in identified:
                         self.count("waiting_for_identify", row.day)
@@ -134,19 +143,23 @@ class EventStream(SyncStream):
         return known
 
     def due(self, pending: list[Pending]) -> tuple[list[Item], list[str]]:
-        """Earlier refusals not delivered since, whose person Customer.io now knows."""
+        """Earlier refusals not delivered since, whose person Customer.io now knows, under today's name. A refusal
+        of a family no longer sent is settled: the log still holds the event, for when the family is on again."""
         with self.state.connect() as conn:
             delivered = ledger.delivered_event_ids(conn, [key for key, _, _ in pending])
             identified = self._identified(conn, {payload["identifiers"]["id"] for _, payload, _ in pending})
-        retry = []
+        retry, settled = [], sorted(delivered)
         for key, payload, _ in pending:
+            family = event_family(key)
             if key in delivered:
                 continue
-            if payload["identifiers"]["id"] in identified:
-                retry.append(Item(key, payload))
+            if family not in self.families:
+                settled.append(key)
+            elif payload["identifiers"]["id"] in identified:
+                retry.append(Item(key, {**payload, "name": self.sent_names[family]}))
             else:
                 self.counts["waiting_for_identify"] += 1
-        return retry, sorted(delivered)
+        return retry, settled
 
     def record(self, conn: Connection, delivered: list[Item], now: int) -> None:
         ledger.record_events(conn, [(item.key, item.payload["id"]) for item in delivered], now)
@@ -159,6 +172,9 @@ class EventStream(SyncStream):
             "events_duplicate_skipped": self.counts["duplicates_skipped"],
             "events_waiting_for_identify": self.counts["waiting_for_identify"],
             "events_released_from_quarantine": self.counts["released_from_quarantine"],
+            "events_family_off": self.counts["family_off"],
+            "event_families": ", ".join(self.families),
+            "event_names": dg.MetadataValue.json({family: self.sent_names[family] for family in self.families}),
             "live_window_hours": self.settings.live_window_hours,
         }
 
