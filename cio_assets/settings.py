@@ -47,6 +47,8 @@ DEMO_STATE_URL = f"sqlite:///{DATA_DIR / 'state.sqlite'}"
 
 CANONICAL_ID_POLICIES = ("customer_id", "email")
 HISTORY_MODES = ("send", "skip")
+# How the shop's e-mail opt-out reaches Customer.io's global `unsubscribed` (cio_assets/sync/people.py).
+UNSUBSCRIBE_MODES = ("one_way", "mirror", "off")
 # The snapshot's vip_tier column is String(32).
 MAX_TIER_NAME = 32
 
@@ -325,6 +327,7 @@ VIP_TIERS = env_entries(
 )
 LIVE_WINDOW_HOURS = env_int("CIO_LIVE_WINDOW_HOURS", 24, minimum=0)
 HISTORY_EVENTS = env_choice("CIO_HISTORY_EVENTS", "send", HISTORY_MODES)
+UNSUBSCRIBE = env_choice("CIO_UNSUBSCRIBE", "one_way", UNSUBSCRIBE_MODES)
 CHUNK_SIZE = env_int("CIO_CHUNK_SIZE", 5000, minimum=1)
 CHUNK_DAYS = env_int("CIO_CHUNK_DAYS", 92, minimum=1)
 QUARANTINE_MAX_SHARE = env_float("CIO_QUARANTINE_MAX_SHARE", 0.05, at_least=0.0, at_most=1.0)
@@ -419,6 +422,7 @@ SETTINGS_ENV: dict[str, EnvSetting] = {
     "chunk_size": CHUNK_SIZE,
     "chunk_days": CHUNK_DAYS,
     "event_families": EVENT_FAMILIES,
+    "unsubscribe": UNSUBSCRIBE,
     "event_names": EVENT_NAMES_SENT,
     "quarantine_max_share": QUARANTINE_MAX_SHARE,
     "quarantine_min_rows": QUARANTINE_MIN_ROWS,
@@ -508,6 +512,14 @@ class Settings(dg.ConfigurableResource):
             "CIO_EVENT_NAMES: 'family=Name' pairs, separated by commas, giving the exact event name existing journeys "
             "listen for (e.g. 'order_placed=Order Completed'); a family not named is sent under its own name. Event "
             "ids stay derived from the family, so a rename never re-sends history."
+        ),
+    )
+    unsubscribe: str = Field(
+        default=UNSUBSCRIBE.default,
+        description=(
+            "CIO_UNSUBSCRIBE: 'one_way' sends Customer.io's unsubscribed: true when the shop records an e-mail "
+            "opt-out, and never false; 'mirror' also sends false to undo a true it sent itself when the shop records "
+            "a new opt-in (never for someone who unsubscribed in Customer.io); 'off' never sends it."
         ),
     )
     quarantine_max_share: float = Field(

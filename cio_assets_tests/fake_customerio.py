@@ -442,6 +442,12 @@ class FakeCustomerIO:
 
     # -- fault injection -------------------------------------------------------------------------------------
 
+    def batch_items(self) -> list[dict[str, Any]]:
+        """Every item of every batch the fake applied, in the order they arrived."""
+        with self.lock:
+            applied = [request for request in self.requests if request.applied and request.item_count]
+        return [item for request in applied for item in json.loads(request.body)["batch"]]
+
     def fail_next(self, count: int, status: int, retry_after: str | None = None) -> None:
         """Answer the next `count` requests with `status` (e.g. 429, 500, 503) without applying them.
         `retry_after` is sent verbatim as `Retry-After`: seconds ("1") or an HTTP-date."""
@@ -514,6 +520,10 @@ class FakeCustomerIO:
                     person.pop(name, None)
                 else:
                     person[name] = value
+
+    def unsubscribe_person(self, person_id: str) -> None:
+        """The person uses an unsubscribe link in a message: Customer.io sets their `unsubscribed` attribute."""
+        self.corrupt_person(person_id, unsubscribed=True)
 
     def forget_person(self, person_id: str) -> None:
         """Delete a profile behind the pipeline's back."""
@@ -770,7 +780,8 @@ def _customer_object(person_id: str, person: dict[str, Any], stamps: dict[str, f
             "identifiers": {"id": person_id, "email": email, "cio_id": cio_id},
             "attributes": attributes,
             "timestamps": {k: int(stamps.get(k, 0)) for k in attributes if k in stamps},
-            "unsubscribed": False,
+            # [TRACK-SPEC] identify attributes.unsubscribed: "Values like `true`, `TRUE`, `1`, and `"1"` count as true".
+            "unsubscribed": attributes.get("unsubscribed", "").lower() in ("true", "1"),
             "devices": [],
         }
     }

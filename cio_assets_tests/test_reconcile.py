@@ -43,7 +43,13 @@ def _reading(customerio, **overrides) -> CustomerIO:
 class Run:
     """One in-process run of the sync and the check, with what the instance recorded about the check."""
 
-    def __init__(self, pipeline, resource: CustomerIO, partition_range=("2026-10-01", "2026-10-02")) -> None:
+    def __init__(
+        self,
+        pipeline,
+        resource: CustomerIO,
+        partition_range=("2026-10-01", "2026-10-02"),
+        settings: Settings | None = None,
+    ) -> None:
         tags = {
             "dagster/asset_partition_range_start": partition_range[0],
             "dagster/asset_partition_range_end": partition_range[1],
@@ -54,7 +60,7 @@ class Run:
                 tags=tags,
                 instance=instance,
                 resources={
-                    "settings": Settings(),
+                    "settings": settings or Settings(),
                     "source": SourceDatabase(url=pipeline.source_url),
                     "state": StateDatabase(url=pipeline.state_url),
                     "customerio": resource,

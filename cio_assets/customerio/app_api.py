@@ -199,7 +199,8 @@ class _Retryable(Exception):
 
 
 def _people(response: httpx.Response, shown_url: str) -> dict[str, Attributes]:
-    """{"customers": [{"customer": {"id", "identifiers", "attributes": {...}}}]} -> id -> attributes."""
+    """{"customers": [{"customer": {"id", "identifiers", "attributes": {...}, "unsubscribed"}}]} -> id -> attributes,
+    with the profile's global `unsubscribed` flag as the attribute of that name."""
     try:
         customers = orjson.loads(response.content)["customers"]
         people: dict[str, Attributes] = {}
@@ -207,7 +208,10 @@ def _people(response: httpx.Response, shown_url: str) -> dict[str, Attributes]:
             customer = entry["customer"]
             person_id = customer.get("id") or (customer.get("identifiers") or {}).get("id")
             attributes = customer.get("attributes") or {}
-            people[str(person_id)] = {str(k): v if isinstance(v, str) else str(v) for k, v in attributes.items()}
+            read = {str(k): v if isinstance(v, str) else str(v) for k, v in attributes.items()}
+            if isinstance(customer.get("unsubscribed"), bool):  # the global flag, however it was set
+                read["unsubscribed"] = "true" if customer["unsubscribed"] else "false"
+            people[str(person_id)] = read
         return people
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         raise AppApiError(

@@ -236,6 +236,13 @@ def delivery_report(metadata: dict[str, dict[str, object]]) -> str:
             f"  {node:<18} {items:>6} items {'planned' if dry_run else 'sent'} in {m.get('batches', 0)} batches,"
             f" {m.get('rejected', 0)} refused{outbox}"
         )
+    people = metadata.get("customerio_people", {})
+    if "unsubscribe_mode" in people:  # CIO_UNSUBSCRIBE, as the run applied it
+        lines.append(
+            f"  consent (CIO_UNSUBSCRIBE={people['unsubscribe_mode']}): unsubscribed: true for "
+            f"{people['people_unsubscribed']} people (an e-mail opt-out), false for {people['people_resubscribed']}, "
+            f"{people['people_resubscribe_withheld']} kept unsubscribed despite a new opt-in"
+        )
     events = metadata.get("customerio_events", {})
     if "event_names" in events:  # CIO_EVENT_FAMILIES and CIO_EVENT_NAMES, as the run applied them
         names = events["event_names"]

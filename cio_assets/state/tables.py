@@ -319,6 +319,20 @@ delivery_rejections = Table(
     Column("last_rejected_at", BigInteger, nullable=False, comment="Unix seconds: the latest refusal"),
 )
 
+# People who unsubscribed in Customer.io themselves (an unsubscribe link), as the read-back found them: the
+# pipeline never re-subscribes them, and the shop should record their opt-out.
+unsubscribed_in_customerio = Table(
+    "cio_unsubscribed_in_customerio",
+    state_metadata,
+    Column("person_id", String(ID_WIDTH), primary_key=True, comment="A person Customer.io shows as unsubscribed"),
+    Column(
+        "seen_at",
+        BigInteger,
+        nullable=False,
+        comment="Unix seconds: when the read-back found them unsubscribed without the pipeline having sent it",
+    ),
+)
+
 # One row per state database: which ledger this is. Delivery records the id in the Dagster
 # instance, so a ledger that was lost or recreated is noticed before it re-sends history.
 ledger_identity = Table(

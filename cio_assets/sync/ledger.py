@@ -13,7 +13,14 @@ import orjson
 from sqlalchemy import Connection, and_, delete, func, select
 
 from cio_assets.chunking import chunks
-from cio_assets.state.tables import delivery_rejections, event_ledger, event_log, ledger_identity, people_ledger
+from cio_assets.state.tables import (
+    delivery_rejections,
+    event_ledger,
+    event_log,
+    ledger_identity,
+    people_ledger,
+    unsubscribed_in_customerio,
+)
 from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_rows
 from cio_assets.text import clip
 
@@ -56,6 +63,22 @@ def identified_people(conn: Connection, person_ids: Sequence[str]) -> set[str]:
             conn.execute(select(people_ledger.c.person_id).where(people_ledger.c.person_id.in_(chunk))).scalars()
         )
     return found
+
+
+def unsubscribed_themselves(conn: Connection, person_ids: Sequence[str]) -> set[str]:
+    """Those of these people the read-back found unsubscribed in Customer.io without the pipeline having sent it."""
+    found: set[str] = set()
+    column = unsubscribed_in_customerio.c.person_id
+    for chunk in chunks(list(person_ids), KEYS_PER_STATEMENT):
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return found
+
+
+def record_unsubscribed_themselves(conn: Connection, person_ids: Sequence[str], now: int) -> None:
+    """Remember people found unsubscribed in Customer.io by their own hand (first sighting kept)."""
+    known = unsubscribed_themselves(conn, person_ids)
+    rows = [(person_id, now) for person_id in sorted(set(person_ids) - known)]
+    insert_rows(conn, unsubscribed_in_customerio, ("person_id", "seen_at"), rows)
 
 
 def record_people(conn: Connection, rows: Sequence[tuple[str, dict, int]], now: int) -> None:

@@ -10,6 +10,15 @@ Customer.io already holds):
   newer state (say `last_order_at`) back.
 Each identify carries `timestamp` = the snapshot's as_of, so Customer.io orders updates too.
 People refused earlier are retried on every run, until they succeed or a newer snapshot replaces them.
+
+Consent reaches Customer.io's own suppression, the reserved `unsubscribed` attribute (`consent`), and
+never re-subscribes anyone on its own:
+- an e-mail opt-out in the shop sends `unsubscribed: true` (`CIO_UNSUBSCRIBE=one_way` or `mirror`);
+- `unsubscribed: false` is sent only under `mirror`, only to undo a `true` this pipeline sent (the
+  ledger says so) when the shop records a new opt-in, and never for someone the read-back found
+  unsubscribed in Customer.io without the pipeline having sent it (they used an unsubscribe link);
+- `off` never sends it. SMS has no global flag in Customer.io: `sms_eligible` stays an attribute,
+  false unless the person opted in.
 """
 
 import math
@@ -33,6 +42,10 @@ from cio_assets.sync import ledger
 from cio_assets.sync.stream import Pending, SyncStream, run_sync
 
 CREATED, UPDATED, UNCHANGED, OLDER = "created", "updated", "unchanged", "skipped_older"
+# Customer.io's reserved attribute: a global unsubscribe from e-mail, SMS and push.
+UNSUBSCRIBED = "unsubscribed"
+# What consent did to a person this run, counted in the metadata.
+UNSUBSCRIBING, RESUBSCRIBING, KEPT_UNSUBSCRIBED = "unsubscribed", "resubscribed", "resubscribe_withheld"
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,31 @@ def plan_change(person_id: str, as_of: int, attributes: dict, delivered: tuple[d
         return Change(person_id, OLDER, as_of, held, {})
     changed = {k: ("" if v is None else v) for k, v in attributes.items() if held.get(k) != v}
     return Change(person_id, UPDATED if changed else UNCHANGED, as_of, attributes, changed)
+
+
+def consent(mode: str, email_opt_in: bool, before: bool | None, unsubscribed_themselves: bool) -> bool | None:
+    """The `unsubscribed` value Customer.io should hold for a person. `before` is what the pipeline last sent (the
+    ledger; None: never sent), `unsubscribed_themselves` whether the read-back found them unsubscribed in
+    Customer.io without the pipeline having sent it. Anything but an opt-out, or `mirror` undoing its own
+    `true`, keeps what Customer.io holds."""
+    if mode == "off":
+        return before
+    if not email_opt_in:
+        return True
+    if mode == "mirror" and before is True and not unsubscribed_themselves:
+        return False
+    return before
+
+
+def consent_outcome(email_opt_in: bool, before: bool | None, after: bool | None) -> str | None:
+    """Whether this person was unsubscribed or re-subscribed now, or kept unsubscribed despite an opt-in."""
+    if after is True and before is not True:
+        return UNSUBSCRIBING
+    if after is False and before is True:
+        return RESUBSCRIBING
+    if after is True and email_opt_in:
+        return KEPT_UNSUBSCRIBED
+    return None
 
 
 def latest_days(state: StateDatabase, days: list[str], chunk_rows: int) -> list[tuple[str, str]]:
@@ -118,6 +156,10 @@ class PeopleStream(SyncStream):
     label = "people"
     outcomes = (CREATED, UPDATED, UNCHANGED, OLDER)
 
+    def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
+        super().__init__(state, prange, settings, dry_run)
+        self.mode = settings.unsubscribe
+
     def fresh(self) -> Iterator[Item]:
         """Page through the range's people: memory follows the page, not the shop."""
         pairs = latest_days(self.state, self.prange.keys, self.settings.chunk_size * 10)
@@ -125,11 +167,19 @@ class PeopleStream(SyncStream):
             rows = snapshot_rows(self.state, pairs[start : start + self.settings.chunk_size])
             with self.state.connect() as conn:
                 held = ledger.delivered_people(conn, list(rows["person_id"]))
+                themselves = ledger.unsubscribed_themselves(conn, list(rows["person_id"]))
             for row in rows.itertuples(index=False):
                 attributes = {c: _plain(getattr(row, c)) for c in ATTRIBUTE_COLUMNS}
-                change = plan_change(row.person_id, int(row.as_of), attributes, held.get(row.person_id))
+                delivered = held.get(row.person_id)
+                before = delivered[0].get(UNSUBSCRIBED) if delivered else None
+                opted_in = bool(attributes["email_opt_in"])
+                attributes[UNSUBSCRIBED] = consent(self.mode, opted_in, before, row.person_id in themselves)
+                change = plan_change(row.person_id, int(row.as_of), attributes, delivered)
                 self.count(change.kind, row.day)
                 if change.kind in (CREATED, UPDATED):
+                    outcome = consent_outcome(opted_in, before, attributes[UNSUBSCRIBED])
+                    if outcome:
+                        self.counts[outcome] += 1
                     yield identify(change)
 
     def due(self, pending: list[Pending]) -> tuple[list[Item], list[str]]:
@@ -154,6 +204,10 @@ class PeopleStream(SyncStream):
             "people_updated": self.counts[UPDATED],
             "people_unchanged": self.counts[UNCHANGED],
             "people_skipped_older": self.counts[OLDER],
+            "unsubscribe_mode": self.mode,
+            "people_unsubscribed": self.counts[UNSUBSCRIBING],
+            "people_resubscribed": self.counts[RESUBSCRIBING],
+            "people_resubscribe_withheld": self.counts[KEPT_UNSUBSCRIBED],
         }
 
 

@@ -19,6 +19,12 @@ Customer.io stores every attribute as a string, so values are compared in string
 Attributes Customer.io holds that we never send (`id`, `cio_id`, `_last_emailed`, ...) are ignored.
 A profile Customer.io does not have is one mismatch on `(profile)`.
 
+`unsubscribed` is judged as consent, not as a value: a person we unsubscribed whom Customer.io shows
+subscribed is a mismatch, but a person Customer.io shows unsubscribed without the pipeline having sent it
+used an unsubscribe link. That is their choice, not an error: they are listed (`unsubscribed_in_customerio`
+in the metadata) and remembered in `cio_unsubscribed_in_customerio`, so the pipeline never re-subscribes
+them and the shop can record their opt-out.
+
 Customer.io applies identifies asynchronously, so people that differ are read once more after
 `CIO_RECONCILE_SETTLE_SECONDS` before they count.
 """
@@ -39,6 +45,8 @@ from cio_assets.metadata import markdown_table
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.state.tables import people_ledger
 from cio_assets.sync import ledger
+from cio_assets.sync.people import UNSUBSCRIBED
+from cio_assets.timestamps import unix, utc_now
 
 CHECK_NAME = "customerio_people_reconciled"
 PEOPLE_ASSET = dg.AssetKey("customerio_people")
@@ -99,15 +107,33 @@ def _number(text: str) -> Decimal | None:
     return number if number.is_finite() else None
 
 
+def is_unsubscribed(theirs: Attributes) -> bool:
+    """Customer.io's reading of `unsubscribed`: "`true`, `TRUE`, `1`, and `"1"` count as true" ([TRACK-SPEC])."""
+    return str(theirs.get(UNSUBSCRIBED, "")).strip().lower() in ("true", "1")
+
+
 def compare_person(person_id: str, ours: Mapping[str, object], theirs: Attributes | None) -> list[Mismatch]:
-    """Every attribute of ours that Customer.io's profile does not hold; a missing profile is one mismatch."""
+    """Every attribute of ours that Customer.io's profile does not hold; a missing profile is one mismatch. Of
+    `unsubscribed`, only our `true` is ours to hold: Customer.io unsubscribing someone we did not is their choice."""
     if theirs is None:
         return [Mismatch(person_id, PROFILE, DELIVERED, NO_PROFILE)]
-    return [
+    mismatches = [
         Mismatch(person_id, name, shown(value), NOT_SET if theirs.get(name) is None else str(theirs[name]))
         for name, value in ours.items()
-        if not values_match(value, theirs.get(name))
+        if name != UNSUBSCRIBED and not values_match(value, theirs.get(name))
     ]
+    if ours.get(UNSUBSCRIBED) is True and not is_unsubscribed(theirs):
+        mismatches.append(Mismatch(person_id, UNSUBSCRIBED, "true", str(theirs.get(UNSUBSCRIBED, NOT_SET))))
+    return mismatches
+
+
+def unsubscribed_themselves(ours: Mapping[str, Mapping[str, object]], theirs: Mapping[str, Attributes]) -> list[str]:
+    """People Customer.io shows unsubscribed although the pipeline never sent them `unsubscribed: true`."""
+    return sorted(
+        person_id
+        for person_id, attributes in ours.items()
+        if person_id in theirs and is_unsubscribed(theirs[person_id]) and attributes.get(UNSUBSCRIBED) is not True
+    )
 
 
 def compare(ours: Mapping[str, Mapping[str, object]], theirs: Mapping[str, Attributes]) -> list[Mismatch]:
@@ -233,6 +259,7 @@ def skip_reason(customerio: CustomerIO, sync: PeopleSync | None) -> str | None:
 class Reading:
     ours: dict[str, dict]  # person id -> ledger attributes
     mismatches: list[Mismatch]
+    unsubscribed_themselves: list[str]  # shown unsubscribed in Customer.io, never by us
     requests: int
     throttled: int
     rechecked: int  # people read a second time after the settle delay
@@ -241,12 +268,20 @@ class Reading:
 def read_back(customerio: CustomerIO, ours: dict[str, dict]) -> Reading:
     """Read `ours`' people from Customer.io and compare; people that differ are read again after the settle delay."""
     with customerio.app_client() as client:
-        mismatches = compare(ours, client.read_people(list(ours)))
-        differing = sorted({m.person_id for m in mismatches})
+        theirs = client.read_people(list(ours))
+        differing = sorted({m.person_id for m in compare(ours, theirs)})
         if differing and customerio.reconcile_settle_seconds > 0:
             time.sleep(customerio.reconcile_settle_seconds)
-            mismatches = compare({p: ours[p] for p in differing}, client.read_people(differing))
-        return Reading(ours, mismatches, client.stats.requests, client.stats.throttled, len(differing))
+            theirs = {**theirs, **client.read_people(differing)}
+        mismatches = compare(ours, theirs)
+        return Reading(
+            ours,
+            mismatches,
+            unsubscribed_themselves(ours, theirs),
+            client.stats.requests,
+            client.stats.throttled,
+            len(differing),
+        )
 
 
 def reconcile_metadata(sample: Sample, reading: Reading, sync: PeopleSync) -> dict[str, object]:
@@ -266,6 +301,11 @@ def reconcile_metadata(sample: Sample, reading: Reading, sync: PeopleSync) -> di
         "profiles_missing": sum(m.attribute == PROFILE for m in reading.mismatches),
         "people_rechecked": reading.rechecked,
         "mismatch_table": markdown_table(table, limit=max(len(table), 1)),
+        "unsubscribed_in_customerio": len(reading.unsubscribed_themselves),
+        "unsubscribed_in_customerio_people": markdown_table(
+            pd.DataFrame({"person": reading.unsubscribed_themselves}),
+            limit=max(len(reading.unsubscribed_themselves), 1),
+        ),
         "app_api_requests": reading.requests,
         "app_api_throttled_429": reading.throttled,
         "people_sync_run": sync.run_id,
@@ -302,6 +342,14 @@ def customerio_people_reconciled(
         context.log.info(f"{CHECK_NAME} skipped: the people ledger is empty, nothing was delivered yet")
         return
     reading = read_back(customerio, {person_id: attributes for person_id, (attributes, _) in held.items()})
+    if reading.unsubscribed_themselves:
+        with state.begin() as conn:
+            ledger.record_unsubscribed_themselves(conn, reading.unsubscribed_themselves, unix(utc_now()))
+        context.log.warning(
+            f"{len(reading.unsubscribed_themselves)} people unsubscribed in Customer.io without the shop's record "
+            f"saying so (an unsubscribe link), e.g. {', '.join(reading.unsubscribed_themselves[:5])}: they are never "
+            "re-subscribed; record their opt-out in the shop (listed in cio_unsubscribed_in_customerio)"
+        )
     people = len({m.person_id for m in reading.mismatches})
     context.log.info(f"{CHECK_NAME}: {len(reading.mismatches)} mismatches in {people} of {len(held)} people read back")
     yield dg.AssetCheckResult(
