@@ -319,6 +319,15 @@ delivery_rejections = Table(
     Column("last_rejected_at", BigInteger, nullable=False, comment="Unix seconds: the latest refusal"),
 )
 
+# Anonymous ids Customer.io has been told belong to a person (an identify carrying `anonymous_id`), each once.
+anonymous_ledger = Table(
+    "cio_anonymous_ledger",
+    state_metadata,
+    Column("anonymous_id", String(ID_WIDTH), primary_key=True, comment="The anonymous id, as the shop holds it"),
+    Column("person_id", String(ID_WIDTH), nullable=False, comment="The person whose identify carried it"),
+    Column("delivered_at", BigInteger, nullable=False, comment="Unix seconds: when Customer.io accepted it"),
+)
+
 # People who unsubscribed in Customer.io themselves (an unsubscribe link), as the read-back found them: the
 # pipeline never re-subscribes them, and the shop should record their opt-out.
 unsubscribed_in_customerio = Table(

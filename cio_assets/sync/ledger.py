@@ -13,15 +13,20 @@ import orjson
 from sqlalchemy import Connection, and_, delete, func, select
 
 from cio_assets.chunking import chunks
+from cio_assets.identity.inputs import LINKS
+from cio_assets.identity.resolve import ANONYMOUS_ID
 from cio_assets.state.tables import (
+    anonymous_ledger,
     delivery_rejections,
     event_ledger,
     event_log,
+    identity_inputs,
+    identity_map,
     ledger_identity,
     people_ledger,
     unsubscribed_in_customerio,
 )
-from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_rows
+from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_rows, upsert
 from cio_assets.text import clip
 
 PERSON = "person"
@@ -93,6 +98,40 @@ def record_people(conn: Connection, rows: Sequence[tuple[str, dict, int]], now: 
         ("person_id", "attributes", "as_of", "delivered_at"),
         [(pid, orjson.dumps(attrs).decode(), as_of, now) for pid, attrs, as_of in rows],
     )
+
+
+def pending_anonymous_ids(conn: Connection, identified_only: bool) -> list[tuple[str, str]]:
+    """(person_id, anonymous_id) that identity resolved and Customer.io has not been told yet, each person's in
+    link order (`identity_links.linked_at`; ids known only from carts after them, by id). With `identified_only`,
+    only for people Customer.io knows: an identify carrying nothing but an anonymous id must not create a profile."""
+    m, linked = identity_map.c, func.min(identity_inputs.c.linked_at)
+    links = and_(identity_inputs.c.anonymous_key == m.identifier, identity_inputs.c.source_table == LINKS)
+    joined = identity_map.outerjoin(anonymous_ledger, anonymous_ledger.c.anonymous_id == m.identifier).outerjoin(
+        identity_inputs, links
+    )
+    if identified_only:
+        joined = joined.join(people_ledger, people_ledger.c.person_id == m.person_id)
+    statement = (
+        select(m.person_id, m.identifier)
+        .select_from(joined)
+        .where(m.identifier_type == ANONYMOUS_ID, anonymous_ledger.c.anonymous_id.is_(None))
+        .group_by(m.person_id, m.identifier)
+        .order_by(m.person_id, linked.is_(None), linked, m.identifier)
+    )
+    return [(person_id, anonymous_id) for person_id, anonymous_id in conn.execute(statement)]
+
+
+def delivered_anonymous_ids(conn: Connection, anonymous_ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    column = anonymous_ledger.c.anonymous_id
+    for chunk in chunks(list(anonymous_ids), KEYS_PER_STATEMENT):
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return found
+
+
+def record_anonymous_ids(conn: Connection, rows: Sequence[tuple[str, str]], now: int) -> None:
+    """(anonymous_id, person_id) Customer.io accepted; a resend after a crash records the same row again."""
+    upsert(conn, anonymous_ledger, [{"anonymous_id": a, "person_id": p, "delivered_at": now} for a, p in rows])
 
 
 def delivered_event_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:

@@ -19,8 +19,15 @@ never re-subscribes anyone on its own:
   unsubscribed in Customer.io without the pipeline having sent it (they used an unsubscribe link);
 - `off` never sends it. SMS has no global flag in Customer.io: `sms_eligible` stays an attribute,
   false unless the person opted in.
+
+Anonymous activity joins the person: each anonymous id that identity resolved to a person (through
+`identity_links` or a cart) is sent once, as an identify of that person carrying `anonymous_id` ("any
+events bearing the same anonymous value are associated with this person", [TRACK-SPEC]), each person's
+in link order, after the person identifies, and only for people Customer.io already knows (an identify
+carrying nothing else must not create a bare profile; a new person's ids follow in the next run).
 """
 
+import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterator
@@ -40,12 +47,17 @@ from cio_assets.state import tables as state_tables
 from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
 from cio_assets.sync import ledger
 from cio_assets.sync.stream import Pending, SyncStream, run_sync
+from cio_assets.timestamps import unix, utc_now
 
 CREATED, UPDATED, UNCHANGED, OLDER = "created", "updated", "unchanged", "skipped_older"
 # Customer.io's reserved attribute: a global unsubscribe from e-mail, SMS and push.
 UNSUBSCRIBED = "unsubscribed"
 # What consent did to a person this run, counted in the metadata.
 UNSUBSCRIBING, RESUBSCRIBING, KEPT_UNSUBSCRIBED = "unsubscribed", "resubscribed", "resubscribe_withheld"
+# Customer.io's attribute that joins a person to the events sent under an anonymous id.
+ANONYMOUS_ID = "anonymous_id"
+# The ledger key of an anonymous id's identify: a digest, so any id fits the key column beside person ids.
+ANONYMOUS_KEY_PREFIX = "anonymous_id:"
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,31 @@ def plan_change(person_id: str, as_of: int, attributes: dict, delivered: tuple[d
         return Change(person_id, OLDER, as_of, held, {})
     changed = {k: ("" if v is None else v) for k, v in attributes.items() if held.get(k) != v}
     return Change(person_id, UPDATED if changed else UNCHANGED, as_of, attributes, changed)
+
+
+@dataclass(frozen=True)
+class AnonymousLink:
+    anonymous_id: str
+    person_id: str
+
+
+def anonymous_key(anonymous_id: str) -> str:
+    return ANONYMOUS_KEY_PREFIX + hashlib.sha256(anonymous_id.encode()).hexdigest()[:40]
+
+
+def anonymous_identify(link: AnonymousLink, now: int) -> Item:
+    """The person's identify carrying only the anonymous id, so Customer.io joins that id's events to them."""
+    return Item(
+        key=anonymous_key(link.anonymous_id),
+        record=link,
+        payload={
+            "type": "person",
+            "identifiers": {"id": link.person_id},
+            "action": "identify",
+            "timestamp": now,
+            "attributes": {ANONYMOUS_ID: link.anonymous_id},
+        },
+    )
 
 
 def consent(mode: str, email_opt_in: bool, before: bool | None, unsubscribed_themselves: bool) -> bool | None:
@@ -181,22 +218,44 @@ class PeopleStream(SyncStream):
                     if outcome:
                         self.counts[outcome] += 1
                     yield identify(change)
+        yield from self._anonymous_ids()
+
+    def _anonymous_ids(self) -> Iterator[Item]:
+        """Anonymous ids not yet told, for people Customer.io knows (in a dry run: everyone, as if identified)."""
+        with self.state.connect() as conn:
+            pending = ledger.pending_anonymous_ids(conn, identified_only=not self.dry_run)
+        now = unix(utc_now())
+        for person_id, anonymous_id in pending:
+            self.counts[ANONYMOUS_ID] += 1
+            yield anonymous_identify(AnonymousLink(anonymous_id, person_id), now)
 
     def due(self, pending: list[Pending]) -> tuple[list[Item], list[str]]:
-        """Earlier refusals, unless Customer.io now holds newer state for the person."""
+        """Earlier refusals, unless Customer.io now holds newer state for the person (or the anonymous id)."""
+        links = [(key, payload) for key, payload, _ in pending if key.startswith(ANONYMOUS_KEY_PREFIX)]
+        people = [p for p in pending if not p[0].startswith(ANONYMOUS_KEY_PREFIX)]
         with self.state.connect() as conn:
-            held = ledger.delivered_people(conn, [key for key, _, _ in pending])
-        settled = [key for key, _, as_of in pending if key in held and held[key][1] > as_of]
+            held = ledger.delivered_people(conn, [key for key, _, _ in people])
+            told = ledger.delivered_anonymous_ids(conn, [p["attributes"][ANONYMOUS_ID] for _, p in links])
+        settled = [key for key, _, as_of in people if key in held and held[key][1] > as_of]
         retry = []
-        for key, payload, as_of in pending:
+        for key, payload, as_of in people:
             if key not in settled:
                 previous = held.get(key, ({}, 0))[0]
                 sent = {k: (None if v == "" else v) for k, v in payload["attributes"].items()}
                 retry.append(Item(key, payload, record=({**previous, **sent}, as_of)))
+        for key, payload in links:
+            link = AnonymousLink(payload["attributes"][ANONYMOUS_ID], payload["identifiers"]["id"])
+            if link.anonymous_id in told:
+                settled.append(key)
+            else:
+                retry.append(Item(key, payload, record=link))
         return retry, settled
 
     def record(self, conn: Connection, delivered: list[Item], now: int) -> None:
-        ledger.record_people(conn, [(item.key, *item.record) for item in delivered], now)
+        links = [item.record for item in delivered if isinstance(item.record, AnonymousLink)]
+        people = [(item.key, *item.record) for item in delivered if not isinstance(item.record, AnonymousLink)]
+        ledger.record_people(conn, people, now)
+        ledger.record_anonymous_ids(conn, [(link.anonymous_id, link.person_id) for link in links], now)
 
     def metadata(self) -> dict[str, object]:
         return {
@@ -208,6 +267,7 @@ class PeopleStream(SyncStream):
             "people_unsubscribed": self.counts[UNSUBSCRIBING],
             "people_resubscribed": self.counts[RESUBSCRIBING],
             "people_resubscribe_withheld": self.counts[KEPT_UNSUBSCRIBED],
+            "anonymous_ids": self.counts[ANONYMOUS_ID],
         }
 
 
