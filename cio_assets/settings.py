@@ -49,6 +49,8 @@ CANONICAL_ID_POLICIES = ("customer_id", "email")
 HISTORY_MODES = ("send", "skip")
 # How the shop's e-mail opt-out reaches Customer.io's global `unsubscribed` (cio_assets/sync/people.py).
 UNSUBSCRIBE_MODES = ("one_way", "mirror", "off")
+# Whether duplicates' own Customer.io profiles are merged into their survivor's (cio_assets/sync/profiles.py).
+MERGE_MODES = ("apply", "plan")
 # The snapshot's vip_tier column is String(32).
 MAX_TIER_NAME = 32
 
@@ -328,6 +330,7 @@ VIP_TIERS = env_entries(
 LIVE_WINDOW_HOURS = env_int("CIO_LIVE_WINDOW_HOURS", 24, minimum=0)
 HISTORY_EVENTS = env_choice("CIO_HISTORY_EVENTS", "send", HISTORY_MODES)
 UNSUBSCRIBE = env_choice("CIO_UNSUBSCRIBE", "one_way", UNSUBSCRIBE_MODES)
+MERGE_DUPLICATES = env_choice("CIO_MERGE_DUPLICATES", "apply", MERGE_MODES)
 CHUNK_SIZE = env_int("CIO_CHUNK_SIZE", 5000, minimum=1)
 CHUNK_DAYS = env_int("CIO_CHUNK_DAYS", 92, minimum=1)
 QUARANTINE_MAX_SHARE = env_float("CIO_QUARANTINE_MAX_SHARE", 0.05, at_least=0.0, at_most=1.0)
@@ -423,6 +426,7 @@ SETTINGS_ENV: dict[str, EnvSetting] = {
     "chunk_days": CHUNK_DAYS,
     "event_families": EVENT_FAMILIES,
     "unsubscribe": UNSUBSCRIBE,
+    "merge_duplicates": MERGE_DUPLICATES,
     "event_names": EVENT_NAMES_SENT,
     "quarantine_max_share": QUARANTINE_MAX_SHARE,
     "quarantine_min_rows": QUARANTINE_MIN_ROWS,
@@ -520,6 +524,14 @@ class Settings(dg.ConfigurableResource):
             "CIO_UNSUBSCRIBE: 'one_way' sends Customer.io's unsubscribed: true when the shop records an e-mail "
             "opt-out, and never false; 'mirror' also sends false to undo a true it sent itself when the shop records "
             "a new opt-in (never for someone who unsubscribed in Customer.io); 'off' never sends it."
+        ),
+    )
+    merge_duplicates: str = Field(
+        default=MERGE_DUPLICATES.default,
+        description=(
+            "CIO_MERGE_DUPLICATES: 'apply' merges a duplicate's own Customer.io profile into its survivor's once the "
+            "survivor is there (a merge cannot be undone); 'plan' sends no merge and lists the pending ones in "
+            "customerio_people_pending_merges."
         ),
     )
     quarantine_max_share: float = Field(

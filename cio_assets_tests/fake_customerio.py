@@ -421,6 +421,7 @@ class FakeCustomerIO:
         self.events: list[dict[str, Any]] = []
         self.duplicate_events = 0
         self.other_operations: list[dict[str, Any]] = []  # accepted items the fake does not model
+        self.merges: list[tuple[str, str]] = []  # (primary, secondary) of every merge received
         self.requests: list[RecordedRequest] = []
         self.latency_seconds = 0.0
         self._attribute_timestamps: dict[str, dict[str, float]] = {}
@@ -488,6 +489,7 @@ class FakeCustomerIO:
             self.events.clear()
             self.duplicate_events = 0
             self.other_operations.clear()
+            self.merges.clear()
             self.requests.clear()
             self.latency_seconds = 0.0
             self._attribute_timestamps.clear()
@@ -696,6 +698,8 @@ class FakeCustomerIO:
             self._track(item)
         elif kind == "person" and action == "delete":
             self._delete(_person_key(item["identifiers"]))
+        elif kind == "person" and action == "merge":
+            self._merge(_person_key(item["primary"]), _person_key(item["secondary"]))
         else:
             self.other_operations.append(item)
 
@@ -728,6 +732,22 @@ class FakeCustomerIO:
         self.people.setdefault(key, {})  # an event for an unknown person creates that person
         self._attribute_timestamps.setdefault(key, {})
         self.events.append(item)
+
+    def _merge(self, primary: str, secondary: str) -> None:
+        """[TRACK-SPEC] person_merge: "Merges `secondary` into `primary`, then deletes `secondary`", and "`primary`
+        must already exist" (otherwise the request does nothing). Attributes empty on the primary are taken from
+        the secondary, and the secondary's events become the primary's."""
+        self.merges.append((primary, secondary))
+        if primary not in self.people or secondary not in self.people:
+            return
+        person = self.people[primary]
+        for name, value in self.people[secondary].items():
+            if person.get(name) in (None, ""):
+                person[name] = value
+        for event in self.events:
+            if _person_key(event["identifiers"]) == secondary:
+                event["identifiers"] = {"id": primary}
+        self._delete(secondary)
 
     def _delete(self, key: str) -> None:
         self.people.pop(key, None)

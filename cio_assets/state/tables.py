@@ -328,6 +328,15 @@ anonymous_ledger = Table(
     Column("delivered_at", BigInteger, nullable=False, comment="Unix seconds: when Customer.io accepted it"),
 )
 
+# Duplicates merged into their survivor in Customer.io (a `merge` accepted), each once.
+merge_ledger = Table(
+    "cio_merge_ledger",
+    state_metadata,
+    Column("secondary", String(ID_WIDTH), primary_key=True, comment="The duplicate's person id, deleted by the merge"),
+    Column("primary", String(ID_WIDTH), nullable=False, comment="The survivor's person id, which remains"),
+    Column("merged_at", BigInteger, nullable=False, comment="Unix seconds: when Customer.io accepted the merge"),
+)
+
 # People who unsubscribed in Customer.io themselves (an unsubscribe link), as the read-back found them: the
 # pipeline never re-subscribes them, and the shop should record their opt-out.
 unsubscribed_in_customerio = Table(

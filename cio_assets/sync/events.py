@@ -143,20 +143,26 @@ class EventStream(SyncStream):
         return known
 
     def due(self, pending: list[Pending]) -> tuple[list[Item], list[str]]:
-        """Earlier refusals not delivered since, whose person Customer.io now knows, under today's name. A refusal
-        of a family no longer sent is settled: the log still holds the event, for when the family is on again."""
+        """Earlier refusals not delivered since, whose person Customer.io now knows, under today's name and person (a
+        duplicate merged away since gives way to its survivor). A refusal of a family no longer sent is settled: the
+        log still holds the event, for when the family is on again."""
         with self.state.connect() as conn:
             delivered = ledger.delivered_event_ids(conn, [key for key, _, _ in pending])
-            identified = self._identified(conn, {payload["identifiers"]["id"] for _, payload, _ in pending})
+            # A person merged away in Customer.io since: their events belong to the survivor now.
+            merged = ledger.merged_into(conn, [payload["identifiers"]["id"] for _, payload, _ in pending])
+            people = {merged.get(p["identifiers"]["id"], p["identifiers"]["id"]) for _, p, _ in pending}
+            identified = self._identified(conn, people)
         retry, settled = [], sorted(delivered)
         for key, payload, _ in pending:
             family = event_family(key)
+            person_id = merged.get(payload["identifiers"]["id"], payload["identifiers"]["id"])
             if key in delivered:
                 continue
             if family not in self.families:
                 settled.append(key)
-            elif payload["identifiers"]["id"] in identified:
-                retry.append(Item(key, {**payload, "name": self.sent_names[family]}))
+            elif person_id in identified:
+                sent = {**payload, "name": self.sent_names[family], "identifiers": {"id": person_id}}
+                retry.append(Item(key, sent))
             else:
                 self.counts["waiting_for_identify"] += 1
         return retry, settled

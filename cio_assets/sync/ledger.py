@@ -10,23 +10,26 @@ import uuid
 from collections.abc import Sequence
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, select
+from sqlalchemy import Connection, and_, delete, false, func, select, update
 
 from cio_assets.chunking import chunks
 from cio_assets.identity.inputs import LINKS
-from cio_assets.identity.resolve import ANONYMOUS_ID
+from cio_assets.identity.resolve import ANONYMOUS_ID, CUSTOMER_ID, SHARED_EMAIL
 from cio_assets.state.tables import (
     anonymous_ledger,
     delivery_rejections,
     event_ledger,
     event_log,
+    identity_conflicts,
     identity_inputs,
     identity_map,
     ledger_identity,
+    merge_ledger,
     people_ledger,
     unsubscribed_in_customerio,
 )
 from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_rows, upsert
+from cio_assets.sync.profiles import AnonymousLink, Merge
 from cio_assets.text import clip
 
 PERSON = "person"
@@ -119,6 +122,65 @@ def pending_anonymous_ids(conn: Connection, identified_only: bool) -> list[tuple
         .order_by(m.person_id, linked.is_(None), linked, m.identifier)
     )
     return [(person_id, anonymous_id) for person_id, anonymous_id in conn.execute(statement)]
+
+
+def pending_merges(conn: Connection) -> list[tuple[str, str, bool]]:
+    """(secondary, primary, whether Customer.io knows the primary): people Customer.io holds as a profile of their
+    own (the people ledger) whom identity has since folded into the survivor of a shared e-mail. Read from the
+    conflicts, which are few, not from the ledger, which holds everyone. Only the shared e-mail rule folds
+    customers together; a shared phone is listed by identity and never merges."""
+    c, m = identity_conflicts.c, identity_map.c
+    survivor = people_ledger.alias("survivor")
+    folded = and_(m.identifier_type == CUSTOMER_ID, m.identifier == c.member, m.person_id != c.member)
+    statement = (
+        select(c.member, m.person_id, survivor.c.person_id.is_not(None))
+        .select_from(
+            identity_conflicts.join(people_ledger, people_ledger.c.person_id == c.member)
+            .join(identity_map, folded)
+            .outerjoin(survivor, survivor.c.person_id == m.person_id)
+        )
+        .where(c.kind == SHARED_EMAIL, c.is_survivor == false())
+        .distinct()
+        .order_by(c.member)
+    )
+    return [(secondary, primary, bool(known)) for secondary, primary, known in conn.execute(statement)]
+
+
+def record_merges(conn: Connection, merges: Sequence[Merge], now: int) -> None:
+    """Merges Customer.io accepted: recorded once, and the duplicate's ledger entries move to the survivor (its
+    anonymous ids, an unsubscribe seen in Customer.io); its own profile entry and refusals go, as the profile did."""
+    if not merges:
+        return
+    upsert(conn, merge_ledger, [{"secondary": m.secondary, "primary": m.primary, "merged_at": now} for m in merges])
+    secondaries = [m.secondary for m in merges]
+    unsubscribed = unsubscribed_themselves(conn, secondaries)
+    record_unsubscribed_themselves(conn, [m.primary for m in merges if m.secondary in unsubscribed], now)
+    for m in merges:
+        conn.execute(
+            update(anonymous_ledger).where(anonymous_ledger.c.person_id == m.secondary).values(person_id=m.primary)
+        )
+    for chunk in chunks(secondaries, KEYS_PER_STATEMENT):
+        conn.execute(delete(people_ledger).where(people_ledger.c.person_id.in_(chunk)))
+        conn.execute(delete(unsubscribed_in_customerio).where(unsubscribed_in_customerio.c.person_id.in_(chunk)))
+    clear_rejections(conn, PERSON, secondaries)
+
+
+def merged_into(conn: Connection, person_ids: Sequence[str]) -> dict[str, str]:
+    """secondary -> primary, for those of these people merged away in Customer.io."""
+    found: dict[str, str] = {}
+    for chunk in chunks(list(person_ids), KEYS_PER_STATEMENT):
+        statement = select(merge_ledger.c.secondary, merge_ledger.c.primary).where(merge_ledger.c.secondary.in_(chunk))
+        found.update(dict(conn.execute(statement).all()))
+    return found
+
+
+def recorded_profile_items(conn: Connection, records: Sequence[Merge | AnonymousLink]) -> set:
+    """Those of these merges and anonymous links the ledger already records as accepted."""
+    merges = [r for r in records if isinstance(r, Merge)]
+    links = [r for r in records if isinstance(r, AnonymousLink)]
+    merged = merged_into(conn, [m.secondary for m in merges])
+    told = delivered_anonymous_ids(conn, [link.anonymous_id for link in links])
+    return {m for m in merges if m.secondary in merged} | {link for link in links if link.anonymous_id in told}
 
 
 def delivered_anonymous_ids(conn: Connection, anonymous_ids: Sequence[str]) -> set[str]:

@@ -20,14 +20,9 @@ never re-subscribes anyone on its own:
 - `off` never sends it. SMS has no global flag in Customer.io: `sms_eligible` stays an attribute,
   false unless the person opted in.
 
-Anonymous activity joins the person: each anonymous id that identity resolved to a person (through
-`identity_links` or a cart) is sent once, as an identify of that person carrying `anonymous_id` ("any
-events bearing the same anonymous value are associated with this person", [TRACK-SPEC]), each person's
-in link order, after the person identifies, and only for people Customer.io already knows (an identify
-carrying nothing else must not create a bare profile; a new person's ids follow in the next run).
+After the people's identifies come merges of duplicates and anonymous ids (`profiles.py`).
 """
 
-import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterator
@@ -39,6 +34,7 @@ from sqlalchemy import Connection, and_, or_, select
 
 from cio_assets.catalog import listing_schemas, pii_tags
 from cio_assets.customerio.batching import Item
+from cio_assets.metadata import markdown_table
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
@@ -46,6 +42,15 @@ from cio_assets.sources.reads import read_frame, read_frames
 from cio_assets.state import tables as state_tables
 from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
 from cio_assets.sync import ledger
+from cio_assets.sync.profiles import (
+    ANONYMOUS_ID,
+    AnonymousLink,
+    Merge,
+    anonymous_identify,
+    is_profile_key,
+    merge_item,
+    pending_item,
+)
 from cio_assets.sync.stream import Pending, SyncStream, run_sync
 from cio_assets.timestamps import unix, utc_now
 
@@ -54,10 +59,6 @@ CREATED, UPDATED, UNCHANGED, OLDER = "created", "updated", "unchanged", "skipped
 UNSUBSCRIBED = "unsubscribed"
 # What consent did to a person this run, counted in the metadata.
 UNSUBSCRIBING, RESUBSCRIBING, KEPT_UNSUBSCRIBED = "unsubscribed", "resubscribed", "resubscribe_withheld"
-# Customer.io's attribute that joins a person to the events sent under an anonymous id.
-ANONYMOUS_ID = "anonymous_id"
-# The ledger key of an anonymous id's identify: a digest, so any id fits the key column beside person ids.
-ANONYMOUS_KEY_PREFIX = "anonymous_id:"
 
 
 @dataclass(frozen=True)
@@ -94,29 +95,8 @@ def plan_change(person_id: str, as_of: int, attributes: dict, delivered: tuple[d
     return Change(person_id, UPDATED if changed else UNCHANGED, as_of, attributes, changed)
 
 
-@dataclass(frozen=True)
-class AnonymousLink:
-    anonymous_id: str
-    person_id: str
-
-
-def anonymous_key(anonymous_id: str) -> str:
-    return ANONYMOUS_KEY_PREFIX + hashlib.sha256(anonymous_id.encode()).hexdigest()[:40]
-
-
-def anonymous_identify(link: AnonymousLink, now: int) -> Item:
-    """The person's identify carrying only the anonymous id, so Customer.io joins that id's events to them."""
-    return Item(
-        key=anonymous_key(link.anonymous_id),
-        record=link,
-        payload={
-            "type": "person",
-            "identifiers": {"id": link.person_id},
-            "action": "identify",
-            "timestamp": now,
-            "attributes": {ANONYMOUS_ID: link.anonymous_id},
-        },
-    )
+def pending_merges_frame(pending: list[tuple[str, str, bool]]) -> pd.DataFrame:
+    return pd.DataFrame(pending, columns=["secondary", "primary", "primary_in_customerio"])
 
 
 def consent(mode: str, email_opt_in: bool, before: bool | None, unsubscribed_themselves: bool) -> bool | None:
@@ -196,6 +176,8 @@ class PeopleStream(SyncStream):
     def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
         super().__init__(state, prange, settings, dry_run)
         self.mode = settings.unsubscribe
+        self.merge_mode = settings.merge_duplicates
+        self.pending_merges: list[tuple[str, str, bool]] = []  # (secondary, primary, primary known): not sent
 
     def fresh(self) -> Iterator[Item]:
         """Page through the range's people: memory follows the page, not the shop."""
@@ -218,7 +200,19 @@ class PeopleStream(SyncStream):
                     if outcome:
                         self.counts[outcome] += 1
                     yield identify(change)
+        yield from self._merges()
         yield from self._anonymous_ids()
+
+    def _merges(self) -> Iterator[Item]:
+        """Duplicates Customer.io holds as profiles of their own, merged into a survivor it knows (`apply`)."""
+        with self.state.connect() as conn:
+            pending = ledger.pending_merges(conn)
+        for secondary, primary, primary_known in pending:
+            if self.merge_mode == "apply" and primary_known:
+                self.counts["merges"] += 1
+                yield merge_item(Merge(secondary, primary))
+            else:
+                self.pending_merges.append((secondary, primary, primary_known))
 
     def _anonymous_ids(self) -> Iterator[Item]:
         """Anonymous ids not yet told, for people Customer.io knows (in a dry run: everyone, as if identified)."""
@@ -230,12 +224,13 @@ class PeopleStream(SyncStream):
             yield anonymous_identify(AnonymousLink(anonymous_id, person_id), now)
 
     def due(self, pending: list[Pending]) -> tuple[list[Item], list[str]]:
-        """Earlier refusals, unless Customer.io now holds newer state for the person (or the anonymous id)."""
-        links = [(key, payload) for key, payload, _ in pending if key.startswith(ANONYMOUS_KEY_PREFIX)]
-        people = [p for p in pending if not p[0].startswith(ANONYMOUS_KEY_PREFIX)]
+        """Earlier refusals, unless Customer.io now holds newer state for the person; merges and anonymous ids
+        unless they were recorded since."""
+        profile = [pending_item(key, payload) for key, payload, _ in pending if is_profile_key(key)]
+        people = [p for p in pending if not is_profile_key(p[0])]
         with self.state.connect() as conn:
             held = ledger.delivered_people(conn, [key for key, _, _ in people])
-            told = ledger.delivered_anonymous_ids(conn, [p["attributes"][ANONYMOUS_ID] for _, p in links])
+            done = ledger.recorded_profile_items(conn, [item.record for item in profile])
         settled = [key for key, _, as_of in people if key in held and held[key][1] > as_of]
         retry = []
         for key, payload, as_of in people:
@@ -243,19 +238,20 @@ class PeopleStream(SyncStream):
                 previous = held.get(key, ({}, 0))[0]
                 sent = {k: (None if v == "" else v) for k, v in payload["attributes"].items()}
                 retry.append(Item(key, payload, record=({**previous, **sent}, as_of)))
-        for key, payload in links:
-            link = AnonymousLink(payload["attributes"][ANONYMOUS_ID], payload["identifiers"]["id"])
-            if link.anonymous_id in told:
-                settled.append(key)
+        for item in profile:
+            if item.record in done or (isinstance(item.record, Merge) and self.merge_mode != "apply"):
+                settled.append(item.key)
             else:
-                retry.append(Item(key, payload, record=link))
+                retry.append(item)
         return retry, settled
 
     def record(self, conn: Connection, delivered: list[Item], now: int) -> None:
-        links = [item.record for item in delivered if isinstance(item.record, AnonymousLink)]
-        people = [(item.key, *item.record) for item in delivered if not isinstance(item.record, AnonymousLink)]
+        records = [item.record for item in delivered]
+        people = [(item.key, *item.record) for item in delivered if isinstance(item.record, tuple)]
         ledger.record_people(conn, people, now)
-        ledger.record_anonymous_ids(conn, [(link.anonymous_id, link.person_id) for link in links], now)
+        ledger.record_merges(conn, [r for r in records if isinstance(r, Merge)], now)
+        links = [(r.anonymous_id, r.person_id) for r in records if isinstance(r, AnonymousLink)]
+        ledger.record_anonymous_ids(conn, links, now)
 
     def metadata(self) -> dict[str, object]:
         return {
@@ -268,6 +264,10 @@ class PeopleStream(SyncStream):
             "people_resubscribed": self.counts[RESUBSCRIBING],
             "people_resubscribe_withheld": self.counts[KEPT_UNSUBSCRIBED],
             "anonymous_ids": self.counts[ANONYMOUS_ID],
+            "merge_mode": self.merge_mode,
+            "merges": self.counts["merges"],
+            "merges_pending": len(self.pending_merges),
+            "pending_merges": markdown_table(pending_merges_frame(self.pending_merges)),
         }
 
 

@@ -1,0 +1,84 @@
+"""What the people sync tells Customer.io about who people are, besides their attributes.
+
+- **Merges.** A person Customer.io holds as a profile of their own (the people ledger) whom identity
+  has since folded into the survivor of a shared e-mail (the documented duplicate rule; a shared
+  phone never merges) gets Customer.io's `merge`: the survivor is the primary, the duplicate the
+  secondary. Customer.io ignores a merge whose primary does not exist yet, so it is sent only once the
+  survivor's identify has been accepted. A merge cannot be undone: `CIO_MERGE_DUPLICATES=plan` sends
+  none and lists them (`customerio_people_pending_merges`).
+- **Anonymous ids.** Each anonymous id identity resolved to a person is sent once, as an identify of
+  that person carrying `anonymous_id`, in link order, and only for people Customer.io knows: an
+  identify carrying nothing else must not create a bare profile.
+
+Each is an item of the people sync with a ledger key of its own (`merge:<secondary>`,
+`anonymous_id:<digest>`): sent once, retried when refused, recorded when accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from cio_assets.customerio.batching import Item
+
+# Customer.io's attribute that joins a person to the events sent under an anonymous id.
+ANONYMOUS_ID = "anonymous_id"
+ANONYMOUS_KEY_PREFIX = "anonymous_id:"
+MERGE_KEY_PREFIX = "merge:"
+
+
+@dataclass(frozen=True)
+class AnonymousLink:
+    anonymous_id: str
+    person_id: str
+
+
+@dataclass(frozen=True)
+class Merge:
+    secondary: str  # the duplicate's person id, deleted by Customer.io
+    primary: str  # the survivor's
+
+
+def anonymous_key(anonymous_id: str) -> str:
+    """A digest, so any anonymous id fits the ledger's key column beside person ids."""
+    return ANONYMOUS_KEY_PREFIX + hashlib.sha256(anonymous_id.encode()).hexdigest()[:40]
+
+
+def anonymous_identify(link: AnonymousLink, now: int) -> Item:
+    """The person's identify carrying only the anonymous id, so Customer.io joins that id's events to them."""
+    return Item(
+        key=anonymous_key(link.anonymous_id),
+        record=link,
+        payload={
+            "type": "person",
+            "identifiers": {"id": link.person_id},
+            "action": "identify",
+            "timestamp": now,
+            "attributes": {ANONYMOUS_ID: link.anonymous_id},
+        },
+    )
+
+
+def merge_item(merge: Merge) -> Item:
+    return Item(
+        key=MERGE_KEY_PREFIX + merge.secondary,
+        record=merge,
+        payload={
+            "type": "person",
+            "action": "merge",
+            "primary": {"id": merge.primary},
+            "secondary": {"id": merge.secondary},
+        },
+    )
+
+
+def is_profile_key(key: str) -> bool:
+    """Whether a ledger key is a merge's or an anonymous id's, not a person's."""
+    return key.startswith((ANONYMOUS_KEY_PREFIX, MERGE_KEY_PREFIX))
+
+
+def pending_item(key: str, payload: dict) -> Item:
+    """An earlier refusal of a merge or an anonymous id, ready to send again."""
+    if key.startswith(MERGE_KEY_PREFIX):
+        return Item(key, payload, record=Merge(payload["secondary"]["id"], payload["primary"]["id"]))
+    return Item(key, payload, record=AnonymousLink(payload["attributes"][ANONYMOUS_ID], payload["identifiers"]["id"]))
