@@ -9,7 +9,7 @@ demo dev: export DAGSTER_HOME := $(CURDIR)
 # dev server should not launch runs by itself (set CIO_AUTOMATION=on to try them).
 dev: export CIO_AUTOMATION ?= off
 
-.PHONY: install demo dev test lint validate bench bench-live
+.PHONY: install demo dev test lint validate bench bench-live dictionary
 
 install:
 	@bash scripts/install.sh
@@ -38,3 +38,8 @@ bench: install
 bench-live: install
 	@bash scripts/ensure-mariadb.sh
 	.venv/bin/python -m cio_assets.demo.latency
+
+# The data dictionary (attributes and events sent to Customer.io) as Markdown and JSON Schema, written to docs/;
+# a test fails while the committed files differ from what the code generates.
+dictionary: install
+	.venv/bin/python -m cio_assets.dictionary --write

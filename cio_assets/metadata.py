@@ -18,16 +18,19 @@ def counts_by(frame: pd.DataFrame, *columns: str) -> dict[str, int]:
     }
 
 
-def markdown_table(frame: pd.DataFrame, limit: int = 20, total: int | None = None) -> dg.MetadataValue:
+def markdown_table(
+    frame: pd.DataFrame, limit: int = 20, total: int | None = None, cell_chars: int | None = 120
+) -> dg.MetadataValue:
     """A Markdown sample of `frame` (no tabulate dependency), noting how many rows it leaves out of `total`
-    (default: the frame's length; pass it when `frame` is already a sample read with a limit)."""
+    (default: the frame's length; pass it when `frame` is already a sample read with a limit). Cells are cut to
+    `cell_chars` (None: whole)."""
     if frame.empty:
         return dg.MetadataValue.md("_none_")
     sample = frame.head(limit)
     total = len(frame) if total is None else total
     header = "| " + " | ".join(str(c) for c in sample.columns) + " |"
     rule = "|" + "---|" * len(sample.columns)
-    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in sample.itertuples(index=False)]
+    rows = ["| " + " | ".join(_cell(v, cell_chars) for v in row) + " |" for row in sample.itertuples(index=False)]
     more = [f"\n_…and {total - len(sample)} more_"] if total > len(sample) else []
     return dg.MetadataValue.md("\n".join([header, rule, *rows, *more]))
 
@@ -36,9 +39,9 @@ def json_counts(counts: Mapping[str, int | float]) -> dg.MetadataValue:
     return dg.MetadataValue.json(dict(counts))
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, chars: int | None) -> str:
     text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")[:120]
+    return text.replace("|", "\\|").replace("\n", " ")[:chars]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -26,6 +26,11 @@ CLIPPED = {"clipped": True}
 ATTRIBUTE_TEXT_WIDTH = 1000
 
 
+def sources(*tables: str, **info: object) -> dict[str, object]:
+    """Column.info naming the shop tables an attribute is derived from (the data dictionary shows them)."""
+    return {"sources": tables, **info}
+
+
 def _long_text() -> Text:
     """Unbounded JSON text: LONGTEXT on MySQL (a plain TEXT holds only 64 KB)."""
     return Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
@@ -179,43 +184,95 @@ attribute_snapshot = Table(
         comment="The canonical person id sent to Customer.io (an e-mail under CIO_CANONICAL_ID=email)",
     ),
     Column("as_of", BigInteger, nullable=False, comment="Unix seconds: the end of `day`, when this state held"),
-    Column("email", String(ID_WIDTH), info=PII, comment="Normalised e-mail, or null when missing or invalid"),
-    Column("phone", String(32), info=PII, comment="E.164 phone, or null when missing or invalid"),
+    Column(
+        "email",
+        String(ID_WIDTH),
+        info=sources("customers", **PII),
+        comment="Normalised e-mail, or null when missing or invalid",
+    ),
+    Column(
+        "phone", String(32), info=sources("customers", **PII), comment="E.164 phone, or null when missing or invalid"
+    ),
     Column(
         "first_name",
         String(ATTRIBUTE_TEXT_WIDTH),
-        info=PII,
+        info=sources("customers", **PII),
         comment="First name, clipped to Customer.io's 1000-byte value limit",
     ),
     Column(
         "last_name",
         String(ATTRIBUTE_TEXT_WIDTH),
-        info=PII,
+        info=sources("customers", **PII),
         comment="Last name, clipped to Customer.io's 1000-byte value limit",
     ),
-    Column("created_at", BigInteger, comment="Unix seconds: when the customer record was created"),
-    Column("first_order_at", BigInteger, comment="Unix seconds: the first paid order"),
-    Column("last_order_at", BigInteger, comment="Unix seconds: the latest paid order"),
-    Column("total_orders", Integer, nullable=False, comment="Paid orders so far"),
-    Column("lifetime_value", Float, nullable=False, comment="Sum of paid order totals (refunds not subtracted)"),
-    Column("lifetime_value_net", Float, nullable=False, comment="Lifetime value minus refunds issued by as_of"),
+    Column(
+        "created_at",
+        BigInteger,
+        comment="Unix seconds: when the customer record was created",
+        info=sources("customers"),
+    ),
+    Column("first_order_at", BigInteger, comment="Unix seconds: the first paid order", info=sources("orders")),
+    Column("last_order_at", BigInteger, comment="Unix seconds: the latest paid order", info=sources("orders")),
+    Column("total_orders", Integer, nullable=False, comment="Paid orders so far", info=sources("orders")),
+    Column(
+        "lifetime_value",
+        Float,
+        nullable=False,
+        comment="Sum of paid order totals (refunds not subtracted)",
+        info=sources("orders"),
+    ),
+    Column(
+        "lifetime_value_net",
+        Float,
+        nullable=False,
+        comment="Lifetime value minus refunds issued by as_of",
+        info=sources("orders", "refunds"),
+    ),
     Column(
         "last_product_category",
         String(ATTRIBUTE_TEXT_WIDTH),
         comment="Category of the latest paid order's most valuable line",
+        info=sources("orders", "order_items"),
     ),
-    Column("is_refunder", Boolean, nullable=False, comment="Has had at least one refund"),
-    Column("subscription_status", String(16), nullable=False, comment="active, paused, canceled or none"),
-    Column("vip_tier", String(32), nullable=False, comment="Tier by net lifetime value (CIO_VIP_TIERS), or none"),
+    Column(
+        "is_refunder", Boolean, nullable=False, comment="Has had at least one refund", info=sources("orders", "refunds")
+    ),
+    Column(
+        "subscription_status",
+        String(16),
+        nullable=False,
+        comment="active, paused, canceled or none",
+        info=sources("subscriptions"),
+    ),
+    Column(
+        "vip_tier",
+        String(32),
+        nullable=False,
+        comment="Tier by net lifetime value (CIO_VIP_TIERS), or none",
+        info=sources("orders", "refunds"),
+    ),
     Column(
         "email_opt_in",
         Boolean,
         nullable=False,
         comment="Accepts e-mail marketing (one opt-out among merged duplicates is an opt-out)",
+        info=sources("customers"),
     ),
-    Column("sms_opt_in", Boolean, nullable=False, comment="Accepts SMS marketing"),
-    Column("email_eligible", Boolean, nullable=False, comment="Opted in to e-mail and has a valid e-mail"),
-    Column("sms_eligible", Boolean, nullable=False, comment="Opted in to SMS and has a valid phone"),
+    Column("sms_opt_in", Boolean, nullable=False, comment="Accepts SMS marketing", info=sources("customers")),
+    Column(
+        "email_eligible",
+        Boolean,
+        nullable=False,
+        comment="Opted in to e-mail and has a valid e-mail",
+        info=sources("customers"),
+    ),
+    Column(
+        "sms_eligible",
+        Boolean,
+        nullable=False,
+        comment="Opted in to SMS and has a valid phone",
+        info=sources("customers"),
+    ),
 )
 
 # The attributes sent to Customer.io, in a fixed order (everything but the keys and `as_of`).
