@@ -49,6 +49,9 @@ CANONICAL_ID_POLICIES = ("customer_id", "email")
 HISTORY_MODES = ("send", "skip")
 # How the shop's e-mail opt-out reaches Customer.io's global `unsubscribed` (cio_assets/sync/people.py).
 UNSUBSCRIBE_MODES = ("one_way", "mirror", "off")
+# What Customer.io is told about a person an erasure request names, and about one who vanished from the shop.
+ERASURE_ACTIONS = ("suppress", "delete")
+VANISHED_ACTIONS = ("keep", "delete")
 # Whether duplicates' own Customer.io profiles are merged into their survivor's (cio_assets/sync/profiles.py).
 MERGE_MODES = ("apply", "plan")
 # The snapshot's vip_tier column is String(32).
@@ -330,6 +333,8 @@ VIP_TIERS = env_entries(
 LIVE_WINDOW_HOURS = env_int("CIO_LIVE_WINDOW_HOURS", 24, minimum=0)
 HISTORY_EVENTS = env_choice("CIO_HISTORY_EVENTS", "send", HISTORY_MODES)
 UNSUBSCRIBE = env_choice("CIO_UNSUBSCRIBE", "one_way", UNSUBSCRIBE_MODES)
+ERASURE = env_choice("CIO_ERASURE", "suppress", ERASURE_ACTIONS)
+VANISHED = env_choice("CIO_VANISHED", "keep", VANISHED_ACTIONS)
 MERGE_DUPLICATES = env_choice("CIO_MERGE_DUPLICATES", "apply", MERGE_MODES)
 CHUNK_SIZE = env_int("CIO_CHUNK_SIZE", 5000, minimum=1)
 CHUNK_DAYS = env_int("CIO_CHUNK_DAYS", 92, minimum=1)
@@ -427,6 +432,8 @@ SETTINGS_ENV: dict[str, EnvSetting] = {
     "event_families": EVENT_FAMILIES,
     "unsubscribe": UNSUBSCRIBE,
     "merge_duplicates": MERGE_DUPLICATES,
+    "erasure": ERASURE,
+    "vanished": VANISHED,
     "event_names": EVENT_NAMES_SENT,
     "quarantine_max_share": QUARANTINE_MAX_SHARE,
     "quarantine_min_rows": QUARANTINE_MIN_ROWS,
@@ -532,6 +539,20 @@ class Settings(dg.ConfigurableResource):
             "CIO_MERGE_DUPLICATES: 'apply' merges a duplicate's own Customer.io profile into its survivor's once the "
             "survivor is there (a merge cannot be undone); 'plan' sends no merge and lists the pending ones in "
             "customerio_people_pending_merges."
+        ),
+    )
+    erasure: str = Field(
+        default=ERASURE.default,
+        description=(
+            "CIO_ERASURE: what Customer.io is told about a person an erasure request names: 'suppress' (delete the "
+            "profile and block its identifier) or 'delete'."
+        ),
+    )
+    vanished: str = Field(
+        default=VANISHED.default,
+        description=(
+            "CIO_VANISHED: a person Customer.io holds who disappeared from the shop's customers without an erasure "
+            "request is listed ('keep') or also deleted in Customer.io ('delete')."
         ),
     )
     quarantine_max_share: float = Field(

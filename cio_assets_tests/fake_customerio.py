@@ -422,6 +422,9 @@ class FakeCustomerIO:
         self.duplicate_events = 0
         self.other_operations: list[dict[str, Any]] = []  # accepted items the fake does not model
         self.merges: list[tuple[str, str]] = []  # (primary, secondary) of every merge received
+        # [TRACK-SPEC] suppress: deletes the profile and suppresses the identifier; later calls referencing it
+        # are ignored.
+        self.suppressed: set[str] = set()
         self.requests: list[RecordedRequest] = []
         self.latency_seconds = 0.0
         self._attribute_timestamps: dict[str, dict[str, float]] = {}
@@ -490,6 +493,7 @@ class FakeCustomerIO:
             self.duplicate_events = 0
             self.other_operations.clear()
             self.merges.clear()
+            self.suppressed.clear()
             self.requests.clear()
             self.latency_seconds = 0.0
             self._attribute_timestamps.clear()
@@ -698,6 +702,10 @@ class FakeCustomerIO:
             self._track(item)
         elif kind == "person" and action == "delete":
             self._delete(_person_key(item["identifiers"]))
+        elif kind == "person" and action == "suppress":
+            key = _person_key(item["identifiers"])
+            self._delete(key)
+            self.suppressed.add(key)
         elif kind == "person" and action == "merge":
             self._merge(_person_key(item["primary"]), _person_key(item["secondary"]))
         else:
@@ -705,6 +713,8 @@ class FakeCustomerIO:
 
     def _identify(self, item: dict[str, Any], received_at: float) -> None:
         key = _person_key(item["identifiers"])
+        if key in self.suppressed:
+            return
         attributes = dict(item.get("attributes") or {})
         if attributes.pop(UPDATE_FLAG, False) is True and key not in self.people:
             return  # `_update: true` never creates a person
@@ -729,6 +739,8 @@ class FakeCustomerIO:
                 return
             self._event_ids.add(event_id)
         key = _person_key(item["identifiers"])
+        if key in self.suppressed:
+            return
         self.people.setdefault(key, {})  # an event for an unknown person creates that person
         self._attribute_timestamps.setdefault(key, {})
         self.events.append(item)

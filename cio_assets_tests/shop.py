@@ -14,6 +14,7 @@ from cio_assets.sources.tables import (
     cart_items,
     carts,
     customers,
+    erasure_requests,
     identity_links,
     order_items,
     orders,
@@ -162,6 +163,16 @@ class ShopBuilder:
                 updated_at=_at(item_updated_at) or updated,
             )
         return cart_id
+
+    def erasure_request(
+        self, customer_id: int | None = None, email: str | None = None, requested_at: str = "2026-10-03 09:00"
+    ) -> None:
+        self._insert(erasure_requests, customer_id=customer_id, email=email, requested_at=_at(requested_at))
+
+    def delete_customer(self, customer_id: int) -> None:
+        """The shop deletes a customer's row (nothing else)."""
+        with self.engine.begin() as conn:
+            conn.execute(customers.delete().where(customers.c.id == customer_id))
 
     def link(self, anonymous_id: str, customer_id: int, linked_at: str | datetime | None = "2026-10-02 12:00") -> None:
         self._insert(identity_links, anonymous_id=anonymous_id, customer_id=customer_id, linked_at=_at(linked_at))

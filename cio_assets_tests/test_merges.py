@@ -7,7 +7,7 @@ from datetime import datetime
 import dagster as dg
 from sqlalchemy import update
 
-from cio_assets.checks.merges import CHECK, customerio_people_pending_merges
+from cio_assets.checks.profiles import CHECK, customerio_people_pending_merges
 from cio_assets.settings import Settings
 from cio_assets.sources.tables import customers
 from cio_assets.state import tables as state_tables

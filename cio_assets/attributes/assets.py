@@ -21,6 +21,7 @@ from cio_assets.catalog import pii_tags, table_metadata
 from cio_assets.contract import HELD, ContractTally, contract_check_spec, split_by_contract
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
+from cio_assets.identity.erasure import erased_set
 from cio_assets.identity.lookup import load_resolver, require_identity
 from cio_assets.identity.membership import chunk_people, guest_spellings
 from cio_assets.identity.resolve import EMAIL
@@ -107,6 +108,8 @@ def attribute_snapshot(
         require_identity(resolver, changes.unresolved)
         tally.note(changes.held)
         requests = changes.pairs.assign(as_of=changes.pairs["day"].map(as_of).astype("int64"))
+        erased = erased_set(dst, requests["person_id"].unique())  # an erasure request keeps them out for good
+        requests = requests[~requests["person_id"].isin(erased)]
         people = sorted(requests["person_id"].unique())
         context.log.info(
             f"{len(requests)} (person, day) changes for {len(people)} people over {len(prange.days)} day(s); "
@@ -151,6 +154,7 @@ def attribute_snapshot(
             "run_rows_held": tally.held_items,
             "run_days": len(prange.days),
             "run_without_customer_record": without_profile,
+            "run_erased_left_out": len(erased),
             "run_unresolved_change_rows": changes.unresolved,
             "run_released_from_quarantine": int(sum(len(rows) for rows in released.values())),
             "run_includes_history_before_start": prange.includes_history,

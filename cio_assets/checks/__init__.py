@@ -14,7 +14,7 @@ from cio_assets.checks.delivery import customerio_events_checks, customerio_peop
 from cio_assets.checks.event_log import event_log_checks
 from cio_assets.checks.hygiene import rejected_rows_share
 from cio_assets.checks.identity import identity_map_health
-from cio_assets.checks.merges import customerio_people_pending_merges
+from cio_assets.checks.profiles import customerio_people_pending_merges, customerio_people_vanished
 
 CHECKS = [
     rejected_rows_share,
@@ -24,4 +24,5 @@ CHECKS = [
     customerio_people_checks,
     customerio_events_checks,
     customerio_people_pending_merges,
+    customerio_people_vanished,
 ]

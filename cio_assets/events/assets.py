@@ -30,6 +30,7 @@ from cio_assets.events.names import EVENT_NAMES
 from cio_assets.events.schema import event_log_schema
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
+from cio_assets.identity.erasure import erased_set
 from cio_assets.identity.lookup import load_resolver, require_identity
 from cio_assets.metadata import (
     DayFigures,
@@ -172,6 +173,7 @@ def piece_op(
     staged = staging.create(state.engine, plan.batch, piece.name, plan.now)
     with source.connect() as src, state.begin() as dst:
         resolver = load_resolver(dst)
+        erased = erased_set(dst)  # people an erasure request named never enter the log again
         if piece.only is None:
             extraction = Extraction(
                 src, dst, resolver, PartitionRange.for_keys(daily_partitions, piece.keys), settings, bounds
@@ -185,7 +187,8 @@ def piece_op(
                 require_identity(resolver, found.unresolved)
                 if piece.only is not None:  # released rows: only what the range's own pieces did not cover
                     found = _outside(found, prange)
-                events, broken = split_by_contract(found.events, schema, key_column="event_id")
+                kept = found.events[~found.events["person_id"].isin(erased)]
+                events, broken = split_by_contract(kept, schema, key_column="event_id")
                 tally.note(found.listing)
                 tally.note(broken)
                 tally.written += staging.stage(dst, staged, events, settings.chunk_size)

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Table, func, select
 
 from cio_assets.catalog import pii_tags, table_metadata
 from cio_assets.hygiene.rules import Bounds
+from cio_assets.identity.erasure import apply_erasures
 from cio_assets.identity.refresh import IDENTITY_CHANGED_AT, RefreshSummary, refresh_identity
 from cio_assets.metadata import markdown_table, named
 from cio_assets.resources import SourceDatabase, StateDatabase
@@ -21,10 +22,12 @@ from cio_assets.sources.assets import source_key
 from cio_assets.sources.reads import read_frame
 from cio_assets.sources.tables import carts, customers, identity_links, orders, subscriptions
 from cio_assets.state import tables as state_tables
-from cio_assets.timestamps import utc_now
+from cio_assets.timestamps import unix, utc_now
 
 # The listings written beside the map, described in the catalog with it.
 IDENTITY_LISTINGS = [
+    state_tables.erasures,
+    state_tables.vanished_people,
     state_tables.identity_conflicts,
     state_tables.unresolved_identifiers,
     state_tables.invalid_values,
@@ -67,13 +70,17 @@ def identity_map(
         summary = refresh_identity(
             src, dst, settings, bounds, full_refresh=config.full_refresh, run_id=context.run.run_id
         )
+        customers_deleted = summary.mode == "full" or summary.deleted_customers > 0
+        erased = apply_erasures(src, dst, settings, customers_deleted, unix(bounds.now))
         metadata = unchanged_metadata(context, summary) or identity_metadata(dst, settings)
     n = {key: int(getattr(value, "value", value)) for key, value in metadata.items() if key in _LOGGED}  # type: ignore[arg-type]
     context.log.info(
         f"{summary.describe()}; {n['people']:,} people from {n['dagster/row_count']:,} identifiers, "
         f"{n['conflicts']:,} conflicts, {n['unresolved']:,} unresolved, {n['invalid_values']:,} invalid values"
     )
-    return dg.MaterializeResult(metadata={**metadata, **summary.metadata()})
+    if erased["run_people_erased"]:
+        context.log.info(f"{erased['run_people_erased']} people newly erased: purged from every table and ledger")
+    return dg.MaterializeResult(metadata={**metadata, **summary.metadata(), **erased})
 
 
 def identity_metadata(conn: Connection, settings: Settings) -> dict[str, object]:

@@ -129,3 +129,9 @@ CREATE TABLE identity_links (
 )COMMENT='Anonymous visitor ids linked to customers (e.g. at login)';
 
 CREATE INDEX ix_identity_links_anonymous_id ON identity_links (anonymous_id);
+
+CREATE TABLE erasure_requests (
+	customer_id BIGINT COMMENT 'The customer to erase, if known by id', 
+	email VARCHAR(320) COMMENT 'The e-mail to erase, as typed (normalised by the pipeline)', 
+	requested_at DATETIME(6) NOT NULL COMMENT 'When the person asked'
+)COMMENT='Right-to-erasure requests (GDPR/CCPA), by customer id or e-mail; optional';

@@ -179,6 +179,17 @@ identity_links = Table(
     comment="Anonymous visitor ids linked to customers (e.g. at login)",
 )
 
+# Optional: a shop without it has no erasure requests. A matching person is suppressed (or deleted) in Customer.io,
+# purged from the pipeline's tables and ledgers, and kept out of them from then on (cio_assets/identity/erasure.py).
+erasure_requests = Table(
+    "erasure_requests",
+    source_metadata,
+    Column("customer_id", BigInteger, comment="The customer to erase, if known by id"),
+    Column("email", String(320), info=PII, comment="The e-mail to erase, as typed (normalised by the pipeline)"),
+    Column("requested_at", _datetime(), nullable=False, comment="When the person asked"),
+    comment="Right-to-erasure requests (GDPR/CCPA), by customer id or e-mail; optional",
+)
+
 SOURCE_TABLES: tuple[Table, ...] = (
     customers,
     orders,
@@ -191,14 +202,18 @@ SOURCE_TABLES: tuple[Table, ...] = (
 )
 
 
+# Tables a shop may lack: the schema check does not ask for them, and their readers treat them as empty.
+OPTIONAL_TABLES: tuple[Table, ...] = (erasure_requests,)
+
+
 def reference_ddl() -> str:
-    """MySQL/MariaDB DDL for the reference schema (what `reference_schema.sql` holds)."""
+    """MySQL/MariaDB DDL for the reference schema (what `reference_schema.sql` holds), optional tables last."""
     from sqlalchemy.dialects import mysql as mysql_dialect
     from sqlalchemy.schema import CreateIndex, CreateTable
 
     dialect = mysql_dialect.dialect()
     statements = []
-    for table in SOURCE_TABLES:
+    for table in (*SOURCE_TABLES, *OPTIONAL_TABLES):
         statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
         for index in sorted(table.indexes, key=lambda ix: ix.name or ""):
             statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip())

@@ -394,6 +394,27 @@ merge_ledger = Table(
     Column("merged_at", BigInteger, nullable=False, comment="Unix seconds: when Customer.io accepted the merge"),
 )
 
+# People an erasure request names (`erasure_requests` in the shop): purged from every table and ledger of the
+# pipeline when first seen, kept out of them from then on, and suppressed or deleted in Customer.io once.
+erasures = Table(
+    "cio_erasures",
+    state_metadata,
+    Column("person_id", String(ID_WIDTH), primary_key=True, comment="The canonical person id erased"),
+    Column("requested_at", BigInteger, nullable=False, comment="Unix seconds: the earliest request naming them"),
+    Column("purged_at", BigInteger, nullable=False, comment="Unix seconds: when the pipeline's rows were purged"),
+    Column("customerio_action", String(16), comment="suppress or delete, once Customer.io accepted it"),
+    Column("customerio_at", BigInteger, comment="Unix seconds: when Customer.io accepted it; null until then"),
+)
+
+# People Customer.io holds who disappeared from the shop's customers without an erasure request.
+vanished_people = Table(
+    "cio_vanished_people",
+    state_metadata,
+    Column("person_id", String(ID_WIDTH), primary_key=True, comment="A delivered person no identifier resolves to"),
+    Column("seen_at", BigInteger, nullable=False, comment="Unix seconds: when identity first found them gone"),
+    Column("deleted_at", BigInteger, comment="Unix seconds: when Customer.io accepted their delete (CIO_VANISHED)"),
+)
+
 # People who unsubscribed in Customer.io themselves (an unsubscribe link), as the read-back found them: the
 # pipeline never re-subscribes them, and the shop should record their opt-out.
 unsubscribed_in_customerio = Table(

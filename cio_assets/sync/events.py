@@ -32,6 +32,7 @@ from cio_assets.customerio.batching import Item
 from cio_assets.customerio.ids import event_ulid
 from cio_assets.events.families import FAMILY_TABLES, event_family, event_id
 from cio_assets.hygiene.rejections import released_rows
+from cio_assets.identity.erasure import erased_set
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
@@ -144,21 +145,22 @@ class EventStream(SyncStream):
 
     def due(self, pending: list[Pending]) -> tuple[list[Item], list[str]]:
         """Earlier refusals not delivered since, whose person Customer.io now knows, under today's name and person (a
-        duplicate merged away since gives way to its survivor). A refusal of a family no longer sent is settled: the
-        log still holds the event, for when the family is on again."""
+        duplicate merged away since gives way to its survivor). A refusal of a family no longer sent is settled (the
+        log still holds the event, for when the family is on again), and so is one of a person since erased."""
         with self.state.connect() as conn:
             delivered = ledger.delivered_event_ids(conn, [key for key, _, _ in pending])
             # A person merged away in Customer.io since: their events belong to the survivor now.
             merged = ledger.merged_into(conn, [payload["identifiers"]["id"] for _, payload, _ in pending])
             people = {merged.get(p["identifiers"]["id"], p["identifiers"]["id"]) for _, p, _ in pending}
             identified = self._identified(conn, people)
+            erased = erased_set(conn, people)
         retry, settled = [], sorted(delivered)
         for key, payload, _ in pending:
             family = event_family(key)
             person_id = merged.get(payload["identifiers"]["id"], payload["identifiers"]["id"])
             if key in delivered:
                 continue
-            if family not in self.families:
+            if family not in self.families or person_id in erased:
                 settled.append(key)
             elif person_id in identified:
                 sent = {**payload, "name": self.sent_names[family], "identifiers": {"id": person_id}}

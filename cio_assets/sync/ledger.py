@@ -18,6 +18,7 @@ from cio_assets.identity.resolve import ANONYMOUS_ID, CUSTOMER_ID, SHARED_EMAIL
 from cio_assets.state.tables import (
     anonymous_ledger,
     delivery_rejections,
+    erasures,
     event_ledger,
     event_log,
     identity_conflicts,
@@ -27,9 +28,10 @@ from cio_assets.state.tables import (
     merge_ledger,
     people_ledger,
     unsubscribed_in_customerio,
+    vanished_people,
 )
 from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_rows, upsert
-from cio_assets.sync.profiles import AnonymousLink, Merge
+from cio_assets.sync.profiles import ERASURE, VANISHED, AnonymousLink, Merge, Removal
 from cio_assets.text import clip
 
 PERSON = "person"
@@ -114,10 +116,13 @@ def pending_anonymous_ids(conn: Connection, identified_only: bool) -> list[tuple
     )
     if identified_only:
         joined = joined.join(people_ledger, people_ledger.c.person_id == m.person_id)
+    joined = joined.outerjoin(erasures, erasures.c.person_id == m.person_id)
     statement = (
         select(m.person_id, m.identifier)
         .select_from(joined)
-        .where(m.identifier_type == ANONYMOUS_ID, anonymous_ledger.c.anonymous_id.is_(None))
+        .where(
+            m.identifier_type == ANONYMOUS_ID, anonymous_ledger.c.anonymous_id.is_(None), erasures.c.person_id.is_(None)
+        )
         .group_by(m.person_id, m.identifier)
         .order_by(m.person_id, linked.is_(None), linked, m.identifier)
     )
@@ -138,8 +143,9 @@ def pending_merges(conn: Connection) -> list[tuple[str, str, bool]]:
             identity_conflicts.join(people_ledger, people_ledger.c.person_id == c.member)
             .join(identity_map, folded)
             .outerjoin(survivor, survivor.c.person_id == m.person_id)
+            .outerjoin(erasures, erasures.c.person_id == m.person_id)
         )
-        .where(c.kind == SHARED_EMAIL, c.is_survivor == false())
+        .where(c.kind == SHARED_EMAIL, c.is_survivor == false(), erasures.c.person_id.is_(None))
         .distinct()
         .order_by(c.member)
     )
@@ -174,13 +180,47 @@ def merged_into(conn: Connection, person_ids: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def recorded_profile_items(conn: Connection, records: Sequence[Merge | AnonymousLink]) -> set:
-    """Those of these merges and anonymous links the ledger already records as accepted."""
+def recorded_profile_items(conn: Connection, records: Sequence[Merge | AnonymousLink | Removal]) -> set:
+    """Those of these merges, removals and anonymous links the ledger already records as accepted."""
     merges = [r for r in records if isinstance(r, Merge)]
     links = [r for r in records if isinstance(r, AnonymousLink)]
+    removals = [r for r in records if isinstance(r, Removal)]
     merged = merged_into(conn, [m.secondary for m in merges])
     told = delivered_anonymous_ids(conn, [link.anonymous_id for link in links])
-    return {m for m in merges if m.secondary in merged} | {link for link in links if link.anonymous_id in told}
+    still = {(r.why, r.person_id) for r in pending_removals(conn, "suppress", "delete")}
+    return (
+        {m for m in merges if m.secondary in merged}
+        | {link for link in links if link.anonymous_id in told}
+        | {r for r in removals if (r.why, r.person_id) not in still}
+    )
+
+
+def pending_removals(conn: Connection, erasure_action: str, vanished_action: str | None) -> list[Removal]:
+    """Profiles Customer.io must still remove: everyone erased it has not been told about, and (unless
+    `vanished_action` is None) vanished people it still holds."""
+    e, v = erasures.c, vanished_people.c
+    erased = conn.execute(select(e.person_id).where(e.customerio_at.is_(None)).order_by(e.person_id)).scalars()
+    removals = [Removal(person_id, erasure_action, ERASURE) for person_id in erased]
+    if vanished_action is not None:
+        held = vanished_people.join(people_ledger, people_ledger.c.person_id == v.person_id)
+        vanished = select(v.person_id).select_from(held).where(v.deleted_at.is_(None)).order_by(v.person_id)
+        removals += [Removal(person_id, vanished_action, VANISHED) for person_id in conn.execute(vanished).scalars()]
+    return removals
+
+
+def record_removals(conn: Connection, removals: Sequence[Removal], now: int) -> None:
+    """Removals Customer.io accepted: the erasure or the vanished person marked done, and (vanished) their ledger
+    entries dropped, since Customer.io no longer holds them."""
+    for removal in removals:
+        if removal.why == ERASURE:
+            done = erasures.c.person_id == removal.person_id
+            conn.execute(update(erasures).where(done).values(customerio_action=removal.action, customerio_at=now))
+        else:
+            done = vanished_people.c.person_id == removal.person_id
+            conn.execute(update(vanished_people).where(done).values(deleted_at=now))
+            for column in (people_ledger.c.person_id, anonymous_ledger.c.person_id):
+                conn.execute(delete(column.table).where(column == removal.person_id))
+    clear_rejections(conn, PERSON, [r.person_id for r in removals if r.why != ERASURE])
 
 
 def delivered_anonymous_ids(conn: Connection, anonymous_ids: Sequence[str]) -> set[str]:

@@ -44,12 +44,16 @@ from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
 from cio_assets.sync import ledger
 from cio_assets.sync.profiles import (
     ANONYMOUS_ID,
+    ERASURE,
+    VANISHED,
     AnonymousLink,
     Merge,
+    Removal,
     anonymous_identify,
     is_profile_key,
     merge_item,
     pending_item,
+    removal_item,
 )
 from cio_assets.sync.stream import Pending, SyncStream, run_sync
 from cio_assets.timestamps import unix, utc_now
@@ -201,6 +205,7 @@ class PeopleStream(SyncStream):
                         self.counts[outcome] += 1
                     yield identify(change)
         yield from self._merges()
+        yield from self._removals()
         yield from self._anonymous_ids()
 
     def _merges(self) -> Iterator[Item]:
@@ -213,6 +218,15 @@ class PeopleStream(SyncStream):
                 yield merge_item(Merge(secondary, primary))
             else:
                 self.pending_merges.append((secondary, primary, primary_known))
+
+    def _removals(self) -> Iterator[Item]:
+        """People an erasure request names, once; vanished people still in Customer.io, under CIO_VANISHED=delete."""
+        with self.state.connect() as conn:
+            vanished = "delete" if self.settings.vanished == "delete" else None
+            removals = ledger.pending_removals(conn, self.settings.erasure, vanished)
+        for removal in removals:
+            self.counts[removal.why] += 1
+            yield removal_item(removal)
 
     def _anonymous_ids(self) -> Iterator[Item]:
         """Anonymous ids not yet told, for people Customer.io knows (in a dry run: everyone, as if identified)."""
@@ -250,6 +264,7 @@ class PeopleStream(SyncStream):
         people = [(item.key, *item.record) for item in delivered if isinstance(item.record, tuple)]
         ledger.record_people(conn, people, now)
         ledger.record_merges(conn, [r for r in records if isinstance(r, Merge)], now)
+        ledger.record_removals(conn, [r for r in records if isinstance(r, Removal)], now)
         links = [(r.anonymous_id, r.person_id) for r in records if isinstance(r, AnonymousLink)]
         ledger.record_anonymous_ids(conn, links, now)
 
@@ -264,6 +279,10 @@ class PeopleStream(SyncStream):
             "people_resubscribed": self.counts[RESUBSCRIBING],
             "people_resubscribe_withheld": self.counts[KEPT_UNSUBSCRIBED],
             "anonymous_ids": self.counts[ANONYMOUS_ID],
+            "erasure_action": self.settings.erasure,
+            "people_erased_in_customerio": self.counts[ERASURE],
+            "vanished_mode": self.settings.vanished,
+            "vanished_deleted_in_customerio": self.counts[VANISHED],
             "merge_mode": self.merge_mode,
             "merges": self.counts["merges"],
             "merges_pending": len(self.pending_merges),

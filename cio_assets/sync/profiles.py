@@ -6,12 +6,17 @@
   secondary. Customer.io ignores a merge whose primary does not exist yet, so it is sent only once the
   survivor's identify has been accepted. A merge cannot be undone: `CIO_MERGE_DUPLICATES=plan` sends
   none and lists them (`customerio_people_pending_merges`).
+- **Erasure.** A person an erasure request names (`cio_erasures`, kept by identity) gets Customer.io's
+  `suppress` (delete and block the identifier: `CIO_ERASURE=suppress`, the default) or `delete`, once.
+- **Vanished people.** A person Customer.io holds who disappeared from the shop's customers without an
+  erasure request is listed (`cio_vanished_people`); with `CIO_VANISHED=delete` they get `delete`, once.
 - **Anonymous ids.** Each anonymous id identity resolved to a person is sent once, as an identify of
   that person carrying `anonymous_id`, in link order, and only for people Customer.io knows: an
   identify carrying nothing else must not create a bare profile.
 
 Each is an item of the people sync with a ledger key of its own (`merge:<secondary>`,
-`anonymous_id:<digest>`): sent once, retried when refused, recorded when accepted.
+`erase:<person>`, `vanished:<person>`, `anonymous_id:<digest>`): sent once, retried when refused, recorded when
+accepted.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from cio_assets.customerio.batching import Item
 ANONYMOUS_ID = "anonymous_id"
 ANONYMOUS_KEY_PREFIX = "anonymous_id:"
 MERGE_KEY_PREFIX = "merge:"
+# Why a profile is removed, as its ledger key's prefix.
+ERASURE, VANISHED = "erase:", "vanished:"
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,13 @@ class AnonymousLink:
 class Merge:
     secondary: str  # the duplicate's person id, deleted by Customer.io
     primary: str  # the survivor's
+
+
+@dataclass(frozen=True)
+class Removal:
+    person_id: str
+    action: str  # suppress or delete
+    why: str  # ERASURE or VANISHED
 
 
 def anonymous_key(anonymous_id: str) -> str:
@@ -72,13 +86,24 @@ def merge_item(merge: Merge) -> Item:
     )
 
 
+def removal_item(removal: Removal) -> Item:
+    return Item(
+        key=removal.why + removal.person_id,
+        record=removal,
+        payload={"type": "person", "identifiers": {"id": removal.person_id}, "action": removal.action},
+    )
+
+
 def is_profile_key(key: str) -> bool:
-    """Whether a ledger key is a merge's or an anonymous id's, not a person's."""
-    return key.startswith((ANONYMOUS_KEY_PREFIX, MERGE_KEY_PREFIX))
+    """Whether a ledger key is a merge's, a removal's or an anonymous id's, not a person's."""
+    return key.startswith((ANONYMOUS_KEY_PREFIX, MERGE_KEY_PREFIX, ERASURE, VANISHED))
 
 
 def pending_item(key: str, payload: dict) -> Item:
-    """An earlier refusal of a merge or an anonymous id, ready to send again."""
+    """An earlier refusal of a merge, a removal or an anonymous id, ready to send again."""
     if key.startswith(MERGE_KEY_PREFIX):
         return Item(key, payload, record=Merge(payload["secondary"]["id"], payload["primary"]["id"]))
+    if key.startswith((ERASURE, VANISHED)):
+        why = ERASURE if key.startswith(ERASURE) else VANISHED
+        return Item(key, payload, record=Removal(payload["identifiers"]["id"], payload["action"], why))
     return Item(key, payload, record=AnonymousLink(payload["attributes"][ANONYMOUS_ID], payload["identifiers"]["id"]))

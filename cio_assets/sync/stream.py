@@ -184,9 +184,11 @@ def delivery_summary(report: DeliveryReport, held: int) -> str:
 
 def _record_refusals(state: StateDatabase, kind: str, refused: list[tuple[Item, str]]) -> None:
     """Refused (or held) items with their reason, one transaction per batch, to be retried next run."""
-    rows = [(item.key, item.payload, int(item.payload["timestamp"]), reason) for item, reason in refused]
+    now = unix(utc_now())
+    # A merge or a suppression carries no timestamp: its as_of is when it was refused.
+    rows = [(item.key, item.payload, int(item.payload.get("timestamp", now)), reason) for item, reason in refused]
     with state.begin() as conn:
-        ledger.record_rejections(conn, kind, rows, unix(utc_now()))
+        ledger.record_rejections(conn, kind, rows, now)
 
 
 def check_ledger(context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO) -> dict[str, object]:

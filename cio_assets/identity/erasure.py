@@ -1,0 +1,163 @@
+"""Erasure: a person an erasure request names leaves every table of the pipeline and Customer.io, for good.
+
+`erasure_requests` (optional in the shop) names people by customer id or e-mail. Identity resolves each
+request to its person: through the identity map, or, for a customer already deleted from the shop, to
+the id the person had (`CIO_CANONICAL_ID`). When a person is first seen erased (`cio_erasures`), their
+rows are purged from the snapshot, the event log and every ledger, in the identity run's transaction;
+from then on the snapshot and the event log leave them out, and the people sync tells Customer.io once
+(`suppress` by default, or `delete`: `CIO_ERASURE`) and never identifies them again.
+
+Identity keeps the identifiers it needs to recognise the person (their rows in the shop are the shop's
+to delete). People who disappear from `customers` without a request are different: Customer.io still
+holds them, so they are listed (`cio_vanished_people`, a WARN check) and, with `CIO_VANISHED=delete`,
+deleted there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+from sqlalchemy import Connection, delete, func, inspect, select
+
+from cio_assets.chunking import chunks
+from cio_assets.identity.normalize import normalize_email
+from cio_assets.identity.resolve import CUSTOMER_ID, EMAIL
+from cio_assets.settings import Settings
+from cio_assets.sources.reads import read_frame
+from cio_assets.sources.tables import erasure_requests
+from cio_assets.state.tables import (
+    anonymous_ledger,
+    attribute_snapshot,
+    delivery_rejections,
+    erasures,
+    event_ledger,
+    event_log,
+    identity_map,
+    merge_ledger,
+    people_ledger,
+    unsubscribed_in_customerio,
+    vanished_people,
+)
+from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_rows
+from cio_assets.timestamps import to_unix_seconds
+
+PERSON = "person"  # delivery_rejections.kind of a person's items (sync/ledger.py)
+
+
+def read_requests(src: Connection, settings: Settings) -> pd.DataFrame:
+    """customer_id, email, requested_at (Unix seconds) of every request; empty when the shop has no such table."""
+    if not inspect(src).has_table(erasure_requests.name, schema=erasure_requests.schema):
+        return pd.DataFrame(columns=["customer_id", "email", "requested_at"])
+    frame = read_frame(src, select(erasure_requests))
+    frame["requested_at"] = to_unix_seconds(frame["requested_at"], settings.zone_of(erasure_requests.name))
+    return frame
+
+
+def erased_people(requests: pd.DataFrame, dst: Connection, canonical_id: str) -> dict[str, int]:
+    """person_id -> the earliest request naming them. A request names a person through the identity map; a
+    customer or e-mail the map no longer holds names the id that person had under the canonical id policy."""
+    named: list[tuple[str, str, int]] = []  # (identifier type, identifier, requested_at)
+    columns = (requests["customer_id"], requests["email"], requests["requested_at"])
+    for customer_id, raw_email, at in zip(*columns, strict=True):
+        when = int(at) if pd.notna(at) else 0
+        if pd.notna(customer_id):
+            named.append((CUSTOMER_ID, str(int(customer_id)), when))
+        email = normalize_email(raw_email).value if isinstance(raw_email, str) else None
+        if email:
+            named.append((EMAIL, email, when))
+    found: dict[str, int] = {}
+    for kind in (CUSTOMER_ID, EMAIL):
+        mapped = _people(dst, kind, sorted({identifier for k, identifier, _ in named if k == kind}))
+        for _, identifier, when in (entry for entry in named if entry[0] == kind):
+            person = mapped.get(identifier) or (identifier if canonical_id == kind else None)
+            if person is not None:
+                found[person] = min(when, found.get(person, when))
+    return found
+
+
+def _people(dst: Connection, kind: str, identifiers: list[str]) -> dict[str, str]:
+    m = identity_map.c
+    found: dict[str, str] = {}
+    for chunk in chunks(identifiers, KEYS_PER_STATEMENT):
+        statement = select(m.identifier, m.person_id).where(m.identifier_type == kind, m.identifier.in_(chunk))
+        found.update(dict(dst.execute(statement).all()))
+    return found
+
+
+def record_erasures(dst: Connection, erased: dict[str, int], now: int) -> list[str]:
+    """Record the people newly erased and purge them from the pipeline's tables; returns who was new."""
+    known = erased_set(dst, list(erased))
+    new = sorted(set(erased) - known)
+    insert_rows(dst, erasures, ("person_id", "requested_at", "purged_at"), [(p, erased[p], now) for p in new])
+    purge(dst, new)
+    return new
+
+
+def purge(dst: Connection, people: list[str]) -> None:
+    """Every row of the pipeline's own tables about these people (the event ledger through their events)."""
+    for chunk in chunks(people, KEYS_PER_STATEMENT):
+        events = select(event_log.c.event_id).where(event_log.c.person_id.in_(chunk))
+        event_ids = list(dst.execute(events).scalars())
+        for ids in chunks(event_ids, KEYS_PER_STATEMENT):
+            dst.execute(delete(event_ledger).where(event_ledger.c.event_id.in_(ids)))
+        for column in (
+            attribute_snapshot.c.person_id,
+            event_log.c.person_id,
+            people_ledger.c.person_id,
+            anonymous_ledger.c.person_id,
+            unsubscribed_in_customerio.c.person_id,
+            vanished_people.c.person_id,
+            merge_ledger.c.primary,
+            merge_ledger.c.secondary,
+        ):
+            dst.execute(delete(column.table).where(column.in_(chunk)))
+        rejected = delivery_rejections.c
+        dst.execute(delete(delivery_rejections).where(rejected.kind == PERSON, rejected.item_key.in_(chunk)))
+
+
+def erased_set(conn: Connection, person_ids: Iterable[str] | None = None) -> set[str]:
+    """Those of these people (None: everyone) an erasure request named."""
+    column = erasures.c.person_id
+    if person_ids is None:
+        return set(conn.execute(select(column)).scalars())
+    found: set[str] = set()
+    for chunk in chunks(list(person_ids), KEYS_PER_STATEMENT):
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return found
+
+
+def refresh_vanished(dst: Connection, now: int) -> int:
+    """Record people Customer.io holds (the people ledger) whom no identifier resolves to any more, neither erased
+    nor merged away; forget those who came back. Returns how many are listed."""
+    gone = (
+        select(people_ledger.c.person_id)
+        .outerjoin(identity_map, identity_map.c.person_id == people_ledger.c.person_id)
+        .where(identity_map.c.person_id.is_(None))
+    )
+    now_gone = set(dst.execute(gone).scalars()) - erased_set(dst)
+    listed = set(dst.execute(select(vanished_people.c.person_id)).scalars())
+    for chunk in chunks(sorted(listed - now_gone), KEYS_PER_STATEMENT):
+        dst.execute(delete(vanished_people).where(vanished_people.c.person_id.in_(chunk)))
+    insert_rows(dst, vanished_people, ("person_id", "seen_at"), [(p, now) for p in sorted(now_gone - listed)])
+    return len(now_gone)
+
+
+def apply_erasures(src: Connection, dst: Connection, settings: Settings, customers_deleted: bool, now: int) -> dict:
+    """The identity run's part: record and purge newly erased people; list vanished ones when customers were deleted
+    (or everyone was resolved again). Returns the run's figures."""
+    new = record_erasures(dst, erased_people(read_requests(src, settings), dst, settings.canonical_id), now)
+    if customers_deleted:
+        refresh_vanished(dst, now)
+    return {"run_people_erased": len(new), **erasure_counts(dst)}
+
+
+def erasure_counts(dst: Connection) -> dict[str, int]:
+    e = erasures.c
+    return {
+        "people_erased": int(dst.execute(select(func.count()).select_from(erasures)).scalar_one()),
+        "erasures_awaiting_customerio": int(
+            dst.execute(select(func.count()).select_from(erasures).where(e.customerio_at.is_(None))).scalar_one()
+        ),
+        "vanished_people": int(dst.execute(select(func.count()).select_from(vanished_people)).scalar_one()),
+    }
