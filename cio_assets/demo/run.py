@@ -243,6 +243,13 @@ def delivery_report(metadata: dict[str, dict[str, object]]) -> str:
             f"{people['people_unsubscribed']} people (an e-mail opt-out), false for {people['people_resubscribed']}, "
             f"{people['people_resubscribe_withheld']} kept unsubscribed despite a new opt-in"
         )
+    if "people_erased_in_customerio" in people:  # erasure, merges and anonymous ids (sync/profiles.py)
+        lines.append(
+            f"  profiles: {people['people_erased_in_customerio']} erased ({people['erasure_action']}, "
+            f"CIO_ERASURE), {people['vanished_deleted_in_customerio']} vanished deleted (CIO_VANISHED="
+            f"{people['vanished_mode']}), {people['merges']} merges ({people['merges_pending']} pending, "
+            f"CIO_MERGE_DUPLICATES={people['merge_mode']}), {people['anonymous_ids']} anonymous ids joined"
+        )
     events = metadata.get("customerio_events", {})
     if "event_names" in events:  # CIO_EVENT_FAMILIES and CIO_EVENT_NAMES, as the run applied them
         names = events["event_names"]

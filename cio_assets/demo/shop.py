@@ -44,10 +44,12 @@ import sqlalchemy
 from sqlalchemy import Table
 
 from cio_assets.sources.tables import (
+    OPTIONAL_TABLES,
     SOURCE_TABLES,
     cart_items,
     carts,
     customers,
+    erasure_requests,
     identity_links,
     order_items,
     orders,
@@ -58,6 +60,8 @@ from cio_assets.sources.tables import (
 
 Row = dict[str, object]
 Chunk = dict[Table, list[Row]]
+# Every table the sample shop fills: the reference tables, and the optional erasure requests.
+SHOP_TABLES = (*SOURCE_TABLES, *OPTIONAL_TABLES)
 T = TypeVar("T")
 
 
@@ -449,8 +453,8 @@ class _Rows:
     """The rows of one chunk, and the primary key sequences every chunk continues."""
 
     def __init__(self) -> None:
-        self.by_table: dict[Table, list[Row]] = {table: [] for table in SOURCE_TABLES}
-        self._next_id: dict[Table, int] = {table: 1 for table in SOURCE_TABLES}
+        self.by_table: dict[Table, list[Row]] = {table: [] for table in SHOP_TABLES}
+        self._next_id: dict[Table, int] = {table: 1 for table in SHOP_TABLES}
 
     def next_id(self, table: Table) -> int:
         """The id the next row added to `table` will take (callers add that row before asking again)."""
@@ -464,7 +468,7 @@ class _Rows:
 
     def take(self) -> Chunk:
         """Hand over the rows gathered so far and start an empty chunk (the id sequences carry on)."""
-        chunk, self.by_table = self.by_table, {table: [] for table in SOURCE_TABLES}
+        chunk, self.by_table = self.by_table, {table: [] for table in SHOP_TABLES}
         return chunk
 
     def customer(
@@ -653,6 +657,8 @@ def _cast_customers(rows: _Rows, window: _Window) -> None:
         (17, "jack.taylor@example.com", "07400 123456", "Jack", "Taylor", "GB", at(0.07)),
         (18, "zoe.nguyen@example.com", "(512) 555-0147", OVERLONG_FIRST_NAME, "Nguyen", "US", at(0.09)),
     )
+    # Jack asked to be forgotten: he is suppressed in Customer.io and never sent (identity/erasure.py).
+    rows.add(erasure_requests, {"customer_id": 17, "email": None, "requested_at": at(0.90)})
     # Jane edited her profile in the window; the 2099 customer's row was last touched at a real time.
     edited = {3: at(0.50), 4: at(0.30)}
     for customer_id, email, phone, first, last, country, created_at in cast:
@@ -1155,7 +1161,7 @@ def _insert(engine: sqlalchemy.Engine, chunk: Chunk) -> dict[str, int]:
     counts = {table.name: len(rows) for table, rows in chunk.items()}
     # One transaction per chunk: a chunk's rows only refer to each other, so each commit is consistent.
     with engine.begin() as conn:
-        for table in SOURCE_TABLES:  # parents before children, for the foreign keys
+        for table in SHOP_TABLES:  # parents before children, for the foreign keys
             if chunk[table]:
                 conn.execute(table.insert(), chunk[table])
     for rows in chunk.values():
@@ -1165,7 +1171,7 @@ def _insert(engine: sqlalchemy.Engine, chunk: Chunk) -> dict[str, int]:
 
 def _insert_all(engine: sqlalchemy.Engine, chunks: Iterator[Chunk]) -> dict[str, int]:
     """Insert every chunk as it is generated; returns the rows inserted per table name."""
-    counts = {table.name: 0 for table in SOURCE_TABLES}
+    counts = {table.name: 0 for table in SHOP_TABLES}
     for chunk in chunks:
         for table, count in _insert(engine, chunk).items():
             counts[table] += count
