@@ -3,6 +3,7 @@ pipeline's tables and ledgers, and never sent again. People who vanish from the 
 and deleted in Customer.io only under CIO_VANISHED=delete."""
 
 import dagster as dg
+import orjson
 import pytest
 from sqlalchemy import text
 
@@ -10,6 +11,7 @@ from cio_assets.checks.profiles import VANISHED_CHECK, customerio_people_vanishe
 from cio_assets.settings import Settings
 from cio_assets.state import tables as state_tables
 from cio_assets_tests.conftest import SYNC
+from cio_assets_tests.fake_customerio import validate_batch_body
 
 OCTOBER = ("2026-10-01", "2026-10-03")
 WITH_CHECK = [*SYNC, customerio_people_vanished]
@@ -69,6 +71,7 @@ def test_an_erased_person_leaves_customerio_and_every_table_for_good(shop, pipel
     assert [i for i in customerio.fake.batch_items()[sent:] if i.get("identifiers") == {"id": "2"}] == []
     assert _rows_about(pipeline, "2") == {"snapshot": 0, "event_log": 0, "people_ledger": 0, "anonymous_ledger": 0}
     assert customerio.fake.people["1"]["total_orders"] == 1  # everyone else still syncs
+    assert all(validate_batch_body(orjson.loads(r.body)) == [] for r in customerio.fake.requests)
 
 
 def _vanished_check(result) -> dg.AssetCheckEvaluation:

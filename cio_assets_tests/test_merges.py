@@ -5,6 +5,7 @@ shared phone. CIO_MERGE_DUPLICATES=plan sends no merge and lists them in a WARN 
 from datetime import datetime
 
 import dagster as dg
+import orjson
 from sqlalchemy import update
 
 from cio_assets.checks.profiles import CHECK, customerio_people_pending_merges
@@ -12,6 +13,7 @@ from cio_assets.settings import Settings
 from cio_assets.sources.tables import customers
 from cio_assets.state import tables as state_tables
 from cio_assets_tests.conftest import SYNC
+from cio_assets_tests.fake_customerio import validate_batch_body
 
 OCTOBER = ("2026-10-01", "2026-10-03")
 WITH_CHECK = [*SYNC, customerio_people_pending_merges]
@@ -53,6 +55,7 @@ def test_a_duplicate_found_later_is_merged_into_its_survivor_once(shop, pipeline
     metadata = result.asset_materializations_for_node("customerio_people")[0].metadata
     assert (metadata["merges"].value, metadata["merge_mode"].value) == (1, "apply")
     assert _check(result).passed
+    assert all(validate_batch_body(orjson.loads(r.body)) == [] for r in customerio.fake.requests)
 
 
 def test_a_merge_waits_until_customerio_holds_the_survivor(shop, pipeline, customerio, source_engine):
