@@ -20,7 +20,8 @@ never re-subscribes anyone on its own:
 - `off` never sends it. SMS has no global flag in Customer.io: `sms_eligible` stays an attribute,
   false unless the person opted in.
 
-After the people's identifies come merges of duplicates and anonymous ids (`profiles.py`).
+After the people's identifies come merges of duplicates, erasures (and vanished people) and anonymous ids
+(`profiles.py`).
 """
 
 import math
@@ -179,7 +180,7 @@ class PeopleStream(SyncStream):
 
     def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
         super().__init__(state, prange, settings, dry_run)
-        self.mode = settings.unsubscribe
+        self.unsubscribe_mode = settings.unsubscribe
         self.merge_mode = settings.merge_duplicates
         self.pending_merges: list[tuple[str, str, bool]] = []  # (secondary, primary, primary known): not sent
 
@@ -196,7 +197,7 @@ class PeopleStream(SyncStream):
                 delivered = held.get(row.person_id)
                 before = delivered[0].get(UNSUBSCRIBED) if delivered else None
                 opted_in = bool(attributes["email_opt_in"])
-                attributes[UNSUBSCRIBED] = consent(self.mode, opted_in, before, row.person_id in themselves)
+                attributes[UNSUBSCRIBED] = consent(self.unsubscribe_mode, opted_in, before, row.person_id in themselves)
                 change = plan_change(row.person_id, int(row.as_of), attributes, delivered)
                 self.count(change.kind, row.day)
                 if change.kind in (CREATED, UPDATED):
@@ -274,7 +275,7 @@ class PeopleStream(SyncStream):
             "people_updated": self.counts[UPDATED],
             "people_unchanged": self.counts[UNCHANGED],
             "people_skipped_older": self.counts[OLDER],
-            "unsubscribe_mode": self.mode,
+            "unsubscribe_mode": self.unsubscribe_mode,
             "people_unsubscribed": self.counts[UNSUBSCRIBING],
             "people_resubscribed": self.counts[RESUBSCRIBING],
             "people_resubscribe_withheld": self.counts[KEPT_UNSUBSCRIBED],
@@ -301,7 +302,12 @@ class PeopleStream(SyncStream):
     description=__doc__,
     tags=pii_tags(state_tables.people_ledger),
     metadata=listing_schemas(
-        state_tables.people_ledger, state_tables.delivery_rejections, state_tables.ledger_identity
+        state_tables.people_ledger,
+        state_tables.delivery_rejections,
+        state_tables.ledger_identity,
+        state_tables.anonymous_ledger,
+        state_tables.merge_ledger,
+        state_tables.unsubscribed_in_customerio,
     ),
 )
 def customerio_people(
