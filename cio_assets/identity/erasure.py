@@ -39,7 +39,7 @@ from cio_assets.state.tables import (
     unsubscribed_in_customerio,
     vanished_people,
 )
-from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_rows
+from cio_assets.state.writes import KEYS_PER_STATEMENT, delete_keys, insert_rows, keys_present
 from cio_assets.timestamps import to_unix_seconds
 
 PERSON = "person"  # delivery_rejections.kind of a person's items (sync/ledger.py)
@@ -97,34 +97,29 @@ def record_erasures(dst: Connection, erased: dict[str, int], now: int) -> list[s
 def purge(dst: Connection, people: list[str]) -> None:
     """Every row of the pipeline's own tables about these people (the event ledger through their events)."""
     for chunk in chunks(people, KEYS_PER_STATEMENT):
-        events = select(event_log.c.event_id).where(event_log.c.person_id.in_(chunk))
-        event_ids = list(dst.execute(events).scalars())
-        for ids in chunks(event_ids, KEYS_PER_STATEMENT):
-            dst.execute(delete(event_ledger).where(event_ledger.c.event_id.in_(ids)))
-        for column in (
-            attribute_snapshot.c.person_id,
-            event_log.c.person_id,
-            people_ledger.c.person_id,
-            anonymous_ledger.c.person_id,
-            unsubscribed_in_customerio.c.person_id,
-            vanished_people.c.person_id,
-            merge_ledger.c.primary,
-            merge_ledger.c.secondary,
-        ):
-            dst.execute(delete(column.table).where(column.in_(chunk)))
-        rejected = delivery_rejections.c
+        events = dst.execute(select(event_log.c.event_id).where(event_log.c.person_id.in_(chunk))).scalars()
+        delete_keys(dst, event_ledger.c.event_id, list(events))
+    for column in (
+        attribute_snapshot.c.person_id,
+        event_log.c.person_id,
+        people_ledger.c.person_id,
+        anonymous_ledger.c.person_id,
+        unsubscribed_in_customerio.c.person_id,
+        vanished_people.c.person_id,
+        merge_ledger.c.primary,
+        merge_ledger.c.secondary,
+    ):
+        delete_keys(dst, column, people)
+    rejected = delivery_rejections.c
+    for chunk in chunks(people, KEYS_PER_STATEMENT):
         dst.execute(delete(delivery_rejections).where(rejected.kind == PERSON, rejected.item_key.in_(chunk)))
 
 
 def erased_set(conn: Connection, person_ids: Iterable[str] | None = None) -> set[str]:
     """Those of these people (None: everyone) an erasure request named."""
-    column = erasures.c.person_id
     if person_ids is None:
-        return set(conn.execute(select(column)).scalars())
-    found: set[str] = set()
-    for chunk in chunks(list(person_ids), KEYS_PER_STATEMENT):
-        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
-    return found
+        return set(conn.execute(select(erasures.c.person_id)).scalars())
+    return keys_present(conn, erasures.c.person_id, person_ids)
 
 
 def refresh_vanished(dst: Connection, now: int) -> int:
@@ -137,8 +132,7 @@ def refresh_vanished(dst: Connection, now: int) -> int:
     )
     now_gone = set(dst.execute(gone).scalars()) - erased_set(dst)
     listed = set(dst.execute(select(vanished_people.c.person_id)).scalars())
-    for chunk in chunks(sorted(listed - now_gone), KEYS_PER_STATEMENT):
-        dst.execute(delete(vanished_people).where(vanished_people.c.person_id.in_(chunk)))
+    delete_keys(dst, vanished_people.c.person_id, sorted(listed - now_gone))
     insert_rows(dst, vanished_people, ("person_id", "seen_at"), [(p, now) for p in sorted(now_gone - listed)])
     return len(now_gone)
 

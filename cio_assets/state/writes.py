@@ -7,10 +7,10 @@ left as it was: a re-run or a crash never leaves half a day behind. Text in colu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, String, Table, delete
+from sqlalchemy import ColumnElement, Connection, String, Table, delete, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from cio_assets.chunking import chunks
@@ -141,6 +141,14 @@ def _clipped(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     return frame.assign(
         **{name: frame[name].astype(object).map(lambda v, w=width: clip(v, w)) for name, width in widths.items()}
     )
+
+
+def keys_present(conn: Connection, column: ColumnElement, keys: Iterable[object]) -> set:
+    """Those of `keys` that `column` holds, looked up KEYS_PER_STATEMENT at a time."""
+    found: set = set()
+    for chunk in chunks(list(keys), KEYS_PER_STATEMENT):
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return found
 
 
 def delete_keys(conn: Connection, column: ColumnElement, keys: Sequence[object]) -> int:

@@ -30,7 +30,7 @@ from cio_assets.state.tables import (
     unsubscribed_in_customerio,
     vanished_people,
 )
-from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_rows, upsert
+from cio_assets.state.writes import KEYS_PER_STATEMENT, delete_keys, insert_rows, keys_present, upsert
 from cio_assets.sync.profiles import ERASURE, VANISHED, AnonymousLink, Merge, Removal
 from cio_assets.text import clip
 
@@ -67,21 +67,12 @@ def delivered_people(conn: Connection, person_ids: Sequence[str]) -> dict[str, t
 
 def identified_people(conn: Connection, person_ids: Sequence[str]) -> set[str]:
     """The people whose identify Customer.io has accepted."""
-    found: set[str] = set()
-    for chunk in chunks(list(person_ids), KEYS_PER_STATEMENT):
-        found.update(
-            conn.execute(select(people_ledger.c.person_id).where(people_ledger.c.person_id.in_(chunk))).scalars()
-        )
-    return found
+    return keys_present(conn, people_ledger.c.person_id, person_ids)
 
 
 def unsubscribed_themselves(conn: Connection, person_ids: Sequence[str]) -> set[str]:
     """Those of these people the read-back found unsubscribed in Customer.io without the pipeline having sent it."""
-    found: set[str] = set()
-    column = unsubscribed_in_customerio.c.person_id
-    for chunk in chunks(list(person_ids), KEYS_PER_STATEMENT):
-        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
-    return found
+    return keys_present(conn, unsubscribed_in_customerio.c.person_id, person_ids)
 
 
 def record_unsubscribed_themselves(conn: Connection, person_ids: Sequence[str], now: int) -> None:
@@ -165,9 +156,8 @@ def record_merges(conn: Connection, merges: Sequence[Merge], now: int) -> None:
         conn.execute(
             update(anonymous_ledger).where(anonymous_ledger.c.person_id == m.secondary).values(person_id=m.primary)
         )
-    for chunk in chunks(secondaries, KEYS_PER_STATEMENT):
-        conn.execute(delete(people_ledger).where(people_ledger.c.person_id.in_(chunk)))
-        conn.execute(delete(unsubscribed_in_customerio).where(unsubscribed_in_customerio.c.person_id.in_(chunk)))
+    delete_keys(conn, people_ledger.c.person_id, secondaries)
+    delete_keys(conn, unsubscribed_in_customerio.c.person_id, secondaries)
     clear_rejections(conn, PERSON, secondaries)
 
 
@@ -224,11 +214,7 @@ def record_removals(conn: Connection, removals: Sequence[Removal], now: int) -> 
 
 
 def delivered_anonymous_ids(conn: Connection, anonymous_ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    column = anonymous_ledger.c.anonymous_id
-    for chunk in chunks(list(anonymous_ids), KEYS_PER_STATEMENT):
-        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
-    return found
+    return keys_present(conn, anonymous_ledger.c.anonymous_id, anonymous_ids)
 
 
 def record_anonymous_ids(conn: Connection, rows: Sequence[tuple[str, str]], now: int) -> None:
@@ -237,10 +223,7 @@ def record_anonymous_ids(conn: Connection, rows: Sequence[tuple[str, str]], now:
 
 
 def delivered_event_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in chunks(list(event_ids), KEYS_PER_STATEMENT):
-        found.update(conn.execute(select(event_ledger.c.event_id).where(event_ledger.c.event_id.in_(chunk))).scalars())
-    return found
+    return keys_present(conn, event_ledger.c.event_id, event_ids)
 
 
 def delivered_events_per_day(conn: Connection, days: Sequence[str]) -> dict[str, int]:
