@@ -7,14 +7,14 @@ import orjson
 import pytest
 from sqlalchemy import text
 
-from cio_assets.checks.profiles import VANISHED_CHECK, customerio_people_vanished
+from cio_assets.checks.profiles import VANISHED_CHECK, customerio_people_profile_checks
 from cio_assets.settings import Settings
 from cio_assets.state import tables as state_tables
 from cio_assets_tests.conftest import SYNC
 from cio_assets_tests.fake_customerio import validate_batch_body
 
 OCTOBER = ("2026-10-01", "2026-10-03")
-WITH_CHECK = [*SYNC, customerio_people_vanished]
+WITH_CHECK = [*SYNC, customerio_people_profile_checks]
 
 
 def _ada_and_bob(shop) -> None:

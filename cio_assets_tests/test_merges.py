@@ -8,7 +8,7 @@ import dagster as dg
 import orjson
 from sqlalchemy import update
 
-from cio_assets.checks.profiles import CHECK, customerio_people_pending_merges
+from cio_assets.checks.profiles import CHECK, customerio_people_profile_checks
 from cio_assets.settings import Settings
 from cio_assets.sources.tables import customers
 from cio_assets.state import tables as state_tables
@@ -16,7 +16,7 @@ from cio_assets_tests.conftest import SYNC
 from cio_assets_tests.fake_customerio import validate_batch_body
 
 OCTOBER = ("2026-10-01", "2026-10-03")
-WITH_CHECK = [*SYNC, customerio_people_pending_merges]
+WITH_CHECK = [*SYNC, customerio_people_profile_checks]
 
 
 def _two_customers_synced_apart(shop, pipeline, resource, settings=None) -> None:

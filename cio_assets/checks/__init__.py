@@ -14,7 +14,7 @@ from cio_assets.checks.delivery import customerio_events_checks, customerio_peop
 from cio_assets.checks.event_log import event_log_checks
 from cio_assets.checks.hygiene import rejected_rows_share
 from cio_assets.checks.identity import identity_map_health
-from cio_assets.checks.profiles import customerio_people_pending_merges, customerio_people_vanished
+from cio_assets.checks.profiles import customerio_people_profile_checks
 
 CHECKS = [
     rejected_rows_share,
@@ -23,6 +23,5 @@ CHECKS = [
     event_log_checks,
     customerio_people_checks,
     customerio_events_checks,
-    customerio_people_pending_merges,
-    customerio_people_vanished,
+    customerio_people_profile_checks,
 ]

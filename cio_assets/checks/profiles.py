@@ -53,20 +53,6 @@ def pending_merges_result(pending: list[tuple[str, str, bool]], mode: str) -> dg
     )
 
 
-@dg.asset_check(
-    asset=ASSET,
-    name=CHECK,
-    description=(
-        "Warns while duplicates (a shared e-mail) hold Customer.io profiles of their own: the merges "
-        "CIO_MERGE_DUPLICATES=plan holds back, or those waiting for their survivor under apply."
-    ),
-)
-def customerio_people_pending_merges(state: StateDatabase, settings: Settings) -> dg.AssetCheckResult:
-    with state.connect() as conn:
-        pending = ledger.pending_merges(conn)
-    return pending_merges_result(pending, settings.merge_duplicates)
-
-
 def still_held_vanished(conn: Connection) -> pd.DataFrame:
     """person_id, seen_at of vanished people Customer.io still holds (their profile was never deleted)."""
     v = vanished_people.c
@@ -102,15 +88,31 @@ def vanished_result(vanished: pd.DataFrame, mode: str) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(
-    asset=ASSET,
-    name=VANISHED_CHECK,
-    description=(
-        "Warns while Customer.io holds people who disappeared from the shop's customers without an erasure request "
-        "(CIO_VANISHED=keep lists them; delete removes them in Customer.io)."
-    ),
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(
+            CHECK,
+            asset=ASSET,
+            description=(
+                "Warns while duplicates (a shared e-mail) hold Customer.io profiles of their own: the merges "
+                "CIO_MERGE_DUPLICATES=plan holds back, or those waiting for their survivor under apply."
+            ),
+        ),
+        dg.AssetCheckSpec(
+            VANISHED_CHECK,
+            asset=ASSET,
+            description=(
+                "Warns while Customer.io holds people who disappeared from the shop's customers without an erasure "
+                "request (CIO_VANISHED=keep lists them; delete removes them in Customer.io)."
+            ),
+        ),
+    ],
+    # One step for both: every run that syncs people runs them, and a step costs more than the two queries.
+    name="customerio_people_profile_checks",
 )
-def customerio_people_vanished(state: StateDatabase, settings: Settings) -> dg.AssetCheckResult:
+def customerio_people_profile_checks(state: StateDatabase, settings: Settings):
     with state.connect() as conn:
+        pending = ledger.pending_merges(conn)
         vanished = still_held_vanished(conn)
-    return vanished_result(vanished, settings.vanished)
+    yield pending_merges_result(pending, settings.merge_duplicates)
+    yield vanished_result(vanished, settings.vanished)
