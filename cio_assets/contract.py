@@ -21,6 +21,7 @@ from pandera.errors import SchemaErrors
 from sqlalchemy import Connection, select
 
 from cio_assets.metadata import counts_by, json_counts, markdown_table, reason_code
+from cio_assets.partitions import on_days
 from cio_assets.settings import Settings
 from cio_assets.sources.reads import read_frame
 from cio_assets.state.tables import quarantine
@@ -39,7 +40,7 @@ def quarantine_rows(rows: pd.DataFrame | list[dict] | None = None) -> pd.DataFra
 def stored_quarantine(conn: Connection, asset: str, days: list[str]) -> pd.DataFrame:
     """The listing `cio_quarantine` holds for one asset's days (what the runs that computed them listed)."""
     q = quarantine.c
-    statement = select(*(q[c] for c in QUARANTINE_COLUMNS)).where(q.asset == asset, q.day.between(min(days), max(days)))
+    statement = select(*(q[c] for c in QUARANTINE_COLUMNS)).where(q.asset == asset, on_days(q.day, days))
     return quarantine_rows(read_frame(conn, statement))
 
 

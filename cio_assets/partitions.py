@@ -31,6 +31,14 @@ daily_partitions = dg.DailyPartitionsDefinition(
 )
 
 
+def on_days(day_column: ColumnElement, days: Sequence[str]) -> ColumnElement[bool]:
+    """SQL: a `day` column holds one of these contiguous days. One day is an equality: MariaDB sorts a one-day
+    BETWEEN before a per-day COUNT(DISTINCT) (0.5 s for a day of the event log at 100,000 customers, against
+    4 ms); a range is a BETWEEN, which reads the index in order."""
+    first, last = min(days), max(days)
+    return day_column == first if first == last else day_column.between(first, last)
+
+
 @dataclass(frozen=True)
 class Day:
     key: str

@@ -26,7 +26,7 @@ from cio_assets.identity.lookup import load_resolver, require_identity
 from cio_assets.identity.membership import chunk_people, guest_spellings
 from cio_assets.identity.resolve import EMAIL
 from cio_assets.metadata import DayFigures, add_partition_metadata, listing_per_day, markdown_table, merge_days
-from cio_assets.partitions import PartitionRange, daily_partitions
+from cio_assets.partitions import PartitionRange, daily_partitions, on_days
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
@@ -238,4 +238,4 @@ def run_figures(rows: pd.DataFrame) -> Counter[str]:
 
 def _in_range(days: list[str]):
     """SQL: the row's day is one of the run's (contiguous) days."""
-    return SNAPSHOT.c.day.between(min(days), max(days))
+    return on_days(SNAPSHOT.c.day, days)

@@ -41,7 +41,7 @@ from cio_assets.metadata import (
     merge_days,
     named,
 )
-from cio_assets.partitions import PartitionRange, daily_partitions
+from cio_assets.partitions import PartitionRange, daily_partitions, on_days
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
@@ -289,7 +289,7 @@ def event_log(**deps):
 def logged_per_day(conn: Connection, days: list[str]) -> DayFigures:
     """Each day's events as the log holds them: rows, people with an event, and events per name (every
     name, zeros included)."""
-    in_range = LOG.c.day.between(min(days), max(days))
+    in_range = on_days(LOG.c.day, days)
     per_name = pd.DataFrame(
         conn.execute(
             select(LOG.c.day, LOG.c.name, func.count().label("n")).where(in_range).group_by(LOG.c.day, LOG.c.name)
