@@ -164,6 +164,9 @@ def _no_inputs() -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------------
 
 
+INPUT_ROWS = "input_rows"  # the cursor's count of kept input rows
+
+
 @dataclass
 class RefreshSummary:
     """What one run did, for the log and the run's metadata."""
@@ -222,9 +225,13 @@ def refresh_identity(
     changed_at = (
         now if summary.mode == "full" or summary.component_rows or cursor is None else cursor.details["changed_at"]
     )
-    details = {"policy": settings.canonical_id, "changed_at": changed_at}
+    # A run that changed no input keeps the count the cursor carries (counting them is a scan of the inputs).
+    counted = cursor.details.get(INPUT_ROWS) if cursor is not None and summary.changed_nothing else None
+    summary.kept_rows = (
+        counted if counted is not None else dst.execute(select(func.count()).select_from(INPUTS)).scalar_one()
+    )
+    details = {"policy": settings.canonical_id, "changed_at": changed_at, INPUT_ROWS: int(summary.kept_rows)}
     Cursor(CURSOR, marks, now, unix(bounds.floor), details).save(dst)
-    summary.kept_rows = dst.execute(select(func.count()).select_from(INPUTS)).scalar_one()
     summary.changed_at = int(changed_at)  # type: ignore[call-overload]
     return summary
 
