@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from cio_assets.checks.identity import HEALTH, IdentityCounts, health_result, identity_map_health
+from cio_assets.checks.identity import HEALTH, IdentityCounts, _still_counts, health_result, identity_map_health
 from cio_assets.settings import Settings
 from cio_assets_tests.checks_runner import evaluations, value
 from cio_assets_tests.conftest import PIPELINE
@@ -100,3 +100,20 @@ def test_the_check_on_the_identity_the_pipeline_wrote(shop, pipeline, guest_emai
     assert health.passed is passed
     assert value(health, "unresolved_guest_orders") == (0 if passed else 1)
     assert value(health, "paid_orders") == 2
+
+
+@pytest.mark.parametrize(
+    ("previous", "marks", "now", "reused"),
+    [
+        # the first evaluation counts
+        (None, "m1", 10_000, False),
+        # orders moved (a new order, a deletion, a change time): count again
+        ({"orders_marks": "m0", "paid_orders": 5, "paid_orders_counted_at": 9_000}, "m1", 10_000, False),
+        # nothing moved, counted minutes ago: the count still holds
+        ({"orders_marks": "m1", "paid_orders": 5, "paid_orders_counted_at": 9_000}, "m1", 10_000, True),
+        # nothing moved, but counted over an hour ago: an edit that kept its change time is caught
+        ({"orders_marks": "m1", "paid_orders": 5, "paid_orders_counted_at": 5_000}, "m1", 10_000, False),
+    ],
+)
+def test_the_paid_orders_count_is_reused_only_while_orders_stand_still(previous, marks, now, reused):
+    assert _still_counts(previous, marks, now) is reused

@@ -8,9 +8,12 @@ anonymous carts never meet a customer, so that share is naturally high). identit
 partitioned: the check judges the whole listing the last run wrote.
 """
 
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dagster as dg
+import orjson
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
@@ -25,6 +28,8 @@ from cio_assets.state import tables as state_tables
 ASSET = "identity_map"
 HEALTH = "identity_map_health"
 SAMPLE_ROWS = 20  # unresolved rows shown in the metadata
+PAID, ORDERS_MARKS, COUNTED_AT = "paid_orders", "orders_marks", "paid_orders_counted_at"
+PAID_COUNT_MAX_AGE = 3600  # seconds a paid-orders count is reused while orders does not move
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,17 @@ class IdentityCounts:
     unresolved_guests: int  # paid orders in cio_unresolved_identifiers
     unresolved_carts: int  # carts in cio_unresolved_identifiers
     unresolved_sample: pd.DataFrame  # some of those rows, for the metadata
+    orders_marks: str = ""  # the shop's orders as observed when paid_orders was counted
+    paid_counted_at: int = 0  # Unix seconds: when paid_orders was counted
 
 
-def read_identity_counts(state: Connection, source: Connection, run_id: str | None = None) -> IdentityCounts:
+def read_identity_counts(
+    state: Connection, source: Connection, run_id: str | None = None, previous: Mapping[str, object] | None = None
+) -> IdentityCounts:
     """What the check judges. The listing of unresolved identifiers is counted in the database and only a sample
-    of it is read; the carts are counted as the run observed them (`observe_tables`)."""
+    of it is read; the carts are counted as the run observed them (`observe_tables`). Paid orders are counted
+    again only when `orders` moved since the `previous` evaluation (its metadata): counting them reads the whole
+    table (no index on status), which was most of a no-change run's check."""
     people = state.execute(select(func.count(func.distinct(state_tables.identity_map.c.person_id)))).scalar_one()
     c = state_tables.identity_conflicts.c
     conflicts = read_frame(state, select(state_tables.identity_conflicts).order_by(c.kind, c.identifier, c.member))
@@ -54,8 +65,15 @@ def read_identity_counts(state: Connection, source: Connection, run_id: str | No
         .order_by(u.source_table, u.source_key)
         .limit(SAMPLE_ROWS),
     )
-    paid = source.execute(select(func.count()).select_from(orders).where(orders.c.status == "paid")).scalar_one()
-    cart_rows = observe_tables(source, [carts], run_id)[carts.name]["row_count"]
+    observed = observe_tables(source, [carts, orders], run_id)
+    marks = orjson.dumps(observed[orders.name], option=orjson.OPT_SORT_KEYS).decode()
+    now = int(time.time())
+    if _still_counts(previous, marks, now):
+        paid, counted_at = previous[PAID], previous[COUNTED_AT]  # type: ignore[index]
+    else:
+        paid = source.execute(select(func.count()).select_from(orders).where(orders.c.status == "paid")).scalar_one()
+        counted_at = now
+    cart_rows = observed[carts.name]["row_count"]
     return IdentityCounts(
         people=int(people),
         paid_orders=int(paid),
@@ -64,7 +82,18 @@ def read_identity_counts(state: Connection, source: Connection, run_id: str | No
         unresolved_guests=int(unresolved.get(orders.name, 0)),
         unresolved_carts=int(unresolved.get(carts.name, 0)),
         unresolved_sample=sample,
+        orders_marks=marks,
+        paid_counted_at=int(counted_at),  # type: ignore[call-overload]
     )
+
+
+def _still_counts(previous: Mapping[str, object] | None, marks: str, now: int) -> bool:
+    """Whether the previous evaluation's paid-orders count still holds: `orders` has not moved since, and it is
+    recent (an order edited without moving its change time is counted again within the hour)."""
+    if previous is None or previous.get(ORDERS_MARKS) != marks:
+        return False
+    counted_at, paid = previous.get(COUNTED_AT), previous.get(PAID)
+    return isinstance(paid, int) and isinstance(counted_at, int) and now - counted_at < PAID_COUNT_MAX_AGE
 
 
 def health_result(
@@ -96,7 +125,9 @@ def health_result(
             "conflicts": groups,
             "people_in_conflict": people_in_conflict,
             "unresolved_guest_orders": guests,
-            "paid_orders": counts.paid_orders,
+            PAID: counts.paid_orders,
+            ORDERS_MARKS: counts.orders_marks,
+            COUNTED_AT: counts.paid_counted_at,
             "unresolved_carts": unresolved_carts,
             "carts": counts.carts,
             **{name: round(share, 4) for name, (share, _, _) in shares.items()},
@@ -105,6 +136,17 @@ def health_result(
             "unresolved_sample": markdown_table(counts.unresolved_sample, total=guests + unresolved_carts),
         },
     )
+
+
+def previous_metadata(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> dict[str, object] | None:
+    """The metadata values of the check's latest evaluation, if any (the current run's is only planned yet)."""
+    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=3):
+        evaluation = (
+            record.event.dagster_event.event_specific_data if record.event and record.event.dagster_event else None
+        )
+        if isinstance(evaluation, dg.AssetCheckEvaluation):
+            return {name: value.value for name, value in evaluation.metadata.items()}
+    return None
 
 
 def _share(part: int, whole: int) -> float:
@@ -123,8 +165,9 @@ def _share(part: int, whole: int) -> float:
 def identity_map_health(
     context: dg.AssetCheckExecutionContext, source: SourceDatabase, state: StateDatabase, settings: Settings
 ) -> dg.AssetCheckResult:
+    previous = previous_metadata(context.instance, dg.AssetCheckKey(dg.AssetKey(ASSET), HEALTH))
     with state.connect() as state_conn, source.connect() as source_conn:
-        counts = read_identity_counts(state_conn, source_conn, context.run.run_id)
+        counts = read_identity_counts(state_conn, source_conn, context.run.run_id, previous)
     return health_result(
         counts,
         settings.check_max_conflict_share,
