@@ -92,6 +92,8 @@ CREATE TABLE cart_items (
 
 CREATE INDEX ix_cart_items_cart_id ON cart_items (cart_id);
 
+CREATE INDEX ix_cart_items_updated_at ON cart_items (updated_at);
+
 CREATE TABLE refunds (
 	id BIGINT NOT NULL COMMENT 'Refund id', 
 	order_id BIGINT NOT NULL COMMENT 'The refunded order', 
