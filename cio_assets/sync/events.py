@@ -19,7 +19,7 @@
   source key, never from the sent name: a rename sends nothing again.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from itertools import chain
 
 import dagster as dg
@@ -85,12 +85,13 @@ class EventStream(SyncStream):
         self.sent_names = settings.sent_names
 
     def fresh(self) -> Iterator[Item]:
-        # What the ledger already holds is counted, and left out of the pages, by the database: a re-run
-        # costs what is new, not every event of the range.
+        # What the ledger already holds is counted, and left out of the pages, in one pass over each day's ids: a
+        # re-run costs what is new, not every event of the range.
         with self.state.connect() as conn:
-            for day, delivered in ledger.delivered_events_per_day(conn, self.prange.keys).items():
-                self.count("duplicates_skipped", day, delivered)
-        for page in chain(_log_pages(self.state, self.prange.keys, self.settings.chunk_size), self._released_pages()):
+            undelivered, delivered_per_day = ledger.undelivered_events(conn, self.prange.keys)
+        for day, delivered in delivered_per_day.items():
+            self.count("duplicates_skipped", day, delivered)
+        for page in chain(_log_pages(self.state, undelivered, self.settings.chunk_size), self._released_pages()):
             with self.state.connect() as conn:
                 delivered = ledger.delivered_event_ids(conn, [row.event_id for row in page])
                 identified = self._identified(conn, {row.person_id for row in page})
@@ -206,27 +207,15 @@ def customerio_events(
     return run_sync(context, stream, state, customerio)
 
 
-def _log_pages(state: StateDatabase, days: Sequence[str], size: int) -> Iterator[list[Row]]:
-    """The event log rows of these days not in the ledger yet, `size` at a time, each page its own short query.
-
-    First the ids, day by day, from the log's day index (which InnoDB keys by day and event_id) probing the
-    ledger by primary key, without reading a row: a delivered day costs an index range, not its events'
-    properties. Then the rows by primary key, in key order. The log is clustered by event_id and each day's
-    events lie all over it, so reading the rows day by day visited every page of the log once per day (a year's
-    first sync at 100,000 customers read its 500 MB log again and again through MariaDB's default 128 MB
-    buffer pool); in key order it is read once, front to back. Pages across the days of a range, by one query,
-    leave the plan to MariaDB's statistics: on a new state database it sorted the whole range for every page.
-    Keyset pages rather than one streaming cursor: the ledger is written between pages, and SQLite would not
-    let a writer in while a reader holds the file. Order does not matter to Customer.io: every event carries
-    its time.
+def _log_pages(state: StateDatabase, event_ids: list[str], size: int) -> Iterator[list[Row]]:
+    """The event log rows of these ids, `size` at a time, each page its own short query, by primary key in key
+    order. The log is clustered by event_id and each day's events lie all over it, so reading the rows day by day
+    visited every page of the log once per day (a year's first sync at 100,000 customers read its 500 MB log again
+    and again through MariaDB's default 128 MB buffer pool); in key order it is read once, front to back. Keyset
+    pages rather than one streaming cursor: the ledger is written between pages, and SQLite would not let a
+    writer in while a reader holds the file. Order does not matter to Customer.io: every event carries its time.
     """
-    ids: list[str] = []
-    with state.connect() as conn:
-        for day in days:
-            undelivered = select(event_log.c.event_id).select_from(ledger.LOG_AND_LEDGER)
-            ids += conn.execute(undelivered.where(event_log.c.day == day, ledger.NOT_DELIVERED)).scalars()
-    ids.sort()
-    for page_ids in chunks(ids, size):
+    for page_ids in chunks(sorted(event_ids), size):
         with state.connect() as conn:
             page = [
                 row
