@@ -8,7 +8,7 @@ import dagster as dg
 import orjson
 from sqlalchemy import update
 
-from cio_assets.checks.profiles import CHECK, customerio_people_profile_checks
+from cio_assets.checks.profiles import CHECK, VANISHED_CHECK, customerio_people_profile_checks
 from cio_assets.settings import Settings
 from cio_assets.sources.tables import customers
 from cio_assets.state import tables as state_tables
@@ -88,6 +88,14 @@ def test_plan_sends_no_merge_and_lists_what_apply_would_merge(shop, pipeline, cu
     assert not check.passed and "CIO_MERGE_DUPLICATES=plan" in check.description
     assert "| 2 | 1 | True |" in check.metadata["merges"].value
     assert result.asset_materializations_for_node("customerio_people")[0].metadata["merges_pending"].value == 1
+    # Eve's own profile waits for its merge: it is no vanished customer, so even CIO_VANISHED=delete keeps it.
+    deleting = Settings(merge_duplicates="plan", vanished="delete")
+    again = pipeline.run(
+        partition_range=OCTOBER, assets=WITH_CHECK, settings=deleting, customerio=resource, full_refresh=True
+    )
+    assert "2" in customerio.fake.people
+    (vanished,) = [e for e in again.get_asset_check_evaluations() if e.check_name == VANISHED_CHECK]
+    assert vanished.passed
 
 
 def test_a_shared_phone_never_merges(shop, pipeline, customerio, source_engine):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pandas as pd
-from sqlalchemy import Connection, delete, func, inspect, select
+from sqlalchemy import Connection, and_, delete, func, inspect, select
 
 from cio_assets.chunking import chunks
 from cio_assets.identity.normalize import normalize_email
@@ -125,10 +125,15 @@ def erased_set(conn: Connection, person_ids: Iterable[str] | None = None) -> set
 def refresh_vanished(dst: Connection, now: int) -> int:
     """Record people Customer.io holds (the people ledger) whom no identifier resolves to any more, neither erased
     nor merged away; forget those who came back. Returns how many are listed."""
+    # Not a person any more, nor a customer still in the shop (a duplicate folded into its survivor, awaiting its
+    # merge, is one: it must be merged, never deleted).
+    customer = identity_map.alias("customer")
+    still_customer = and_(customer.c.identifier_type == CUSTOMER_ID, customer.c.identifier == people_ledger.c.person_id)
     gone = (
         select(people_ledger.c.person_id)
         .outerjoin(identity_map, identity_map.c.person_id == people_ledger.c.person_id)
-        .where(identity_map.c.person_id.is_(None))
+        .outerjoin(customer, still_customer)
+        .where(identity_map.c.person_id.is_(None), customer.c.identifier.is_(None))
     )
     now_gone = set(dst.execute(gone).scalars()) - erased_set(dst)
     listed = set(dst.execute(select(vanished_people.c.person_id)).scalars())
