@@ -74,6 +74,23 @@ def test_an_erased_person_leaves_customerio_and_every_table_for_good(shop, pipel
     assert all(validate_batch_body(orjson.loads(r.body)) == [] for r in customerio.fake.requests)
 
 
+def test_erasing_a_person_erases_the_duplicate_profiles_folded_into_them(shop, pipeline, customerio, source_engine):
+    shop.customer(1, email="ada@shop.com", created_at="2026-10-01 09:00")
+    shop.customer(2, email="ada.work@shop.com", created_at="2026-10-02 09:00")
+    resource = customerio.resource()
+    pipeline.run(partition_range=OCTOBER, assets=SYNC, customerio=resource)  # two profiles
+    with source_engine.begin() as conn:  # her second account takes her e-mail: one human, found later
+        conn.execute(text("UPDATE customers SET email = 'ada@shop.com', updated_at = '2026-10-03 08:00' WHERE id = 2"))
+    shop.erasure_request(customer_id=1)
+
+    pipeline.run(partition_range=OCTOBER, assets=SYNC, customerio=resource)
+
+    removed = sorted(i["identifiers"]["id"] for i in customerio.fake.batch_items() if i["action"] == "suppress")
+    assert removed == ["1", "2"]
+    assert customerio.fake.merges == []  # nothing left to merge into
+    assert {"1", "2"}.isdisjoint(customerio.fake.people)
+
+
 def _vanished_check(result) -> dg.AssetCheckEvaluation:
     (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == VANISHED_CHECK]
     return evaluation

@@ -73,7 +73,24 @@ def erased_people(requests: pd.DataFrame, dst: Connection, canonical_id: str) ->
             person = mapped.get(identifier) or (identifier if canonical_id == kind else None)
             if person is not None:
                 found[person] = min(when, found.get(person, when))
+    # The duplicates folded into an erased person are the same human, and may hold profiles of their own.
+    for duplicate, person in _folded_into(dst, list(found)).items():
+        found.setdefault(duplicate, found[person])
     return found
+
+
+def _folded_into(dst: Connection, people: list[str]) -> dict[str, str]:
+    """customer id -> person, for the customers folded into these people (a shared e-mail) whom Customer.io holds
+    as profiles of their own (the people ledger)."""
+    m = identity_map.c
+    folded: dict[str, str] = {}
+    for chunk in chunks(people, KEYS_PER_STATEMENT):
+        members = select(m.identifier, m.person_id).where(
+            m.identifier_type == CUSTOMER_ID, m.person_id.in_(chunk), m.identifier != m.person_id
+        )
+        folded.update(dict(dst.execute(members).all()))
+    held = keys_present(dst, people_ledger.c.person_id, list(folded))
+    return {customer: person for customer, person in folded.items() if customer in held}
 
 
 def _people(dst: Connection, kind: str, identifiers: list[str]) -> dict[str, str]:
