@@ -4,7 +4,8 @@ Generated from the SQLAlchemy table definitions (`sources/tables.py`, `state/tab
 catalog never drifts from what the pipeline reads and writes: each column's type, whether it may be
 null, whether it is part of the primary key, its description (the column's `comment=`) and a `pii`
 tag on columns marked `info=PII` (e-mails, phones, names and the identifiers or raw values that may
-hold them).
+hold them). The event log also shows each family's declared properties (`properties/<family>`), the
+data dictionary's own (`cio_assets/dictionary.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 from sqlalchemy import Column, Table
+
+from cio_assets.events.properties import Family
 
 # Column.info marker for personal data; the catalog shows it as the column tag `pii`.
 PII = {"pii": True}
@@ -46,6 +49,20 @@ def column_schema(table: Table) -> dg.TableSchema:
         columns=[table_column(c) for c in table.columns],
         constraints=dg.TableConstraints(other=[f"primary key ({', '.join(key)})"]) if key else None,
     )
+
+
+def family_properties(family: Family) -> dict[str, dg.MetadataValue]:
+    """`properties/<family>`: an event family's declared properties (the data dictionary's), as a column schema."""
+    columns = [
+        dg.TableColumn(
+            name=p.name,
+            type=p.type,
+            description=p.definition,
+            constraints=dg.TableColumnConstraints(nullable=p.nullable, other=None if p.required else ["optional"]),
+        )
+        for p in family.properties
+    ]
+    return {f"properties/{family.name}": dg.MetadataValue.table_schema(dg.TableSchema(columns=columns))}
 
 
 def pii_tags(*tables: Table) -> dict[str, str]:

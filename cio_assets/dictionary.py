@@ -22,7 +22,7 @@ import orjson
 import pandas as pd
 from sqlalchemy import BigInteger, Boolean, Column, Float, Integer
 
-from cio_assets.events.properties import BACKFILL, FAMILIES, ITEMS, LINE_ITEM, Property
+from cio_assets.events.properties import BACKFILL, DECLARED, ITEMS, LINE_ITEM, Property
 from cio_assets.metadata import markdown_table
 from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
 from cio_assets.sync.people import UNSUBSCRIBED
@@ -122,7 +122,7 @@ def attributes_schema() -> dict[str, object]:
 
 def event_schema(family_name: str) -> dict[str, object]:
     """An event's data (`attributes` of the batch item), with its timestamp and idempotency key noted."""
-    family = next(f for f in FAMILIES if f.name == family_name)
+    family = next(f for f in DECLARED if f.name == family_name)
     schema = _object_schema(family.definition, (*family.properties, BACKFILL))
     return {
         **schema,
@@ -137,7 +137,7 @@ def schema_document() -> dict[str, object]:
         "title": "cio-assets data contract",
         "contract_version": CONTRACT_VERSION,
         "attributes": attributes_schema(),
-        "events": {family.name: event_schema(family.name) for family in FAMILIES},
+        "events": {family.name: event_schema(family.name) for family in DECLARED},
     }
 
 
@@ -187,7 +187,7 @@ def markdown() -> str:
         "chooses the families sent. Every event may also carry `backfill: true` (history, older than "
         "`CIO_LIVE_WINDOW_HOURS` when sent).",
     ]
-    for family in FAMILIES:
+    for family in DECLARED:
         rows = pd.DataFrame(
             [(f"`{p.name}`", _types(p), "yes" if p.required else "no", p.definition) for p in family.properties],
             columns=["property", "type", "required", "definition"],

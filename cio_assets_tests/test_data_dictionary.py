@@ -10,9 +10,10 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from cio_assets import dictionary
-from cio_assets.attributes.assets import attribute_snapshot as snapshot_asset
+from cio_assets.attributes.assets import attribute_snapshot
+from cio_assets.events.assets import event_log
 from cio_assets.events.names import EVENT_NAMES
-from cio_assets.events.properties import FAMILIES
+from cio_assets.events.properties import DECLARED
 from cio_assets_tests.conftest import SYNC
 
 
@@ -39,7 +40,7 @@ def test_a_changed_definition_needs_a_new_contract_version():
 
 
 def test_every_family_is_in_the_dictionary():
-    assert tuple(family.name for family in FAMILIES) == EVENT_NAMES
+    assert tuple(family.name for family in DECLARED) == EVENT_NAMES
 
 
 def _every_family(shop) -> None:
@@ -75,8 +76,17 @@ def test_everything_sent_validates_against_the_dictionary(shop, pipeline, custom
 
 
 def test_attribute_definitions_are_the_column_descriptions_the_ui_shows():
-    schema = snapshot_asset.specs_by_key[snapshot_asset.key].metadata["dagster/column_schema"]
+    schema = attribute_snapshot.specs_by_key[attribute_snapshot.key].metadata["dagster/column_schema"]
     described = {column.name: column.description for column in schema.columns}
     for attribute in dictionary.attributes():
         if attribute["name"] in described:
             assert attribute["definition"] == described[attribute["name"]]
+
+
+def test_each_familys_properties_are_shown_on_the_event_log_as_the_dictionary_defines_them():
+    metadata = event_log.specs_by_key[event_log.key].metadata
+    document = orjson.loads(dictionary.schema_json())
+    for family in DECLARED:
+        shown = {c.name: c.description for c in metadata[f"properties/{family.name}"].schema.columns}
+        defined = document["events"][family.name]["properties"]
+        assert shown == {name: p["description"] for name, p in defined.items() if name != "backfill"}

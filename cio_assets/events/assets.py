@@ -22,11 +22,12 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import Connection, and_, func, select
 
-from cio_assets.catalog import pii_tags, table_metadata
+from cio_assets.catalog import family_properties, pii_tags, table_metadata
 from cio_assets.contract import HELD, ContractTally, contract_check_spec, split_by_contract
 from cio_assets.events import staging
 from cio_assets.events.families import FAMILIES, FAMILY_TABLES, Extraction, FamilyResult, idle_deadlines
 from cio_assets.events.names import EVENT_NAMES
+from cio_assets.events.properties import DECLARED
 from cio_assets.events.schema import event_log_schema
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
@@ -276,7 +277,10 @@ def publish_op(
     ),
     description=__doc__,
     tags=pii_tags(LOG),
-    metadata=table_metadata(LOG, listings=[state_tables.quarantine]),
+    metadata={
+        **table_metadata(LOG, listings=[state_tables.quarantine]),
+        **{key: value for family in DECLARED for key, value in family_properties(family).items()},
+    },
 )
 def event_log(**deps):
     """Plan, then extract the pieces (the executor places them: at once on the multiprocess or Celery executor),

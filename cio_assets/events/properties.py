@@ -64,7 +64,8 @@ CART = (
     TRUNCATED,
 )
 
-FAMILIES: tuple[Family, ...] = (
+# Every family, in the log's order of names (EVENT_NAMES).
+DECLARED: tuple[Family, ...] = (
     Family(
         ORDER_PLACED,
         "A paid order (its paid time, not its creation)",
