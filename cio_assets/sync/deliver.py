@@ -55,6 +55,20 @@ class DeliveryReport:
     http: dict[str, int] = field(default_factory=dict)  # requests, bytes_sent, retries, throttled, ...
     seconds: float = 0.0
 
+    def then(self, later: DeliveryReport) -> DeliveryReport:
+        """This delivery followed by a later one in the same run, as one report."""
+        http = {key: self.http.get(key, 0) + later.http.get(key, 0) for key in {*self.http, *later.http}}
+        return DeliveryReport(
+            sent=self.sent + later.sent,
+            rejected=self.rejected + later.rejected,
+            rejection_sample=(self.rejection_sample + later.rejection_sample)[:50],
+            batches=self.batches + later.batches,
+            dry_run=self.dry_run,
+            outbox=self.outbox,
+            http=http,
+            seconds=round(self.seconds + later.seconds, 2),
+        )
+
     def note_rejections(self, refused: list[tuple[Item, str]]) -> None:
         for item, reason in refused:
             self.rejected[_reason_kind(reason)] += 1

@@ -20,8 +20,8 @@ never re-subscribes anyone on its own:
 - `off` never sends it. SMS has no global flag in Customer.io: `sms_eligible` stays an attribute,
   false unless the person opted in.
 
-After the people's identifies come merges of duplicates, erasures (and vanished people) and anonymous ids
-(`profiles.py`).
+After the people's identifies come erasures (and vanished people); once those are delivered, merges of
+duplicates and anonymous ids, which need the people they name to be in Customer.io (`profiles.py`).
 """
 
 import math
@@ -205,8 +205,12 @@ class PeopleStream(SyncStream):
                     if outcome:
                         self.counts[outcome] += 1
                     yield identify(change)
-        yield from self._merges()
         yield from self._removals()
+
+    def follow_up(self) -> Iterator[Item]:
+        """After the identifies have been accepted: merges into survivors Customer.io now holds, and anonymous ids
+        of people it now knows, so a new person's land in the same run."""
+        yield from self._merges()
         yield from self._anonymous_ids()
 
     def _merges(self) -> Iterator[Item]:

@@ -12,7 +12,8 @@
   erasure request is listed (`cio_vanished_people`); with `CIO_VANISHED=delete` they get `delete`, once.
 - **Anonymous ids.** Each anonymous id identity resolved to a person is sent once, as an identify of
   that person carrying `anonymous_id`, in link order, and only for people Customer.io knows: an
-  identify carrying nothing else must not create a bare profile.
+  identify carrying nothing else must not create a bare profile. Merges and anonymous ids are the people
+  sync's follow-up (`SyncStream.follow_up`): delivered after its identifies, in the same run.
 
 Each is an item of the people sync with a ledger key of its own (`merge:<secondary>`,
 `erase:<person>`, `vanished:<person>`, `anonymous_id:<digest>`): sent once, retried when refused, recorded when

@@ -6,6 +6,8 @@ which earlier refusals are still due (`due`), and how an accepted item is record
 
 - earlier refusals are retried after the fresh items; a fresh item replaces an earlier refusal of
   the same key, whose outcome (accepted, or refused again with one more attempt) then stands;
+- a stream's follow-up items (what needs the first delivery's results: merges into a survivor, anonymous
+  ids of a person) are delivered after it, in the same run and the same turn;
 - items a stream holds back for later (an event whose person Customer.io does not know yet) are
   recorded with their reason and retried on every run, like refusals;
 - a state database whose ledger is not the one that delivered before refuses to send, so a lost
@@ -21,6 +23,8 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
+from itertools import chain
 
 import dagster as dg
 from sqlalchemy import Connection
@@ -78,6 +82,10 @@ class SyncStream(ABC):
     def fresh(self) -> Iterator[Item]:
         """The items the range needs, in pages; hold back (append to `held`) what must wait."""
 
+    def follow_up(self) -> Iterator[Item]:
+        """Items that need what the first delivery made Customer.io hold (sent after it, in the same run)."""
+        return iter(())
+
     @abstractmethod
     def due(self, pending: list[Pending]) -> tuple[list[Item], list[str]]:
         """(earlier refusals to retry now, keys of refusals that no longer need sending)."""
@@ -117,15 +125,18 @@ def run_sync(
             stream.record(conn, delivered, unix(utc_now()))
             ledger.clear_rejections(conn, stream.kind, [item.key for item in delivered])
 
-    with sending_turn(context, state, customerio) as waited:
-        report = deliver(
-            items(),
-            customerio,
-            outbox_path(customerio, context),
-            on_delivered,
-            lambda refused: _record_refusals(state, stream.kind, refused),
-            context.log.info,
+    def delivery(batch_items: Iterator[Item]) -> DeliveryReport:
+        refused = partial(_record_refusals, state, stream.kind)
+        return deliver(
+            batch_items, customerio, outbox_path(customerio, context), on_delivered, refused, context.log.info
         )
+
+    with sending_turn(context, state, customerio) as waited:
+        report = delivery(items())
+        later = stream.follow_up()
+        first = next(later, None)  # most runs have none: no second client then
+        if first is not None:
+            report = report.then(delivery(chain([first], later)))
     if stream.held and not stream.dry_run:
         _record_refusals(state, stream.kind, stream.held)
     context.log.info(f"{stream.kind}s: {dict(stream.counts)}; {delivery_summary(report, len(stream.held))}")
