@@ -122,8 +122,15 @@ def _end_to_end(
         # The best of three: the first command of a session also warms the disk cache for the others.
         floor = min(_materialize("cio_assets.demo.floor", "floor", None, env) for _ in range(3))
         print(f"\nend to end, floor (one trivial asset, the same imports; best of 3): {floor:.1f} s", flush=True)
+        # Twice: a scheduler's instance remembers its previous runs (what the first run on a new instance
+        # cannot reuse, such as the last paid-orders count, it counts), and the first run here also follows the
+        # backfills, whose pages fill MariaDB's buffer pool. The second is the steady state; both are printed.
+        first = _materialize("cio_assets.definitions", "*", day, env)
         unchanged = _materialize("cio_assets.definitions", "*", day, env)
-        print(f"end to end, re-run of {day} with nothing changed: {unchanged:.1f} s ({unchanged - floor:+.1f} s)")
+        print(
+            f"end to end, re-run of {day} with nothing changed: {unchanged:.1f} s ({unchanged - floor:+.1f} s); "
+            f"the first on this instance {first:.1f} s ({first - floor:+.1f} s)"
+        )
         added = _add_paid_orders(engine, max(1, round(order_count * NEW_ORDER_SHARE)))
         changed = _materialize("cio_assets.definitions", "*", today, env)
         print(
