@@ -46,13 +46,19 @@ class IdentityCounts:
 
 
 def read_identity_counts(
-    state: Connection, source: Connection, run_id: str | None = None, previous: Mapping[str, object] | None = None
+    state: Connection,
+    source: Connection,
+    run_id: str | None = None,
+    previous: Mapping[str, object] | None = None,
+    people: int | None = None,
 ) -> IdentityCounts:
     """What the check judges. The listing of unresolved identifiers is counted in the database and only a sample
     of it is read; the carts are counted as the run observed them (`observe_tables`). Paid orders are counted
     again only when `orders` moved since the `previous` evaluation (its metadata): counting them reads the whole
-    table (no index on status), which was most of a no-change run's check."""
-    people = state.execute(select(func.count(func.distinct(state_tables.identity_map.c.person_id)))).scalar_one()
+    table (no index on status), which was most of a no-change run's check. `people` is the map's own count of
+    people, when its latest materialization gave one (the map changes only by materializing)."""
+    if people is None:
+        people = state.execute(select(func.count(func.distinct(state_tables.identity_map.c.person_id)))).scalar_one()
     c = state_tables.identity_conflicts.c
     conflicts = read_frame(state, select(state_tables.identity_conflicts).order_by(c.kind, c.identifier, c.member))
     u = state_tables.unresolved_identifiers.c
@@ -138,6 +144,14 @@ def health_result(
     )
 
 
+def _mapped_people(context: dg.AssetCheckExecutionContext) -> int | None:
+    """The people the identity map's latest materialization counted (this run's, when it materialized it)."""
+    latest = context.instance.get_latest_materialization_event(dg.AssetKey(ASSET))
+    materialization = latest.asset_materialization if latest is not None else None
+    value = materialization.metadata.get("people") if materialization is not None else None
+    return value.value if value is not None and isinstance(value.value, int) else None
+
+
 def previous_metadata(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> dict[str, object] | None:
     """The metadata values of the check's latest evaluation, if any (the current run's is only planned yet)."""
     for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=3):
@@ -167,7 +181,7 @@ def identity_map_health(
 ) -> dg.AssetCheckResult:
     previous = previous_metadata(context.instance, dg.AssetCheckKey(dg.AssetKey(ASSET), HEALTH))
     with state.connect() as state_conn, source.connect() as source_conn:
-        counts = read_identity_counts(state_conn, source_conn, context.run.run_id, previous)
+        counts = read_identity_counts(state_conn, source_conn, context.run.run_id, previous, _mapped_people(context))
     return health_result(
         counts,
         settings.check_max_conflict_share,
