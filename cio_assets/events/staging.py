@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Sequence
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, insert, select
+from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, insert, select, union_all
 
 from cio_assets.state.tables import event_columns, event_log, event_log_staging
 from cio_assets.state.writes import delete_days, delete_keys, insert_frame, upsert
@@ -66,13 +66,19 @@ def publish(
             "so nothing was published. Materialize the range again."
         )
     delete_days(conn, event_log, days)
-    moved = written = 0
-    columns = [column.name for column in event_log.columns]
-    for table in tables:
-        if others:
+    moved = 0
+    if others:
+        for table in tables:
             moved += delete_keys(conn, event_log.c.event_id, conn.execute(select(table.c.event_id)).scalars().all())
-        rows = select(*(table.c[name] for name in columns)).order_by(table.c.event_id)
-        written += conn.execute(insert(event_log).from_select(columns, rows)).rowcount or 0
+    if not tables:
+        return 0, moved
+    # One insert of every piece's rows in event_id order: the log is clustered by event_id and each piece's ids
+    # span all of it, so a sorted insert per piece walked the whole log once per piece (a year's five pieces at
+    # 100,000 customers: 17.5 s, against 13.1 s as one).
+    columns = [column.name for column in event_log.columns]
+    staged_rows = union_all(*(select(*(table.c[name] for name in columns)) for table in tables)).subquery()
+    rows = select(*(staged_rows.c[name] for name in columns)).order_by(staged_rows.c.event_id)
+    written = conn.execute(insert(event_log).from_select(columns, rows)).rowcount or 0
     return written, moved
 
 
