@@ -52,6 +52,11 @@ def identity(conn: Connection, now: int) -> tuple[str, int]:
     return ledger_id, now
 
 
+# ---------------------------------------------------------------------------------------------------------
+# People: what Customer.io holds of each, and the unsubscribes it showed us
+# ---------------------------------------------------------------------------------------------------------
+
+
 def delivered_people(conn: Connection, person_ids: Sequence[str]) -> dict[str, tuple[dict, int]]:
     """person_id -> (attributes Customer.io holds, the as_of they came from)."""
     found: dict[str, tuple[dict, int]] = {}
@@ -94,6 +99,11 @@ def record_people(conn: Connection, rows: Sequence[tuple[str, dict, int]], now: 
         ("person_id", "attributes", "as_of", "delivered_at"),
         [(pid, orjson.dumps(attrs).decode(), as_of, now) for pid, attrs, as_of in rows],
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Merges, removals and anonymous ids (profiles.py): what is still due, and what was accepted
+# ---------------------------------------------------------------------------------------------------------
 
 
 def pending_anonymous_ids(conn: Connection, identified_only: bool) -> list[tuple[str, str]]:
@@ -222,6 +232,11 @@ def record_anonymous_ids(conn: Connection, rows: Sequence[tuple[str, str]], now:
     upsert(conn, anonymous_ledger, [{"anonymous_id": a, "person_id": p, "delivered_at": now} for a, p in rows])
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Events
+# ---------------------------------------------------------------------------------------------------------
+
+
 def delivered_event_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
     return keys_present(conn, event_ledger.c.event_id, event_ids)
 
@@ -262,6 +277,11 @@ def record_events(conn: Connection, rows: Sequence[tuple[str, str]], now: int) -
     insert_rows(
         conn, event_ledger, ("event_id", "cio_event_id", "delivered_at"), [(key, ulid, now) for key, ulid in rows]
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Refused or held items, retried on every run
+# ---------------------------------------------------------------------------------------------------------
 
 
 def pending_rejections(conn: Connection, kind: str) -> list[tuple[str, dict, int]]:
