@@ -52,7 +52,7 @@ def stale_check_name(asset: str) -> str:
     return f"{asset}_stale_refusals"
 
 
-def latest_sync(instance: dg.DagsterInstance, asset: str) -> tuple[str, dict[str, object]] | None:
+def latest_materialization(instance: dg.DagsterInstance, asset: str) -> tuple[str, dict[str, object]] | None:
     """(run id, metadata values) of the asset's latest materialisation, if any."""
     page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset)), limit=1)
     if not page.records or page.records[0].asset_materialization is None:
@@ -188,7 +188,7 @@ def _delivery_checks(asset: str) -> dg.AssetChecksDefinition:
     )
     def checks(context: dg.AssetCheckExecutionContext, state: StateDatabase, settings: Settings):
         now = unix(utc_now())
-        yield rates_result(asset, latest_sync(context.instance, asset), settings)
+        yield rates_result(asset, latest_materialization(context.instance, asset), settings)
         with state.connect() as conn:
             pending, stale, sample = read_stale_refusals(
                 conn, kind, now - settings.check_stale_refusal_days * DAY_SECONDS

@@ -17,6 +17,7 @@ import orjson
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
+from cio_assets.checks.delivery import latest_materialization
 from cio_assets.metadata import markdown_table
 from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
@@ -146,10 +147,9 @@ def health_result(
 
 def _mapped_people(context: dg.AssetCheckExecutionContext) -> int | None:
     """The people the identity map's latest materialization counted (this run's, when it materialized it)."""
-    latest = context.instance.get_latest_materialization_event(dg.AssetKey(ASSET))
-    materialization = latest.asset_materialization if latest is not None else None
-    value = materialization.metadata.get("people") if materialization is not None else None
-    return value.value if value is not None and isinstance(value.value, int) else None
+    latest = latest_materialization(context.instance, ASSET)
+    people = latest[1].get("people") if latest is not None else None
+    return people if isinstance(people, int) else None
 
 
 def previous_metadata(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> dict[str, object] | None:

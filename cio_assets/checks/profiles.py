@@ -15,12 +15,10 @@ lists only those still waiting.
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import Connection, select
 
 from cio_assets.metadata import markdown_table
 from cio_assets.resources import StateDatabase
 from cio_assets.settings import Settings
-from cio_assets.state.tables import people_ledger, vanished_people
 from cio_assets.sync import ledger
 from cio_assets.sync.people import pending_merges_frame
 
@@ -51,16 +49,6 @@ def pending_merges_result(pending: list[tuple[str, str, bool]], mode: str) -> dg
             "merges": markdown_table(pending_merges_frame(pending), limit=50),
         },
     )
-
-
-def still_held_vanished(conn: Connection) -> pd.DataFrame:
-    """person_id, seen_at of vanished people Customer.io still holds (their profile was never deleted)."""
-    v = vanished_people.c
-    held = vanished_people.join(people_ledger, people_ledger.c.person_id == v.person_id)
-    rows = conn.execute(
-        select(v.person_id, v.seen_at).select_from(held).where(v.deleted_at.is_(None)).order_by(v.person_id)
-    )
-    return pd.DataFrame(rows.fetchall(), columns=["person_id", "seen_at"])
 
 
 def vanished_result(vanished: pd.DataFrame, mode: str) -> dg.AssetCheckResult:
@@ -113,6 +101,6 @@ def vanished_result(vanished: pd.DataFrame, mode: str) -> dg.AssetCheckResult:
 def customerio_people_profile_checks(state: StateDatabase, settings: Settings):
     with state.connect() as conn:
         pending = ledger.pending_merges(conn)
-        vanished = still_held_vanished(conn)
+        vanished = pd.DataFrame(ledger.vanished_still_held(conn), columns=["person_id", "seen_at"])
     yield pending_merges_result(pending, settings.merge_duplicates)
     yield vanished_result(vanished, settings.vanished)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pandas as pd
-from sqlalchemy import Connection, and_, delete, func, inspect, select
+from sqlalchemy import Connection, and_, func, inspect, select
 
 from cio_assets.chunking import chunks
 from cio_assets.identity.normalize import normalize_email
@@ -29,7 +29,6 @@ from cio_assets.sources.tables import erasure_requests
 from cio_assets.state.tables import (
     anonymous_ledger,
     attribute_snapshot,
-    delivery_rejections,
     erasures,
     event_ledger,
     event_log,
@@ -40,9 +39,8 @@ from cio_assets.state.tables import (
     vanished_people,
 )
 from cio_assets.state.writes import KEYS_PER_STATEMENT, delete_keys, insert_rows, keys_present
+from cio_assets.sync import ledger
 from cio_assets.timestamps import to_unix_seconds
-
-PERSON = "person"  # delivery_rejections.kind of a person's items (sync/ledger.py)
 
 
 def read_requests(src: Connection, settings: Settings) -> pd.DataFrame:
@@ -127,9 +125,7 @@ def purge(dst: Connection, people: list[str]) -> None:
         merge_ledger.c.secondary,
     ):
         delete_keys(dst, column, people)
-    rejected = delivery_rejections.c
-    for chunk in chunks(people, KEYS_PER_STATEMENT):
-        dst.execute(delete(delivery_rejections).where(rejected.kind == PERSON, rejected.item_key.in_(chunk)))
+    ledger.clear_rejections(dst, ledger.PERSON, people)
 
 
 def erased_set(conn: Connection, person_ids: Iterable[str] | None = None) -> set[str]:

@@ -198,14 +198,20 @@ def recorded_profile_items(conn: Connection, records: Sequence[Merge | Anonymous
 def pending_removals(conn: Connection, erasure_action: str, vanished_action: str | None) -> list[Removal]:
     """Profiles Customer.io must still remove: everyone erased it has not been told about, and (unless
     `vanished_action` is None) vanished people it still holds."""
-    e, v = erasures.c, vanished_people.c
+    e = erasures.c
     erased = conn.execute(select(e.person_id).where(e.customerio_at.is_(None)).order_by(e.person_id)).scalars()
     removals = [Removal(person_id, erasure_action, ERASURE) for person_id in erased]
     if vanished_action is not None:
-        held = vanished_people.join(people_ledger, people_ledger.c.person_id == v.person_id)
-        vanished = select(v.person_id).select_from(held).where(v.deleted_at.is_(None)).order_by(v.person_id)
-        removals += [Removal(person_id, vanished_action, VANISHED) for person_id in conn.execute(vanished).scalars()]
+        removals += [Removal(person_id, vanished_action, VANISHED) for person_id, _ in vanished_still_held(conn)]
     return removals
+
+
+def vanished_still_held(conn: Connection) -> list[tuple[str, int]]:
+    """(person_id, seen_at) of vanished people Customer.io still holds (their profile was never deleted)."""
+    v = vanished_people.c
+    held = vanished_people.join(people_ledger, people_ledger.c.person_id == v.person_id)
+    statement = select(v.person_id, v.seen_at).select_from(held).where(v.deleted_at.is_(None)).order_by(v.person_id)
+    return [(person_id, int(seen_at)) for person_id, seen_at in conn.execute(statement)]
 
 
 def record_removals(conn: Connection, removals: Sequence[Removal], now: int) -> None:
@@ -218,9 +224,10 @@ def record_removals(conn: Connection, removals: Sequence[Removal], now: int) -> 
         else:
             done = vanished_people.c.person_id == removal.person_id
             conn.execute(update(vanished_people).where(done).values(deleted_at=now))
-            for column in (people_ledger.c.person_id, anonymous_ledger.c.person_id):
-                conn.execute(delete(column.table).where(column == removal.person_id))
-    clear_rejections(conn, PERSON, [r.person_id for r in removals if r.why != ERASURE])
+    deleted = [r.person_id for r in removals if r.why != ERASURE]
+    delete_keys(conn, people_ledger.c.person_id, deleted)
+    delete_keys(conn, anonymous_ledger.c.person_id, deleted)
+    clear_rejections(conn, PERSON, deleted)
 
 
 def delivered_anonymous_ids(conn: Connection, anonymous_ids: Sequence[str]) -> set[str]:
