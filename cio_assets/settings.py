@@ -337,7 +337,7 @@ ERASURE = env_choice("CIO_ERASURE", "suppress", ERASURE_ACTIONS)
 VANISHED = env_choice("CIO_VANISHED", "keep", VANISHED_ACTIONS)
 MERGE_DUPLICATES = env_choice("CIO_MERGE_DUPLICATES", "apply", MERGE_MODES)
 CHUNK_SIZE = env_int("CIO_CHUNK_SIZE", 5000, minimum=1)
-CHUNK_DAYS = env_int("CIO_CHUNK_DAYS", 92, minimum=1)
+CHUNK_DAYS = env_int("CIO_CHUNK_DAYS", 0, minimum=0)  # 0: by the executor (events/assets.py)
 QUARANTINE_MAX_SHARE = env_float("CIO_QUARANTINE_MAX_SHARE", 0.05, at_least=0.0, at_most=1.0)
 QUARANTINE_MIN_ROWS = env_int("CIO_QUARANTINE_MIN_ROWS", 20, minimum=0)
 
@@ -506,7 +506,8 @@ class Settings(dg.ConfigurableResource):
         description=(
             "CIO_CHUNK_DAYS: the event log's range is cut into one piece per this many days, each holding about as "
             "many paid orders; each piece is a step of its own, which the run's executor may run at the same time "
-            "as the others (>= 1)."
+            "as the others (>= 1). 0 (the default): 92 days on an executor that runs steps at once (multiprocess, "
+            "Celery), the whole range as one piece on one that runs them one after the other (in process)."
         ),
     )
     event_families: str = Field(

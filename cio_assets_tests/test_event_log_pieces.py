@@ -1,6 +1,6 @@
-"""The event log in pieces: the range is cut into pieces of CIO_CHUNK_DAYS days, each extracted by a step of its
-own (at once, on the multiprocess or Celery executor) and staged, and the log changes for the whole range at once
-or not at all."""
+"""The event log in pieces: the range is cut into pieces of CIO_CHUNK_DAYS days (by default: 92 where the executor
+runs steps at once, the whole range where it runs them in turn), each extracted by a step of its own (at once, on
+the multiprocess or Celery executor) and staged, and the log changes for the whole range at once or not at all."""
 
 from datetime import UTC, datetime
 
@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, inspect, update
 
 from cio_assets.events import staging
-from cio_assets.events.assets import event_log
+from cio_assets.events.assets import event_log, piece_count
 from cio_assets.settings import Settings
 from cio_assets.sources.tables import orders
 from cio_assets.state import tables as state_tables
@@ -61,6 +61,22 @@ def test_the_log_cut_into_one_day_pieces_holds_exactly_what_one_piece_holds(shop
     assert whole[0] and whole[1], "the comparison would be empty"
     assert _logged(pipeline) == whole
     assert pipeline.table(state_tables.event_log_staging).empty and _staging_tables(pipeline.state_engine) == []
+
+
+@pytest.mark.parametrize(
+    ("days", "chunk_days", "executor", "pieces"),
+    [
+        (380, 0, "in_process", 1),  # the default, in process: pieces would only repeat their scans, one after another
+        (380, 0, "execute_in_process_executor", 1),  # the same, as `execute_in_process` names it
+        (380, 0, "multiprocess", 5),  # the default where steps run at once: one per 92 days
+        (380, 0, "celery", 5),  # ...on Celery workers too
+        (4, 0, "multiprocess", 1),  # a short range is one piece anyway
+        (4, 1, "in_process", 4),  # a length that was set is kept on every executor
+        (4, 3, "multiprocess", 2),  # the last piece holds what is left
+    ],
+)
+def test_the_range_is_cut_into_pieces_by_the_setting_or_else_by_the_executor(days, chunk_days, executor, pieces):
+    assert piece_count(days, chunk_days, executor) == pieces
 
 
 def test_pieces_are_cut_so_that_each_holds_about_as_many_paid_orders(shop, pipeline):

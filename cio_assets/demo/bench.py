@@ -46,6 +46,7 @@ from sqlalchemy import Engine, create_engine, func, make_url, select, text  # no
 from cio_assets.definitions import defs  # noqa: E402
 from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows  # noqa: E402
 from cio_assets.demo.sink import serve_sink  # noqa: E402
+from cio_assets.events.assets import PARALLEL_CHUNK_DAYS  # noqa: E402
 from cio_assets.partitions import daily_partitions  # noqa: E402
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase  # noqa: E402
 from cio_assets.settings import CHUNK_DAYS  # noqa: E402
@@ -146,8 +147,9 @@ def _initial_end_to_end(source_url: str, state_url: str, sink_url: str, range_: 
     with tempfile.TemporaryDirectory(prefix="cio-bench-home-") as home:
         env = {**_command_env(home, source_url, state_url, sink_url), "CIO_EXECUTOR": "multiprocess"}
         seconds = _materialize("cio_assets.definitions", "*", None, env, partition_range=range_)
+    days = CHUNK_DAYS.read() or PARALLEL_CHUNK_DAYS
     print(
-        f"\ninitial sync end to end on the multiprocess executor (CIO_CHUNK_DAYS={CHUNK_DAYS.read()}, "
+        f"\ninitial sync end to end on the multiprocess executor (pieces of {days} days, "
         f"{os.cpu_count()} CPUs): {seconds:.1f} s",
         flush=True,
     )
