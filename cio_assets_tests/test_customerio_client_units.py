@@ -30,6 +30,26 @@ def test_event_ulids_are_deterministic_and_distinct_per_event():
 
 
 @pytest.mark.parametrize(
+    ("event_id", "timestamp", "expected"),
+    [
+        # Values python-ulid 4.1 gave (ULID.from_bytes of the same 16 bytes): ids already sent stay the same.
+        ("order_placed:1", 1790330400, "01M3C03V80SK3JAGXHWZT76KDJ"),
+        ("refund_issued:987654", 946684800, "00VHNCZB002WJYZ7Z3VWJDFKW6"),
+        ("cart_abandoned:42", 0, "0000000000D3CK5996XZ7NVFCC"),  # the earliest time
+        ("cart_abandoned:42", -5, "0000000000D3CK5996XZ7NVFCC"),  # before 1970 counts as 1970
+        ("x", 281474976710, "7ZZZZZZZBG5NRHCGNQ4TR480B2"),  # the latest second a ULID's 48-bit time holds
+    ],
+)
+def test_event_ulids_follow_the_ulid_spec(event_id, timestamp, expected):
+    assert event_ulid(event_id, timestamp) == expected
+
+
+def test_a_time_beyond_a_ulid_is_refused_naming_the_event():
+    with pytest.raises(ValueError, match="event x: timestamp 281474976711"):
+        event_ulid("x", 281474976711)
+
+
+@pytest.mark.parametrize(
     ("payload", "problem"),
     [
         (_identify(person_id="x" * 151), "person id is 151 bytes (limit 150)"),
