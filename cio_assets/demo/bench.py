@@ -3,7 +3,9 @@
 Generates 100,000 customers with about 500,000 orders over 365 days (override with BENCH_CUSTOMERS,
 BENCH_ORDERS_PER_CUSTOMER and BENCH_DAYS) into throwaway databases on `CIO_TEST_MYSQL_URL`, with the daily
 partitions starting where its history starts (`CIO_START_DATE`, set here unless given), then measures:
-1. the initial sync: every partition in one run, delivered over real HTTP;
+1. the initial sync: every partition in one run, delivered over real HTTP; then two of its lower bounds: the
+   server copying every row it wrote (INSERT ... SELECT), and Dagster's own bookkeeping for four daily assets
+   that do nothing over the same range and over its last BENCH_FEW_PARTITIONS days;
 2. the same backfill again, which must send nothing (the ledger knows everything landed);
 3. a re-run of one ordinary day, in process;
 4. end to end, as a person or a scheduler runs it (`dagster asset materialize`, a process of its own): the
@@ -44,6 +46,7 @@ import dagster as dg  # noqa: E402
 from sqlalchemy import Engine, create_engine, func, make_url, select, text  # noqa: E402
 
 from cio_assets.definitions import defs  # noqa: E402
+from cio_assets.demo import floor  # noqa: E402
 from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows  # noqa: E402
 from cio_assets.demo.sink import serve_sink  # noqa: E402
 from cio_assets.events.assets import PARALLEL_CHUNK_DAYS  # noqa: E402
@@ -51,6 +54,7 @@ from cio_assets.partitions import daily_partitions  # noqa: E402
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase  # noqa: E402
 from cio_assets.settings import CHUNK_DAYS  # noqa: E402
 from cio_assets.sources.tables import customers, order_items, orders  # noqa: E402
+from cio_assets.state import tables as state_tables  # noqa: E402
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 NEW_ORDER_SHARE = float(os.environ.get("BENCH_NEW_ORDER_SHARE", "0.01"))
@@ -89,6 +93,8 @@ def main() -> None:
                 customerio,
                 (first, last),
             )
+            _copy_floor(state_url)
+            _bookkeeping(first, last)
             _timed_run("the same backfill again (must send nothing)", source_url, state_url, customerio, (first, last))
             day = (SHOP_END - timedelta(days=min(10, DAYS // 2))).isoformat()  # an ordinary day of history
             _timed_run(f"one ordinary day, {day}", source_url, state_url, customerio, partition=day)
@@ -112,6 +118,56 @@ def main() -> None:
             for db in (f"{name}_shop", f"{name}_state", f"{name}_few", f"{name}_multi"):
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
         server.dispose()
+
+
+# The tables a first sync fills, and so must write whatever the code around the writes does.
+WRITTEN = (
+    state_tables.attribute_snapshot,
+    state_tables.event_log,
+    state_tables.event_ledger,
+    state_tables.people_ledger,
+    state_tables.identity_map,
+    state_tables.identity_inputs,
+)
+
+
+def _copy_floor(state_url: str) -> None:
+    """Times copying, inside the server, every row the initial sync wrote (`INSERT ... SELECT` into empty tables of
+    the same definition, indexes included): what writing those rows costs on this server with no Python, no
+    network and no computing at all, a lower bound for any initial sync of the shop."""
+    engine = create_engine(state_url)
+    total = 0.0
+    parts = []
+    for table in WRITTEN:
+        scratch = f"bench_copy_{table.name}"
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE TABLE `{scratch}` LIKE `{table.name}`"))
+        started = time.monotonic()
+        with engine.begin() as conn:
+            rows = conn.execute(text(f"INSERT INTO `{scratch}` SELECT * FROM `{table.name}`")).rowcount
+        seconds = time.monotonic() - started
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE `{scratch}`"))
+        total += seconds
+        parts.append(f"{table.name} {rows:,} rows {seconds:.1f} s")
+    engine.dispose()
+    print(f"\nwriting what it wrote, inside the server alone (INSERT ... SELECT): {total:.1f} s: {'; '.join(parts)}")
+
+
+def _bookkeeping(first: str, last: str) -> None:
+    """Times Dagster's own work for four daily assets that do nothing, backfilled in one run over the initial
+    sync's range and over its last BENCH_FEW_PARTITIONS days (`cio_assets/demo/floor.py`): a planned event and a
+    materialization per partition and asset, as the pipeline's four daily assets cost, whatever they do."""
+    job = floor.defs.resolve_job_def(floor.bookkeeping_job.name)
+    keys = daily_partitions.get_partition_keys()
+    timings = []
+    for start in dict.fromkeys((first, keys[-min(FEW_PARTITIONS or 54, len(keys))])):
+        tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": last}
+        started = time.monotonic()
+        with dg.instance_for_test() as instance:
+            job.execute_in_process(instance=instance, tags=tags)
+        timings.append(f"{keys.index(last) - keys.index(start) + 1} partitions {time.monotonic() - started:.1f} s")
+    print(f"Dagster's bookkeeping alone, four daily assets that do nothing, one run: {' against '.join(timings)}")
 
 
 def _end_to_end(
