@@ -103,9 +103,8 @@ def run_sync(
 ) -> dg.MaterializeResult:
     started = time.monotonic()
     ledger_metadata = check_ledger(context, state, customerio)
-    with state.connect() as conn:
-        # Read before this run refuses anything, so only earlier refusals count as retries.
-        pending = ledger.pending_rejections(conn, stream.kind)
+    pending: list[Pending] = []
+    refused_before: set[str] = set()  # keys with a refusal on record: only these have one to clear once delivered
 
     def items() -> Iterator[Item]:
         fresh_keys: set[str] = set()
@@ -123,7 +122,10 @@ def run_sync(
     def on_delivered(delivered: list[Item]) -> None:
         with state.begin() as conn:
             stream.record(conn, delivered, unix(utc_now()))
-            ledger.clear_rejections(conn, stream.kind, [item.key for item in delivered])
+            # Only an earlier refusal can be on record for a delivered key: this run records its own refusals for
+            # keys it does not deliver, and no other sync of the workspace records any during its turn. One query
+            # per batch less (3 s of a year's first event sync).
+            ledger.clear_rejections(conn, stream.kind, [item.key for item in delivered if item.key in refused_before])
 
     def delivery(batch_items: Iterator[Item]) -> DeliveryReport:
         refused = partial(_record_refusals, state, stream.kind)
@@ -132,6 +134,10 @@ def run_sync(
         )
 
     with sending_turn(context, state, customerio) as waited:
+        with state.connect() as conn:
+            # Read in the turn, before this run refuses anything: only earlier refusals count as retries.
+            pending = ledger.pending_rejections(conn, stream.kind)
+        refused_before.update(key for key, _, _ in pending)
         report = delivery(items())
         later = stream.follow_up()
         first = next(later, None)  # most runs have none: no second client then
