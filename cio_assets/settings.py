@@ -506,7 +506,7 @@ class Settings(dg.ConfigurableResource):
         description=(
             "CIO_CHUNK_DAYS: the event log's range is cut into one piece per this many days, each holding about as "
             "many paid orders; each piece is a step of its own, which the run's executor may run at the same time "
-            "as the others (>= 1). 0 (the default): 92 days on an executor that runs steps at once (multiprocess, "
+            "as the others (>= 1); or 0, the default: 92 days on an executor that runs steps at once (multiprocess, "
             "Celery), the whole range as one piece on one that runs them one after the other (in process)."
         ),
     )

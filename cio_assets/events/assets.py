@@ -150,7 +150,8 @@ def plan_op(
         # An event can only move here from a day outside the range (the range's own days are replaced): when
         # the log holds none, as in a first backfill, there is nothing to look up per event.
         others = _holds_other_days(dst, prange)
-        count = piece_count(len(prange.days), settings.chunk_days, context.job_def.executor_def.name)
+        executor = context.job_def.executor_def.name
+        count = piece_count(len(prange.days), settings.chunk_days, executor)
         weights = _paid_orders_per_day(src, prange, settings) if count > 1 else None
     stale = staging.drop_stale(state.engine, plan.now)
     if stale:
@@ -162,7 +163,7 @@ def plan_op(
     yield dg.Output(replace(plan, others=others, released=n_released), "plan")
     context.log.info(
         f"{len(prange.keys)} days in {len(pieces)} pieces (CIO_CHUNK_DAYS={settings.chunk_days}, "
-        f"{context.job_def.executor_def.name} executor) of about as many paid orders each: "
+        f"{executor} executor) of about as many paid orders each: "
         + ", ".join(f"{piece.keys[0]}..{piece.keys[-1]}" for piece in pieces)
         + (f", and {n_released} source rows released from quarantine" if n_released else "")
     )
