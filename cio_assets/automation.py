@@ -22,12 +22,12 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import Connection, select
 
+from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds, utc_now
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import SourceDatabase
+from cio_assets.schema.shop import orders
 from cio_assets.settings import SOURCE_MAX_LAG_MINUTES, AutomationSettings, Settings
 from cio_assets.sources.assets import SOURCE_GROUP, source_key
-from cio_assets.sources.tables import orders
-from cio_assets.timestamps import to_source_naive, to_unix_seconds, utc_now
 
 AUTOMATION = AutomationSettings.from_env()
 

@@ -16,17 +16,11 @@ from pathlib import Path
 import dagster as dg
 from sqlalchemy import Column, Table
 
-from cio_assets.events.properties import Family
+from cio_assets.schema.columns import PII_TAG, is_pii
+from cio_assets.schema.events import Family
 
-# Column.info marker for personal data; the catalog shows it as the column tag `pii`.
-PII = {"pii": True}
-PII_TAG = "pii"
 TABLE_NAME = "dagster/table_name"
 COLUMN_SCHEMA = "dagster/column_schema"
-
-
-def is_pii(column: Column) -> bool:
-    return bool(column.info.get(PII_TAG))
 
 
 def table_column(column: Column) -> dg.TableColumn:

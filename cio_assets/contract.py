@@ -12,19 +12,22 @@ sudden mass of bad rows means something upstream broke; then nothing is written 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.reads import read_frame
+from cio_assets.lib.writes import KEYS_PER_STATEMENT, insert_frame
 from cio_assets.metadata import counts_by, json_counts, markdown_table, reason_code
 from cio_assets.partitions import on_days
+from cio_assets.schema.state import quarantine
 from cio_assets.settings import Settings
-from cio_assets.sources.reads import read_frame
-from cio_assets.state.tables import quarantine
 
 HELD, CLIPPED, TRUNCATED = "held", "clipped", "truncated"
 QUARANTINE_COLUMNS = ["day", "item_key", "outcome", "source_table", "source_key", "reason"]
@@ -42,6 +45,13 @@ def stored_quarantine(conn: Connection, asset: str, days: list[str]) -> pd.DataF
     q = quarantine.c
     statement = select(*(q[c] for c in QUARANTINE_COLUMNS)).where(q.asset == asset, on_days(q.day, days))
     return quarantine_rows(read_frame(conn, statement))
+
+
+def replace_quarantine(conn: Connection, asset: str, days: Sequence[str], frame: pd.DataFrame) -> int:
+    """Replace one asset's quarantine listing for `days` (the other asset's rows stay)."""
+    for chunk in chunks(list(days), 500):
+        conn.execute(delete(quarantine).where(quarantine.c.asset == asset, quarantine.c.day.in_(chunk)))
+    return insert_frame(conn, quarantine, frame.assign(asset=asset), KEYS_PER_STATEMENT)
 
 
 def contract_check_spec(asset: str, check_name: str, rules: str) -> dg.AssetCheckSpec:

@@ -8,6 +8,9 @@ import dagster as dg
 from cio_assets.attributes.assets import attribute_snapshot
 from cio_assets.automation import finalize_yesterday, paid_orders_fresh, refresh, with_sync_freshness
 from cio_assets.checks import CHECKS
+from cio_assets.delivery.events import customerio_events
+from cio_assets.delivery.people import customerio_people
+from cio_assets.delivery.reconcile import customerio_people_reconciled
 from cio_assets.events.assets import event_log
 from cio_assets.hygiene.assets import rejected_rows
 from cio_assets.identity.assets import identity_map
@@ -15,9 +18,6 @@ from cio_assets.resources import customerio_resource, database_resources
 from cio_assets.settings import CELERY_BROKER, EXECUTOR, Settings
 from cio_assets.sources.assets import source_tables
 from cio_assets.sources.sensors import source_changes
-from cio_assets.sync.events import customerio_events
-from cio_assets.sync.people import customerio_people
-from cio_assets.sync.reconcile import customerio_people_reconciled
 
 
 def executor_named(name: str) -> dg.ExecutorDefinition:

@@ -22,11 +22,11 @@ import orjson
 import pandas as pd
 from sqlalchemy import BigInteger, Boolean, Column, Float, Integer
 
-from cio_assets.events.properties import BACKFILL, DECLARED, ITEMS, LINE_ITEM, Property
+from cio_assets.delivery.people import UNSUBSCRIBED
+from cio_assets.delivery.profiles import ANONYMOUS_ID
 from cio_assets.metadata import markdown_table
-from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
-from cio_assets.sync.people import UNSUBSCRIBED
-from cio_assets.sync.profiles import ANONYMOUS_ID
+from cio_assets.schema.events import BACKFILL, DECLARED, ITEMS, LINE_ITEM, Property
+from cio_assets.schema.state import ATTRIBUTE_COLUMNS, attribute_snapshot
 
 # Bump when a definition changes, with CONTRACT_DIGEST (the test that compares them says what to set).
 CONTRACT_VERSION = 1

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import ColumnElement, Table, and_
 
+from cio_assets.lib.timestamps import to_source_naive
 from cio_assets.settings import PartitionSettings, Settings
-from cio_assets.timestamps import to_source_naive
 
 PARTITION_SETTINGS = PartitionSettings.from_env()
 

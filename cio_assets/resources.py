@@ -29,6 +29,9 @@ from sqlalchemy.exc import DBAPIError
 
 from cio_assets.customerio.app_api import APP_REGION_URLS, AppClient
 from cio_assets.customerio.client import REGION_URLS, TrackClient
+from cio_assets.lib.locks import named_lock
+from cio_assets.schema.check import SourceSchemaError, schema_problem
+from cio_assets.schema.state import state_metadata
 from cio_assets.settings import (
     ACCEPT_NEW_LEDGER,
     API_KEY,
@@ -53,9 +56,6 @@ from cio_assets.settings import (
     check_field,
     read_all,
 )
-from cio_assets.sources.schema_check import SourceSchemaError, schema_problem
-from cio_assets.state.locks import named_lock
-from cio_assets.state.tables import state_metadata
 
 STATE_DATABASE_NAME = "cio_sync"
 # Seconds a MySQL connection attempt may take before an unreachable server is reported.

@@ -35,9 +35,9 @@ from sqlalchemy import make_url
 
 from cio_assets.customerio.client import REGION_URLS
 from cio_assets.customerio.limits import MAX_EVENT_NAME_BYTES
-from cio_assets.events.names import EVENT_NAMES
-from cio_assets.sources.tables import SOURCE_TABLES
-from cio_assets.state.tables import ATTRIBUTE_COLUMNS
+from cio_assets.schema.events import EVENT_NAMES
+from cio_assets.schema.shop import SOURCE_TABLES
+from cio_assets.schema.state import ATTRIBUTE_COLUMNS
 
 # Where the embedded demo keeps its SQLite files and Dagster instance.
 DATA_DIR = Path(os.environ.get("CIO_DATA_DIR", ".cio")).resolve()

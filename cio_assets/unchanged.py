@@ -30,15 +30,15 @@ from pydantic import Field
 from sqlalchemy import Connection, Table, func, select
 
 from cio_assets.catalog import table_metadata
-from cio_assets.chunking import chunks
 from cio_assets.contract import HELD, ContractTally, stored_quarantine
 from cio_assets.identity.refresh import identity_changed_at
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.writes import upsert
 from cio_assets.metadata import DayFigures, add_partition_metadata, listing_per_day, merge_days
 from cio_assets.partitions import PartitionRange
+from cio_assets.schema.state import computed_days, rejected_rows
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import observe_tables
-from cio_assets.state.tables import computed_days, rejected_rows
-from cio_assets.state.writes import upsert
 
 WHOLE = "all"  # the day an unpartitioned asset records itself under
 

@@ -23,15 +23,15 @@ import pytest
 from sqlalchemy import Engine, MetaData, create_engine, make_url, select, text
 
 from cio_assets.attributes.assets import attribute_snapshot
+from cio_assets.delivery.events import customerio_events
+from cio_assets.delivery.people import customerio_people
 from cio_assets.events.assets import event_log
 from cio_assets.hygiene.assets import rejected_rows
 from cio_assets.identity.assets import identity_map
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import source_metadata
 from cio_assets.settings import Settings
-from cio_assets.sources.tables import source_metadata
-from cio_assets.state import tables as state_tables
-from cio_assets.sync.events import customerio_events
-from cio_assets.sync.people import customerio_people
 from cio_assets_tests.fake_customerio import FakeCustomerIO, serve
 from cio_assets_tests.shop import ShopBuilder
 

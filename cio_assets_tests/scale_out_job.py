@@ -21,13 +21,13 @@ import dagster as dg
 
 from cio_assets.attributes.assets import attribute_snapshot
 from cio_assets.definitions import executor_named
+from cio_assets.delivery.events import customerio_events
+from cio_assets.delivery.people import customerio_people
 from cio_assets.events.assets import event_log
 from cio_assets.hygiene.assets import rejected_rows
 from cio_assets.identity.assets import identity_map
 from cio_assets.resources import customerio_resource, database_resources
 from cio_assets.settings import Settings
-from cio_assets.sync.events import customerio_events
-from cio_assets.sync.people import customerio_people
 
 ASSETS = [rejected_rows, identity_map, attribute_snapshot, event_log, customerio_people, customerio_events]
 JOB_NAME = "backfill"

@@ -10,7 +10,7 @@ from itertools import count
 
 from sqlalchemy import Engine
 
-from cio_assets.sources.tables import (
+from cio_assets.schema.shop import (
     cart_items,
     carts,
     customers,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from cio_assets.state import tables as state_tables
+from cio_assets.schema import state as state_tables
 from cio_assets_tests.conftest import SYNC
 from cio_assets_tests.fake_customerio import validate_batch_body
 

@@ -18,11 +18,11 @@ from sqlalchemy import CHAR, Column, MetaData, String, Table, Text, create_engin
 
 from cio_assets.hygiene.assets import rejected_rows
 from cio_assets.hygiene.rules import REJECTING_TABLES, Bounds, row_is_valid
+from cio_assets.lib.timestamps import utc_now
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import source_metadata
 from cio_assets.settings import Settings
-from cio_assets.sources.tables import source_metadata
-from cio_assets.state import tables as state_tables
-from cio_assets.timestamps import utc_now
 from cio_assets_tests.conftest import SYNC
 from cio_assets_tests.fake_customerio import validate_batch_body
 

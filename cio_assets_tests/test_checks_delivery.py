@@ -13,13 +13,13 @@ from cio_assets.checks.delivery import (
     stale_check_name,
 )
 from cio_assets.customerio.batching import Item
+from cio_assets.delivery import deliver as deliver_module
+from cio_assets.delivery.deliver import deliver
+from cio_assets.delivery.people import customerio_people
+from cio_assets.lib.timestamps import unix, utc_now
 from cio_assets.resources import CustomerIO
+from cio_assets.schema import state as state_tables
 from cio_assets.settings import Settings
-from cio_assets.state import tables as state_tables
-from cio_assets.sync import deliver as deliver_module
-from cio_assets.sync.deliver import deliver
-from cio_assets.sync.people import customerio_people
-from cio_assets.timestamps import unix, utc_now
 from cio_assets_tests.checks_runner import evaluations, run_checks, value
 from cio_assets_tests.conftest import SYNC
 

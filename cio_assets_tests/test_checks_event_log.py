@@ -6,11 +6,11 @@ import pytest
 
 from cio_assets.checks.days import NOT_JUDGED, OK, Baseline, EvaluatedDays, judge_counts
 from cio_assets.checks.event_log import INTEGRITY, VOLUME, event_log_checks, integrity_result
+from cio_assets.delivery.events import customerio_events
 from cio_assets.events.assets import event_log
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.schema import state as state_tables
 from cio_assets.settings import Settings
-from cio_assets.state import tables as state_tables
-from cio_assets.sync.events import customerio_events
 from cio_assets_tests.checks_runner import evaluations, run_checks, value
 from cio_assets_tests.conftest import PIPELINE, SYNC, logged_event, unix
 

@@ -7,9 +7,9 @@ import pytest
 from sqlalchemy import update
 
 from cio_assets.partitions import daily_partitions
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import order_items, orders
 from cio_assets.settings import Settings
-from cio_assets.sources.tables import order_items, orders
-from cio_assets.state import tables as state_tables
 from cio_assets_tests.conftest import SYNC
 
 

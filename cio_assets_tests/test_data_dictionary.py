@@ -12,8 +12,7 @@ from jsonschema import Draft202012Validator
 from cio_assets import dictionary
 from cio_assets.attributes.assets import attribute_snapshot
 from cio_assets.events.assets import event_log
-from cio_assets.events.names import EVENT_NAMES
-from cio_assets.events.properties import DECLARED
+from cio_assets.schema.events import DECLARED, EVENT_NAMES
 from cio_assets_tests.conftest import SYNC
 
 

@@ -10,9 +10,9 @@ from sqlalchemy import Engine, inspect, update
 
 from cio_assets.events import staging
 from cio_assets.events.assets import event_log, piece_count
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import orders
 from cio_assets.settings import Settings
-from cio_assets.sources.tables import orders
-from cio_assets.state import tables as state_tables
 from cio_assets_tests.conftest import logged_event
 
 RANGE = ("2026-10-01", "2026-10-04")

@@ -17,11 +17,11 @@ from sqlalchemy import Engine, create_engine, delete, select, update
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.assets import identity_map
 from cio_assets.identity.refresh import OUTPUTS, RefreshSummary, refresh_identity
+from cio_assets.lib.timestamps import utc_now
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import customers, identity_links
 from cio_assets.settings import Settings
-from cio_assets.sources.tables import customers, identity_links
-from cio_assets.state import tables as state_tables
-from cio_assets.timestamps import utc_now
 from cio_assets_tests.shop import ShopBuilder
 
 

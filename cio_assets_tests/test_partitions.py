@@ -45,7 +45,7 @@ def test_a_range_run_equals_running_each_day(shop, pipeline):
         pipeline.run(partition=day)
     day_by_day = _snapshot_and_events(pipeline)
     pipeline.state_engine.dispose()
-    from cio_assets.state.tables import state_metadata
+    from cio_assets.schema.state import state_metadata
 
     state_metadata.drop_all(pipeline.state_engine)
     result = pipeline.run(partition_range=("2026-10-01", "2026-10-04"))

@@ -13,11 +13,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from sqlalchemy import update
 
 from cio_assets.customerio.app_api import AppApiAuthError, AppApiError, AppClient
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase, customerio_resource
-from cio_assets.settings import Settings, SettingsError
-from cio_assets.sources.tables import customers
-from cio_assets.sync import ledger
-from cio_assets.sync.reconcile import (
+from cio_assets.delivery import ledger
+from cio_assets.delivery.reconcile import (
     CHECK_NAME,
     PEOPLE_ASSET,
     choose_people,
@@ -28,6 +25,9 @@ from cio_assets.sync.reconcile import (
     sample_positions,
     values_match,
 )
+from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase, customerio_resource
+from cio_assets.schema.shop import customers
+from cio_assets.settings import Settings, SettingsError
 from cio_assets_tests.conftest import SYNC
 from cio_assets_tests.fake_customerio import APP_PEOPLE_PATH, _customer_validator
 

@@ -26,9 +26,9 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from cio_assets.resources import DatabaseError, SourceDatabase, StateDatabase, redact_driver_message
-from cio_assets.sources.schema_check import SourceSchemaError
-from cio_assets.sources.tables import source_metadata
-from cio_assets.state import tables as state_tables
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.check import SourceSchemaError
+from cio_assets.schema.shop import source_metadata
 from cio_assets_tests.conftest import SERVER_URL
 from cio_assets_tests.fake_customerio import FakeCustomerIO, serve
 from cio_assets_tests.shop import ShopBuilder
@@ -160,7 +160,7 @@ def test_a_source_without_a_table_and_a_column_gets_one_message_listing_both(dat
     assert str(failure.value) == (
         f"The source database (CIO_MYSQL_URL at {shown}) lacks what the pipeline reads: "
         "column orders.paid_at; column carts.anonymous_id; table identity_links. "
-        "The reference schema is cio_assets/sources/tables.py (MySQL DDL: cio_assets/sources/reference_schema.sql)."
+        "The reference schema is cio_assets/schema/shop.py (MySQL DDL: cio_assets/schema/reference_schema.sql)."
     )
 
 

@@ -18,9 +18,9 @@ from cio_assets.automation import SOURCE_FRESHNESS_CHECK
 from cio_assets.definitions import defs
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import SourceDatabase
+from cio_assets.schema.shop import orders, source_metadata
 from cio_assets.settings import AutomationSettings, Settings, SettingsError
 from cio_assets.sources.sensors import SourceCursor, advance, partition_of, source_changes
-from cio_assets.sources.tables import orders, source_metadata
 from cio_assets_tests.conftest import SERVER_URL
 from cio_assets_tests.shop import ShopBuilder
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from cio_assets.state.locks import LockTimeout, named_lock
+from cio_assets.lib.locks import LockTimeout, named_lock
 from cio_assets_tests.conftest import SERVER_URL
 
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -116,7 +116,7 @@ def test_a_holder_killed_with_sigkill_leaves_no_lock_behind(lock_url: str, engin
                 f"""
                 import time
                 from sqlalchemy import create_engine
-                from cio_assets.state.locks import named_lock
+                from cio_assets.lib.locks import named_lock
                 with named_lock(create_engine({lock_url!r}), {name!r}):
                     print("held", flush=True)
                     time.sleep(300)

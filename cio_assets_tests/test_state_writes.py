@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import BigInteger, Boolean, Column, Engine, Float, Integer, MetaData, Table, Text, select, text
 
-from cio_assets.state import writes
-from cio_assets.state.tables import cursors, state_metadata
-from cio_assets.state.writes import upsert
+from cio_assets.lib import writes
+from cio_assets.lib.writes import upsert
+from cio_assets.schema.state import cursors, state_metadata
 
 
 def test_two_steps_writing_their_own_cursors_at_once_do_not_wait_for_each_other(state_engine: Engine) -> None:

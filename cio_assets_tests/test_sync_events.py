@@ -10,12 +10,12 @@ from sqlalchemy import update
 
 from cio_assets.customerio.client import AuthenticationError
 from cio_assets.customerio.ids import event_ulid
+from cio_assets.delivery.people import customerio_people
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import CustomerIO
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import cart_items, order_items
 from cio_assets.settings import Settings
-from cio_assets.sources.tables import cart_items, order_items
-from cio_assets.state import tables as state_tables
-from cio_assets.sync.people import customerio_people
 from cio_assets_tests.conftest import PIPELINE, SYNC, unix
 from cio_assets_tests.fake_customerio import validate_batch_body
 

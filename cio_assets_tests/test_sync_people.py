@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 from sqlalchemy import create_engine, update
 
-from cio_assets.sources.tables import customers
-from cio_assets.state import tables as state_tables
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import customers
 from cio_assets_tests.conftest import SYNC, Pipeline, unix
 from cio_assets_tests.fake_customerio import validate_batch_body
 
@@ -186,7 +186,7 @@ import json, sys
 import dagster as dg
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
 from cio_assets.settings import Settings
-from cio_assets.sync.people import customerio_people
+from cio_assets.delivery.people import customerio_people
 
 source, state, customerio, start, end = json.loads(sys.argv[1])
 print("ready", flush=True)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cio_assets.state import tables as state_tables
+from cio_assets.schema import state as state_tables
 from cio_assets_tests.conftest import unix
 
 

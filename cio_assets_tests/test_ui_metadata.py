@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 
 from cio_assets.attributes.assets import attribute_snapshot, written_in_run
+from cio_assets.delivery.deliver import DeliveryReport
+from cio_assets.delivery.stream import delivery_summary
 from cio_assets.events.assets import event_log
-from cio_assets.events.names import EVENT_NAMES
 from cio_assets.hygiene.assets import rejected_rows
 from cio_assets.identity.assets import identity_map
 from cio_assets.metadata import counts_per_day
 from cio_assets.resources import customerio_resource
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.events import EVENT_NAMES
 from cio_assets.sources.assets import source_tables
-from cio_assets.state import tables as state_tables
-from cio_assets.sync.deliver import DeliveryReport
-from cio_assets.sync.stream import delivery_summary
 from cio_assets_tests.conftest import SYNC
 
 DAY_1, DAY_2 = "2026-10-01", "2026-10-02"

@@ -18,22 +18,22 @@ from cio_assets.attributes.compute import clip_text_attributes, compute_attribut
 from cio_assets.attributes.queries import CHANGE_TABLES, as_of_instants, changed_people, read_history
 from cio_assets.attributes.schema import attribute_snapshot_schema
 from cio_assets.catalog import pii_tags, table_metadata
-from cio_assets.contract import HELD, ContractTally, contract_check_spec, split_by_contract
+from cio_assets.contract import HELD, ContractTally, contract_check_spec, replace_quarantine, split_by_contract
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.erasure import erased_set
 from cio_assets.identity.lookup import load_resolver, require_identity
 from cio_assets.identity.membership import chunk_people, guest_spellings
 from cio_assets.identity.resolve import EMAIL
+from cio_assets.lib.timestamps import unix, utc_now
+from cio_assets.lib.writes import insert_frame, replace_days
 from cio_assets.metadata import DayFigures, add_partition_metadata, listing_per_day, markdown_table, merge_days
 from cio_assets.partitions import PartitionRange, daily_partitions, on_days
 from cio_assets.resources import SourceDatabase, StateDatabase
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import customers, order_items, orders, refunds, subscriptions
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
-from cio_assets.sources.tables import customers, order_items, orders, refunds, subscriptions
-from cio_assets.state import tables as state_tables
-from cio_assets.state.writes import insert_frame, replace_days, replace_quarantine
-from cio_assets.timestamps import unix, utc_now
 from cio_assets.unchanged import Inputs, RefreshConfig, kept_result, record, skip_reason
 
 ASSET = "attribute_snapshot"

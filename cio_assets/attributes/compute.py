@@ -23,8 +23,8 @@ import pandas as pd
 from cio_assets.attributes.queries import History
 from cio_assets.contract import CLIPPED, quarantine_rows
 from cio_assets.customerio.limits import MAX_ATTRIBUTE_VALUE_BYTES
-from cio_assets.state.tables import TEXT_ATTRIBUTES
-from cio_assets.text import clip_utf8
+from cio_assets.lib.text import clip_utf8
+from cio_assets.schema.state import TEXT_ATTRIBUTES
 
 SUBSCRIPTION_RANK = {"canceled": 1, "paused": 2, "active": 3}
 RANK_STATUS = {rank: status for status, rank in SUBSCRIPTION_RANK.items()}

@@ -13,18 +13,18 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, FromClause, Select, Table, and_, literal, select
 
-from cio_assets.chunking import chunks
 from cio_assets.contract import HELD, quarantine_rows
 from cio_assets.hygiene.rules import Bounds, row_is_valid, row_rejection
 from cio_assets.identity.membership import PeopleChunk
 from cio_assets.identity.normalize import normalize_email, normalize_phone
 from cio_assets.identity.resolve import IdentityResolver
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.reads import read_frame, read_frames
+from cio_assets.lib.timestamps import to_unix_seconds, unix
+from cio_assets.lib.writes import KEYS_PER_STATEMENT
 from cio_assets.partitions import PartitionRange
+from cio_assets.schema.shop import customers, order_items, orders, refunds, subscriptions
 from cio_assets.settings import Settings
-from cio_assets.sources.reads import read_frame, read_frames
-from cio_assets.sources.tables import customers, order_items, orders, refunds, subscriptions
-from cio_assets.state.writes import KEYS_PER_STATEMENT
-from cio_assets.timestamps import to_unix_seconds, unix
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from cio_assets.customerio.limits import MAX_ATTRIBUTE_VALUE_BYTES
-from cio_assets.sources.tables import SUBSCRIPTION_STATUSES
-from cio_assets.state.tables import TEXT_ATTRIBUTES
+from cio_assets.schema.shop import SUBSCRIPTION_STATUSES
+from cio_assets.schema.state import TEXT_ATTRIBUTES
 
 E164 = r"^\+[1-9]\d{6,14}$"
 # The source's statuses, plus "none" for people without a subscription.

@@ -25,12 +25,12 @@ from cio_assets.checks.days import (
     judge_days,
     volume_result,
 )
-from cio_assets.chunking import chunks
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.timestamps import utc_now
 from cio_assets.metadata import markdown_table
 from cio_assets.resources import StateDatabase
+from cio_assets.schema.state import attribute_snapshot as snapshot_table
 from cio_assets.settings import Settings
-from cio_assets.state.tables import attribute_snapshot as snapshot_table
-from cio_assets.timestamps import utc_now
 
 ASSET = "attribute_snapshot"
 ONE_ROW = "attribute_snapshot_one_row_per_person_day"

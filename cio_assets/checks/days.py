@@ -31,7 +31,7 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import Connection, Table, distinct, select
 
-from cio_assets.chunking import chunks
+from cio_assets.lib.chunking import chunks
 from cio_assets.metadata import markdown_table
 from cio_assets.partitions import daily_partitions
 from cio_assets.settings import Settings

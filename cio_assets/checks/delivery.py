@@ -19,12 +19,8 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import Connection, func, select
 
-from cio_assets.metadata import markdown_table
-from cio_assets.resources import StateDatabase
-from cio_assets.settings import Settings
-from cio_assets.state.tables import delivery_rejections
-from cio_assets.sync import ledger
-from cio_assets.sync.deliver import (
+from cio_assets.delivery import ledger
+from cio_assets.delivery.deliver import (
     DRY_RUN,
     ITEMS_PLANNED,
     ITEMS_SENT,
@@ -37,7 +33,11 @@ from cio_assets.sync.deliver import (
     THROTTLED_RATE,
     delivery_rates,
 )
-from cio_assets.timestamps import unix, utc_now
+from cio_assets.lib.timestamps import unix, utc_now
+from cio_assets.metadata import markdown_table
+from cio_assets.resources import StateDatabase
+from cio_assets.schema.state import delivery_rejections
+from cio_assets.settings import Settings
 
 SYNC_KINDS = {"customerio_people": ledger.PERSON, "customerio_events": ledger.EVENT}
 SAMPLE_ROWS = 20

@@ -22,13 +22,13 @@ from cio_assets.checks.days import (
     judge_days,
     volume_result,
 )
-from cio_assets.chunking import chunks
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.timestamps import unix, utc_now
 from cio_assets.metadata import markdown_table
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import StateDatabase
+from cio_assets.schema.state import event_log as events_table
 from cio_assets.settings import Settings
-from cio_assets.state.tables import event_log as events_table
-from cio_assets.timestamps import unix, utc_now
 
 ASSET = "event_log"
 INTEGRITY = "event_log_integrity"

@@ -11,12 +11,12 @@ import pandas as pd
 from sqlalchemy import Connection, select
 
 from cio_assets.hygiene.rules import REJECTING_TABLES
+from cio_assets.lib.reads import read_frame
 from cio_assets.metadata import markdown_table
 from cio_assets.resources import SourceDatabase, StateDatabase
+from cio_assets.schema.state import rejected_rows
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import observe_tables
-from cio_assets.sources.reads import read_frame
-from cio_assets.state.tables import rejected_rows
 
 ASSET = "rejected_rows"
 SHARE = "rejected_rows_share"

@@ -18,13 +18,13 @@ import pandas as pd
 from sqlalchemy import Connection, func, select
 
 from cio_assets.checks.delivery import latest_materialization
+from cio_assets.lib.reads import read_frame
 from cio_assets.metadata import markdown_table
 from cio_assets.resources import SourceDatabase, StateDatabase
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import carts, orders
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import observe_tables
-from cio_assets.sources.reads import read_frame
-from cio_assets.sources.tables import carts, orders
-from cio_assets.state import tables as state_tables
 
 ASSET = "identity_map"
 HEALTH = "identity_map_health"

@@ -16,11 +16,11 @@ lists only those still waiting.
 import dagster as dg
 import pandas as pd
 
+from cio_assets.delivery import ledger
+from cio_assets.delivery.people import pending_merges_frame
 from cio_assets.metadata import markdown_table
 from cio_assets.resources import StateDatabase
 from cio_assets.settings import Settings
-from cio_assets.sync import ledger
-from cio_assets.sync.people import pending_merges_frame
 
 ASSET = "customerio_people"
 CHECK = "customerio_people_pending_merges"

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
-from cio_assets.chunking import chunks
 from cio_assets.customerio.client import retry_after_seconds, without_userinfo
+from cio_assets.lib.chunking import chunks
 
 APP_REGION_URLS = {"us": "https://api.customer.io", "eu": "https://api-eu.customer.io"}
 PEOPLE_PATH = "/v1/customers/attributes"

@@ -1,7 +1,7 @@
 """Customer.io's documented Track API limits, enforced before anything is sent.
 
 Free text is made to fit upstream, where it is harmless and listed: attribute values are clipped to
-`MAX_ATTRIBUTE_VALUE_BYTES` (`cio_assets.text.clip_utf8`) and a large order or cart keeps its most valuable lines
+`MAX_ATTRIBUTE_VALUE_BYTES` (`cio_assets.lib.text.clip_utf8`) and a large order or cart keeps its most valuable lines
 (`fit_line_items`). An item that still cannot fit is rejected here with a reason (never sent to fail):
 - request body < 500 KB and each batch item <= 32 KB (Track v2 `/batch`);
 - person id <= 150 bytes; attribute value <= 1000 bytes; <= 300 attributes per identify;

@@ -53,9 +53,9 @@ from cio_assets.demo.sink import serve_sink  # noqa: E402
 from cio_assets.events.assets import PARALLEL_CHUNK_DAYS  # noqa: E402
 from cio_assets.partitions import daily_partitions  # noqa: E402
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase  # noqa: E402
+from cio_assets.schema import state as state_tables  # noqa: E402
+from cio_assets.schema.shop import customers, order_items, orders  # noqa: E402
 from cio_assets.settings import CHUNK_DAYS  # noqa: E402
-from cio_assets.sources.tables import customers, order_items, orders  # noqa: E402
-from cio_assets.state import tables as state_tables  # noqa: E402
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 NEW_ORDER_SHARE = float(os.environ.get("BENCH_NEW_ORDER_SHARE", "0.01"))

@@ -46,8 +46,8 @@ from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows
 from cio_assets.demo.sink import Arrival, RecordingSink, serve_recording
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.schema.shop import cart_items, carts, customers, order_items, orders
 from cio_assets.settings import Settings
-from cio_assets.sources.tables import cart_items, carts, customers, order_items, orders
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 SITE_ID, API_KEY = "bench", "bench"

@@ -31,8 +31,7 @@ from cio_assets.demo.shop import (
 )
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import SourceDatabase, StateDatabase
-from cio_assets.settings import DEMO_SOURCE_URL, DEMO_STATE_URL
-from cio_assets.state.tables import (
+from cio_assets.schema.state import (
     attribute_snapshot,
     event_log,
     identity_conflicts,
@@ -42,6 +41,7 @@ from cio_assets.state.tables import (
     rejected_rows,
     unresolved_identifiers,
 )
+from cio_assets.settings import DEMO_SOURCE_URL, DEMO_STATE_URL
 
 SYNC_ASSETS = ("customerio_people", "customerio_events")
 

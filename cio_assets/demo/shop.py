@@ -43,7 +43,7 @@ import phonenumbers
 import sqlalchemy
 from sqlalchemy import Table
 
-from cio_assets.sources.tables import (
+from cio_assets.schema.shop import (
     OPTIONAL_TABLES,
     SOURCE_TABLES,
     cart_items,

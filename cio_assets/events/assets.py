@@ -23,16 +23,15 @@ import pandas as pd
 from sqlalchemy import Connection, and_, func, select
 
 from cio_assets.catalog import family_properties, pii_tags, table_metadata
-from cio_assets.contract import HELD, ContractTally, contract_check_spec, split_by_contract
+from cio_assets.contract import HELD, ContractTally, contract_check_spec, replace_quarantine, split_by_contract
 from cio_assets.events import staging
 from cio_assets.events.families import FAMILIES, FAMILY_TABLES, Extraction, FamilyResult, idle_deadlines
-from cio_assets.events.names import EVENT_NAMES
-from cio_assets.events.properties import DECLARED
 from cio_assets.events.schema import event_log_schema
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.erasure import erased_set
 from cio_assets.identity.lookup import load_resolver, require_identity
+from cio_assets.lib.timestamps import unix, utc_now
 from cio_assets.metadata import (
     DayFigures,
     add_partition_metadata,
@@ -44,12 +43,11 @@ from cio_assets.metadata import (
 )
 from cio_assets.partitions import PartitionRange, daily_partitions, on_days
 from cio_assets.resources import SourceDatabase, StateDatabase
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.events import DECLARED, EVENT_NAMES
+from cio_assets.schema.shop import cart_items, carts, order_items, orders, refunds, subscriptions
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
-from cio_assets.sources.tables import cart_items, carts, order_items, orders, refunds, subscriptions
-from cio_assets.state import tables as state_tables
-from cio_assets.state.writes import replace_quarantine
-from cio_assets.timestamps import unix, utc_now
 from cio_assets.unchanged import Inputs, RefreshConfig, kept_result, record, skip_reason
 
 ASSET = "event_log"

@@ -24,22 +24,22 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, exists, func, or_
 
 from cio_assets.contract import HELD, TRUNCATED, quarantine_rows
 from cio_assets.customerio.limits import MAX_EVENT_PROPERTIES_BYTES, MAX_ITEM_BYTES, fit_line_items
-from cio_assets.events.names import (
+from cio_assets.hygiene.rules import Bounds, row_is_valid, row_rejection
+from cio_assets.identity.membership import Spellings, chunk_people, guest_spellings
+from cio_assets.identity.resolve import IdentityResolver
+from cio_assets.lib.reads import read_frame, read_pages
+from cio_assets.lib.text import clip_column
+from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds, unix
+from cio_assets.partitions import PartitionRange
+from cio_assets.schema.events import (
     CART_ABANDONED,
     CHECKOUT_STARTED,
     ORDER_PLACED,
     REFUND_ISSUED,
     SUBSCRIPTION_CANCELED,
 )
-from cio_assets.hygiene.rules import Bounds, row_is_valid, row_rejection
-from cio_assets.identity.membership import Spellings, chunk_people, guest_spellings
-from cio_assets.identity.resolve import IdentityResolver
-from cio_assets.partitions import PartitionRange
+from cio_assets.schema.shop import cart_items, carts, order_items, orders, refunds, subscriptions
 from cio_assets.settings import Settings
-from cio_assets.sources.reads import read_frame, read_pages
-from cio_assets.sources.tables import cart_items, carts, order_items, orders, refunds, subscriptions
-from cio_assets.text import clip_column
-from cio_assets.timestamps import to_source_naive, to_unix_seconds, unix
 
 # The source table whose primary key makes each family's event ids.
 FAMILY_TABLES: dict[str, Table] = {

@@ -8,7 +8,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from cio_assets.customerio.limits import MAX_EVENT_PROPERTIES_BYTES
-from cio_assets.events.names import EVENT_NAMES
+from cio_assets.schema.events import EVENT_NAMES
 
 
 class EventLogSchema(pa.DataFrameModel):

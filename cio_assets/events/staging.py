@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import pandas as pd
 from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, insert, select, union_all
 
-from cio_assets.state.tables import event_columns, event_log, event_log_staging
-from cio_assets.state.writes import delete_days, delete_keys, insert_frame, upsert
+from cio_assets.lib.writes import delete_days, delete_keys, insert_frame, upsert
+from cio_assets.schema.state import event_columns, event_log, event_log_staging
 
 LISTED = event_log_staging
 # A run's tables are dropped by a later run once this old (no run takes a week).

@@ -13,15 +13,15 @@ import pandas as pd
 from cio_assets.catalog import pii_tags, table_metadata
 from cio_assets.hygiene.rejections import changed_since, current_rejections, merge_rejections, previous_rejections
 from cio_assets.hygiene.rules import REJECTING_TABLES, Bounds
+from cio_assets.lib.timestamps import unix, utc_now
+from cio_assets.lib.writes import replace_all
 from cio_assets.metadata import counts_by, json_counts, markdown_table, named
 from cio_assets.resources import SourceDatabase, StateDatabase
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import cart_items, order_items
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
 from cio_assets.sources.changes import Cursor, read_marks
-from cio_assets.sources.tables import cart_items, order_items
-from cio_assets.state import tables as state_tables
-from cio_assets.state.writes import replace_all
-from cio_assets.timestamps import unix, utc_now
 from cio_assets.unchanged import WHOLE, Inputs, RefreshConfig, record, settings_fingerprint, skip_reason
 
 ASSET = "rejected_rows"

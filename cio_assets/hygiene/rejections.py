@@ -11,15 +11,15 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import Column, ColumnElement, Connection, Table, and_, func, select, true
 
-from cio_assets.chunking import chunks
 from cio_assets.hygiene.rules import REJECTING_TABLES, RULES, Bounds, rejection_reason, row_rejection
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.reads import read_frame
+from cio_assets.lib.writes import KEYS_PER_STATEMENT
 from cio_assets.partitions import PartitionRange
+from cio_assets.schema.shop import cart_items, carts, customers, order_items, orders, refunds, subscriptions
+from cio_assets.schema.state import rejected_rows
 from cio_assets.settings import Settings
 from cio_assets.sources.changes import Cursor, changed_keys
-from cio_assets.sources.reads import read_frame
-from cio_assets.sources.tables import cart_items, carts, customers, order_items, orders, refunds, subscriptions
-from cio_assets.state.tables import rejected_rows
-from cio_assets.state.writes import KEYS_PER_STATEMENT
 
 KEY = ["source_table", "source_key", "column_name"]
 LISTED = [*KEY, "raw_value", "reason"]

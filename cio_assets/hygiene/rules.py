@@ -30,8 +30,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Table, and_, case, cast, exists, func, literal, null, or_, select, true
 from sqlalchemy.types import String
 
-from cio_assets.settings import Settings
-from cio_assets.sources.tables import (
+from cio_assets.lib.timestamps import to_source_naive
+from cio_assets.schema.shop import (
     ORDER_STATUSES,
     SUBSCRIPTION_STATUSES,
     cart_items,
@@ -42,7 +42,7 @@ from cio_assets.sources.tables import (
     refunds,
     subscriptions,
 )
-from cio_assets.timestamps import to_source_naive
+from cio_assets.settings import Settings
 
 NULL_TIMESTAMP = "null_timestamp"
 BEFORE_FLOOR = "before_floor"

@@ -15,14 +15,14 @@ from cio_assets.catalog import pii_tags, table_metadata
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.erasure import apply_erasures
 from cio_assets.identity.refresh import IDENTITY_CHANGED_AT, RefreshSummary, refresh_identity
+from cio_assets.lib.reads import read_frame
+from cio_assets.lib.timestamps import unix, utc_now
 from cio_assets.metadata import markdown_table, named
 from cio_assets.resources import SourceDatabase, StateDatabase
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import carts, customers, identity_links, orders, subscriptions
 from cio_assets.settings import Settings
 from cio_assets.sources.assets import source_key
-from cio_assets.sources.reads import read_frame
-from cio_assets.sources.tables import carts, customers, identity_links, orders, subscriptions
-from cio_assets.state import tables as state_tables
-from cio_assets.timestamps import unix, utc_now
 
 # The listings written beside the map, described in the catalog with it.
 IDENTITY_LISTINGS = [

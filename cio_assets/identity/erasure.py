@@ -20,13 +20,15 @@ from collections.abc import Iterable
 import pandas as pd
 from sqlalchemy import Connection, and_, func, inspect, select
 
-from cio_assets.chunking import chunks
+from cio_assets.delivery import ledger
 from cio_assets.identity.normalize import normalize_email
 from cio_assets.identity.resolve import CUSTOMER_ID, EMAIL
-from cio_assets.settings import Settings
-from cio_assets.sources.reads import read_frame
-from cio_assets.sources.tables import erasure_requests
-from cio_assets.state.tables import (
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.reads import read_frame
+from cio_assets.lib.timestamps import to_unix_seconds
+from cio_assets.lib.writes import KEYS_PER_STATEMENT, delete_keys, insert_rows, keys_present
+from cio_assets.schema.shop import erasure_requests
+from cio_assets.schema.state import (
     anonymous_ledger,
     attribute_snapshot,
     erasures,
@@ -38,9 +40,7 @@ from cio_assets.state.tables import (
     unsubscribed_in_customerio,
     vanished_people,
 )
-from cio_assets.state.writes import KEYS_PER_STATEMENT, delete_keys, insert_rows, keys_present
-from cio_assets.sync import ledger
-from cio_assets.timestamps import to_unix_seconds
+from cio_assets.settings import Settings
 
 
 def read_requests(src: Connection, settings: Settings) -> pd.DataFrame:

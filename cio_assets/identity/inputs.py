@@ -20,11 +20,11 @@ from sqlalchemy import ColumnElement, Connection, Select, Table, exists, or_, se
 
 from cio_assets.hygiene.rules import RULES, Bounds, rejection_reason, row_is_valid
 from cio_assets.identity.normalize import normalize_email, normalize_phone
+from cio_assets.lib.reads import read_frame
+from cio_assets.lib.timestamps import to_unix_seconds
+from cio_assets.schema.shop import carts, customers, identity_links, orders, subscriptions
+from cio_assets.schema.state import ID_WIDTH, identity_inputs
 from cio_assets.settings import Settings
-from cio_assets.sources.reads import read_frame
-from cio_assets.sources.tables import carts, customers, identity_links, orders, subscriptions
-from cio_assets.state.tables import ID_WIDTH, identity_inputs
-from cio_assets.timestamps import to_unix_seconds
 
 # The source table each input comes from, as `cio_identity_inputs.source_table` names it.
 CUSTOMERS, GUEST_ORDERS, CARTS, LINKS, SUBSCRIPTIONS = "customers", "orders", "carts", "identity_links", "subscriptions"

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import dagster as dg
 from sqlalchemy import Connection, select
 
-from cio_assets.chunking import chunks
 from cio_assets.identity.resolve import IdentityResolver
-from cio_assets.state.tables import identity_map
-from cio_assets.state.writes import KEYS_PER_STATEMENT
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.writes import KEYS_PER_STATEMENT
+from cio_assets.schema.state import identity_map
 
 
 @dataclass(frozen=True)

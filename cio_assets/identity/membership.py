@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
-from cio_assets.chunking import chunks
 from cio_assets.identity.inputs import GUEST_ORDERS
 from cio_assets.identity.resolve import IdentityResolver
-from cio_assets.sources.tables import orders
-from cio_assets.state.tables import identity_inputs
-from cio_assets.state.writes import KEYS_PER_STATEMENT
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.writes import KEYS_PER_STATEMENT
+from cio_assets.schema.shop import orders
+from cio_assets.schema.state import identity_inputs
 
 Spellings = Callable[[list[str]], dict[str, list[str]]]
 

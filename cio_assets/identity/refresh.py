@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, true, tuple_
 
-from cio_assets.chunking import chunks
 from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.inputs import (
     CARTS,
@@ -52,13 +51,14 @@ from cio_assets.identity.resolve import (
     IdentityResult,
     resolve_identity,
 )
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.reads import read_frame
+from cio_assets.lib.timestamps import unix
+from cio_assets.lib.writes import KEYS_PER_STATEMENT, insert_frame, replace_all
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import carts, customers, identity_links, orders, subscriptions
 from cio_assets.settings import Settings
 from cio_assets.sources.changes import Cursor, changed, changed_links, read_marks
-from cio_assets.sources.reads import read_frame
-from cio_assets.sources.tables import carts, customers, identity_links, orders, subscriptions
-from cio_assets.state import tables as state_tables
-from cio_assets.state.writes import KEYS_PER_STATEMENT, insert_frame, replace_all
-from cio_assets.timestamps import unix
 
 CURSOR = "identity_map"
 INPUTS = state_tables.identity_inputs

@@ -30,7 +30,7 @@ from typing import Protocol
 import pandas as pd
 
 from cio_assets.identity.normalize import normalize_email, normalize_phone
-from cio_assets.state.tables import ID_WIDTH
+from cio_assets.schema.state import ID_WIDTH
 
 CUSTOMER_ID = "customer_id"
 EMAIL = "email"

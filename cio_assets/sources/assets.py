@@ -13,8 +13,8 @@ import dagster as dg
 from sqlalchemy import Connection, Table, func, select
 
 from cio_assets.catalog import code_reference, pii_tags, table_metadata
-from cio_assets.sources import tables as tables_module
-from cio_assets.sources.tables import SOURCE_TABLES
+from cio_assets.schema import shop as tables_module
+from cio_assets.schema.shop import SOURCE_TABLES
 
 SOURCE_GROUP = "source"
 # Tables observed at once, each on its own connection.

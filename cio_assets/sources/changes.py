@@ -22,9 +22,9 @@ import orjson
 from sqlalchemy import Column, ColumnElement, Connection, Table, and_, or_, select, true
 
 from cio_assets.hygiene.rules import Bounds
-from cio_assets.settings import Settings
-from cio_assets.sources.assets import observe_tables
-from cio_assets.sources.tables import (
+from cio_assets.lib.timestamps import to_source_naive
+from cio_assets.lib.writes import upsert
+from cio_assets.schema.shop import (
     cart_items,
     carts,
     customers,
@@ -34,9 +34,9 @@ from cio_assets.sources.tables import (
     refunds,
     subscriptions,
 )
-from cio_assets.state.tables import cursors
-from cio_assets.state.writes import upsert
-from cio_assets.timestamps import to_source_naive
+from cio_assets.schema.state import cursors
+from cio_assets.settings import Settings
+from cio_assets.sources.assets import observe_tables
 
 LOOKBACK = timedelta(minutes=10)
 # Per tracked table, the timestamps whose rows turn valid when the clock passes them (indexed in the

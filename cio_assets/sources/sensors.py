@@ -38,12 +38,12 @@ import orjson
 
 from cio_assets.automation import AUTOMATION, read_source_freshness, refresh
 from cio_assets.events.families import idle_deadlines
+from cio_assets.lib.timestamps import utc_now
 from cio_assets.partitions import daily_partitions
 from cio_assets.resources import DatabaseError, SourceDatabase
+from cio_assets.schema.check import SourceSchemaError
 from cio_assets.settings import SENSOR_INTERVAL_SECONDS, Settings
 from cio_assets.sources.assets import observe_sources
-from cio_assets.sources.schema_check import SourceSchemaError
-from cio_assets.timestamps import utc_now
 
 Mark = int | str  # a largest id, or a latest change time as ISO text
 Marks = dict[str, dict[str, Mark]]  # asset key ("source/orders") -> mark name ("max_id") -> value

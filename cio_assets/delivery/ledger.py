@@ -12,10 +12,13 @@ from collections.abc import Sequence
 import orjson
 from sqlalchemy import Connection, and_, delete, false, func, select, update
 
-from cio_assets.chunking import chunks
+from cio_assets.delivery.profiles import ERASURE, VANISHED, AnonymousLink, Merge, Removal
 from cio_assets.identity.inputs import LINKS
 from cio_assets.identity.resolve import ANONYMOUS_ID, CUSTOMER_ID, SHARED_EMAIL
-from cio_assets.state.tables import (
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.text import clip
+from cio_assets.lib.writes import KEYS_PER_STATEMENT, delete_keys, insert_rows, keys_present, upsert
+from cio_assets.schema.state import (
     anonymous_ledger,
     delivery_rejections,
     erasures,
@@ -30,9 +33,6 @@ from cio_assets.state.tables import (
     unsubscribed_in_customerio,
     vanished_people,
 )
-from cio_assets.state.writes import KEYS_PER_STATEMENT, delete_keys, insert_rows, keys_present, upsert
-from cio_assets.sync.profiles import ERASURE, VANISHED, AnonymousLink, Merge, Removal
-from cio_assets.text import clip
 
 PERSON = "person"
 EVENT = "event"

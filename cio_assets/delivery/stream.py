@@ -30,14 +30,14 @@ import dagster as dg
 from sqlalchemy import Connection
 
 from cio_assets.customerio.batching import Item
+from cio_assets.delivery import ledger
+from cio_assets.delivery.deliver import DeliveryReport, deliver, delivery_metadata, outbox_path
+from cio_assets.lib.locks import named_lock
+from cio_assets.lib.timestamps import unix, utc_now
 from cio_assets.metadata import add_partition_metadata
 from cio_assets.partitions import PartitionRange
 from cio_assets.resources import CustomerIO, StateDatabase
 from cio_assets.settings import Settings
-from cio_assets.state.locks import named_lock
-from cio_assets.sync import ledger
-from cio_assets.sync.deliver import DeliveryReport, deliver, delivery_metadata, outbox_path
-from cio_assets.timestamps import unix, utc_now
 
 LEDGER_ID = "ledger_id"
 WAITED_FOR_TURN = "waited_for_turn_s"

@@ -35,15 +35,8 @@ from sqlalchemy import Connection, and_, or_, select
 
 from cio_assets.catalog import listing_schemas, pii_tags
 from cio_assets.customerio.batching import Item
-from cio_assets.metadata import markdown_table
-from cio_assets.partitions import PartitionRange, daily_partitions
-from cio_assets.resources import CustomerIO, StateDatabase
-from cio_assets.settings import Settings
-from cio_assets.sources.reads import read_frame, read_frames
-from cio_assets.state import tables as state_tables
-from cio_assets.state.tables import ATTRIBUTE_COLUMNS, attribute_snapshot
-from cio_assets.sync import ledger
-from cio_assets.sync.profiles import (
+from cio_assets.delivery import ledger
+from cio_assets.delivery.profiles import (
     ANONYMOUS_ID,
     ERASURE,
     VANISHED,
@@ -56,8 +49,15 @@ from cio_assets.sync.profiles import (
     pending_item,
     removal_item,
 )
-from cio_assets.sync.stream import Pending, SyncStream, run_sync
-from cio_assets.timestamps import unix, utc_now
+from cio_assets.delivery.stream import Pending, SyncStream, run_sync
+from cio_assets.lib.reads import read_frame, read_frames
+from cio_assets.lib.timestamps import unix, utc_now
+from cio_assets.metadata import markdown_table
+from cio_assets.partitions import PartitionRange, daily_partitions
+from cio_assets.resources import CustomerIO, StateDatabase
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.state import ATTRIBUTE_COLUMNS, attribute_snapshot
+from cio_assets.settings import Settings
 
 CREATED, UPDATED, UNCHANGED, OLDER = "created", "updated", "unchanged", "skipped_older"
 # Customer.io's reserved attribute: a global unsubscribe from e-mail, SMS and push.

@@ -1,4 +1,4 @@
--- Reference source schema for cio-assets (MySQL/MariaDB). Generated from cio_assets/sources/tables.py.
+-- Reference source schema for cio-assets (MySQL/MariaDB). Generated from cio_assets/schema/shop.py.
 CREATE TABLE customers (
 	id BIGINT NOT NULL COMMENT 'Customer id', 
 	email VARCHAR(320) COMMENT 'E-mail as typed (normalised and validated by the pipeline)', 

@@ -13,10 +13,12 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, String, Table, delete, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from cio_assets.chunking import chunks
-from cio_assets.state.tables import quarantine
-from cio_assets.text import clip
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.text import clip
 
+# Column.info marking text only there to be read (reasons, raw values in listings): cut to the column's width when
+# written, by `insert_frame`.
+CLIPPED = {"clipped": True}
 # Keys per `IN (...)` list: well under every server's limits on statement size.
 KEYS_PER_STATEMENT = 1000
 
@@ -36,13 +38,6 @@ def delete_days(conn: Connection, table: Table, days: Sequence[str]) -> None:
     """Delete the rows of `days` from a table partitioned by its `day` column."""
     for chunk in chunks(list(days), 500):
         conn.execute(delete(table).where(table.c.day.in_(chunk)))
-
-
-def replace_quarantine(conn: Connection, asset: str, days: Sequence[str], frame: pd.DataFrame) -> int:
-    """Replace one asset's quarantine listing for `days` (the other asset's rows stay)."""
-    for chunk in chunks(list(days), 500):
-        conn.execute(delete(quarantine).where(quarantine.c.asset == asset, quarantine.c.day.in_(chunk)))
-    return insert_frame(conn, quarantine, frame.assign(asset=asset), KEYS_PER_STATEMENT)
 
 
 # Placeholders by DB-API paramstyle, for the driver-level insert.

@@ -27,21 +27,21 @@ import orjson
 from sqlalchemy import Connection, Row, select
 
 from cio_assets.catalog import listing_schemas
-from cio_assets.chunking import chunks
 from cio_assets.customerio.batching import Item
 from cio_assets.customerio.ids import event_ulid
+from cio_assets.delivery import ledger
+from cio_assets.delivery.stream import Pending, SyncStream, run_sync
 from cio_assets.events.families import FAMILY_TABLES, event_family, event_id
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.identity.erasure import erased_set
+from cio_assets.lib.chunking import chunks
+from cio_assets.lib.timestamps import unix, utc_now
+from cio_assets.lib.writes import KEYS_PER_STATEMENT
 from cio_assets.partitions import PartitionRange, daily_partitions
 from cio_assets.resources import CustomerIO, StateDatabase
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.state import attribute_snapshot, event_log
 from cio_assets.settings import Settings
-from cio_assets.state import tables as state_tables
-from cio_assets.state.tables import attribute_snapshot, event_log
-from cio_assets.state.writes import KEYS_PER_STATEMENT
-from cio_assets.sync import ledger
-from cio_assets.sync.stream import Pending, SyncStream, run_sync
-from cio_assets.timestamps import unix, utc_now
 
 HISTORY_FLAG = "backfill"
 WAITING_FOR_IDENTIFY = "held: the person is not identified in Customer.io yet (no e-mail or phone there)"

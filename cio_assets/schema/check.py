@@ -11,9 +11,9 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, Engine, Table, inspect
 
-from cio_assets.sources.tables import SOURCE_TABLES
+from cio_assets.schema.shop import SOURCE_TABLES
 
-REFERENCE = "The reference schema is cio_assets/sources/tables.py (MySQL DDL: cio_assets/sources/reference_schema.sql)."
+REFERENCE = "The reference schema is cio_assets/schema/shop.py (MySQL DDL: cio_assets/schema/reference_schema.sql)."
 
 
 class SourceSchemaError(RuntimeError):

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-from cio_assets.catalog import PII
+from cio_assets.schema.columns import PII
 
 source_metadata = MetaData()
 
@@ -220,5 +220,5 @@ def reference_ddl() -> str:
         statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
         for index in sorted(table.indexes, key=lambda ix: ix.name or ""):
             statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
-    header = "-- Reference source schema for cio-assets (MySQL/MariaDB). Generated from cio_assets/sources/tables.py.\n"
+    header = "-- Reference source schema for cio-assets (MySQL/MariaDB). Generated from cio_assets/schema/shop.py.\n"
     return header + "\n\n".join(f"{s};" for s in statements) + "\n"

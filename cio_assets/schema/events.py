@@ -1,15 +1,26 @@
-"""What each event family's properties hold: the data journeys read, declared once.
+"""The event families: their names, what each event's properties hold, declared once.
 
-The data dictionary (`cio_assets/dictionary.py`) prints these, and the tests check every property the
-extractors in `families.py` build against them (`test_data_dictionary.py`): a property added, renamed
-or retyped there without its declaration here fails, so the dictionary cannot drift from the data.
+A family's name is fixed: it is part of every event id (`order_placed:123`), so the ledger and
+Customer.io's de-duplication key never change. What Customer.io sees can differ: `CIO_EVENT_NAMES`
+maps a family to the exact name existing journeys listen for, and `CIO_EVENT_FAMILIES` chooses which
+families this pipeline sends at all (`cio_assets/config.py`).
+
+The data dictionary (`cio_assets/dictionary.py`) prints the declared properties, and the tests check
+every property the extractors in `events/families.py` build against them (`test_data_dictionary.py`): a
+property added, renamed or retyped there without its declaration here fails, so the dictionary cannot
+drift from the data.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cio_assets.events.names import CART_ABANDONED, CHECKOUT_STARTED, ORDER_PLACED, REFUND_ISSUED, SUBSCRIPTION_CANCELED
+ORDER_PLACED = "order_placed"
+CHECKOUT_STARTED = "checkout_started"
+CART_ABANDONED = "cart_abandoned"
+REFUND_ISSUED = "refund_issued"
+SUBSCRIPTION_CANCELED = "subscription_canceled"
+EVENT_NAMES = (ORDER_PLACED, CHECKOUT_STARTED, CART_ABANDONED, REFUND_ISSUED, SUBSCRIPTION_CANCELED)
 
 # JSON Schema types
 INTEGER, NUMBER, STRING, BOOLEAN, ARRAY = "integer", "number", "string", "boolean", "array"

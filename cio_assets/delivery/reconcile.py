@@ -41,12 +41,12 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, func, select
 
 from cio_assets.customerio.app_api import Attributes
+from cio_assets.delivery import ledger
+from cio_assets.delivery.people import UNSUBSCRIBED
+from cio_assets.lib.timestamps import unix, utc_now
 from cio_assets.metadata import markdown_table
 from cio_assets.resources import CustomerIO, StateDatabase
-from cio_assets.state.tables import people_ledger
-from cio_assets.sync import ledger
-from cio_assets.sync.people import UNSUBSCRIBED
-from cio_assets.timestamps import unix, utc_now
+from cio_assets.schema.state import people_ledger
 
 CHECK_NAME = "customerio_people_reconciled"
 PEOPLE_ASSET = dg.AssetKey("customerio_people")

@@ -14,21 +14,14 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects import mysql
 
-from cio_assets.catalog import PII
+from cio_assets.schema.columns import CLIPPED, PII, sources
 
 state_metadata = MetaData()
 
 # Long enough for any e-mail (RFC 5321: 320 bytes), short enough to index under utf8mb4.
 ID_WIDTH = 320
-# Text in a listing that is only there to be read: cut to the column's width when written.
-CLIPPED = {"clipped": True}
 # Customer.io holds at most 1000 bytes per attribute value; longer free text is clipped before this.
 ATTRIBUTE_TEXT_WIDTH = 1000
-
-
-def sources(*tables: str, **info: object) -> dict[str, object]:
-    """Column.info naming the shop tables an attribute is derived from (the data dictionary shows them)."""
-    return {"sources": tables, **info}
 
 
 def _long_text() -> Text:
