@@ -9,7 +9,7 @@ demo dev: export DAGSTER_HOME := $(CURDIR)
 # dev server should not launch runs by itself (set CIO_AUTOMATION=on to try them).
 dev: export CIO_AUTOMATION ?= off
 
-.PHONY: install demo dev test lint validate bench bench-live dictionary
+.PHONY: install demo dev test lint validate docs bench bench-live reference
 
 install:
 	@bash scripts/install.sh
@@ -20,14 +20,27 @@ demo: install
 dev: install
 	.venv/bin/dagster dev -w workspace.yaml
 
+# The layers' rules, the code location as `dg` and as `make dev` load it, the docs site, then the suite.
 test: install
 	@bash scripts/ensure-mariadb.sh
-	env -u DAGSTER_HOME .venv/bin/dagster definitions validate -m cio_assets.definitions
+	.venv/bin/lint-imports --no-cache
+	$(MAKE) --no-print-directory validate docs
 	.venv/bin/python -m pytest
 
 lint: install
 	.venv/bin/ruff check cio_assets cio_assets_tests
 	.venv/bin/ruff format --check cio_assets cio_assets_tests
+	.venv/bin/lint-imports --no-cache
+
+# The definitions load, as `dg dev` / `dg check defs` load the project and as `make dev` loads workspace.yaml.
+validate: install
+	env -u DAGSTER_HOME .venv/bin/dg check defs
+	env -u DAGSTER_HOME .venv/bin/dagster definitions validate -w workspace.yaml
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or a page left out of the
+# navigation fails the build. `.venv/bin/mkdocs serve` shows it while editing.
+docs: install
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 
 bench: install
 	@bash scripts/ensure-mariadb.sh
@@ -39,7 +52,8 @@ bench-live: install
 	@bash scripts/ensure-mariadb.sh
 	.venv/bin/python -m cio_assets.demo.latency
 
-# The data dictionary (attributes and events sent to Customer.io) as Markdown and JSON Schema, written to docs/;
-# a test fails while the committed files differ from what the code generates.
-dictionary: install
+# The generated references: the data dictionary (attributes and events sent to Customer.io, Markdown and JSON
+# Schema), the configuration page and the reference schema's DDL; a test fails while a committed copy differs
+# from what the code generates.
+reference: install
 	.venv/bin/python -m cio_assets.dictionary --write

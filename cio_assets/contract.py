@@ -5,9 +5,9 @@ hygiene rules set aside, is *held*: not written, not sent, and listed in `cio_qu
 source key and reason. Rows adjusted to fit Customer.io (`clipped`, `truncated`) are written and
 listed there too. Everyone else flows through.
 
-The contract check is blocking and reports every held row. It fails only when the held share of a
-run passes `CIO_QUARANTINE_MAX_SHARE` with at least `CIO_QUARANTINE_MIN_ROWS` rows held, because a
-sudden mass of bad rows means something upstream broke; then nothing is written at all.
+The contract check (`defs/checks/contract.py`) is blocking and reports every held row. It fails only when
+the held share of a run passes `CIO_QUARANTINE_MAX_SHARE` with at least `CIO_QUARANTINE_MIN_ROWS` rows held,
+because a sudden mass of bad rows means something upstream broke; then nothing is written at all.
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 from sqlalchemy import Connection, delete, select
 
 from cio_assets.lib.chunking import chunks
+from cio_assets.lib.days import on_days
+from cio_assets.lib.frames import counts_by, reason_code
 from cio_assets.lib.reads import read_frame
 from cio_assets.lib.writes import KEYS_PER_STATEMENT, insert_frame
-from cio_assets.metadata import counts_by, json_counts, markdown_table, reason_code
-from cio_assets.partitions import on_days
 from cio_assets.schema.state import quarantine
-from cio_assets.settings import Settings
 
 HELD, CLIPPED, TRUNCATED = "held", "clipped", "truncated"
 QUARANTINE_COLUMNS = ["day", "item_key", "outcome", "source_table", "source_key", "reason"]
@@ -52,18 +50,6 @@ def replace_quarantine(conn: Connection, asset: str, days: Sequence[str], frame:
     for chunk in chunks(list(days), 500):
         conn.execute(delete(quarantine).where(quarantine.c.asset == asset, quarantine.c.day.in_(chunk)))
     return insert_frame(conn, quarantine, frame.assign(asset=asset), KEYS_PER_STATEMENT)
-
-
-def contract_check_spec(asset: str, check_name: str, rules: str) -> dg.AssetCheckSpec:
-    """The blocking contract check of an asset whose rows pass `rules` (a phrase naming what is checked)."""
-    return dg.AssetCheckSpec(
-        check_name,
-        asset=asset,
-        blocking=True,
-        description=(
-            f"Pandera contract, row by row: {rules}. Fails when the held share passes CIO_QUARANTINE_MAX_SHARE."
-        ),
-    )
 
 
 class ContractBroken(Exception):
@@ -138,46 +124,17 @@ class ContractTally:
         held = self.held
         return counts_by(held.assign(code=reason_code(held["reason"])), *columns, "code")
 
-    def exceeded(self, settings: Settings) -> bool:
-        mass = self.held_items >= max(settings.quarantine_min_rows, 1)
-        return mass and self.held_share > settings.quarantine_max_share
+    def exceeded(self, max_share: float, min_rows: int) -> bool:
+        """Whether so many rows broke the contract that nothing may be written: a held share above `max_share`
+        (CIO_QUARANTINE_MAX_SHARE), with at least `min_rows` (CIO_QUARANTINE_MIN_ROWS) held."""
+        mass = self.held_items >= max(min_rows, 1)
+        return mass and self.held_share > max_share
 
-    def check_result(self, settings: Settings) -> dg.AssetCheckResult:
-        held = self.held
-        return dg.AssetCheckResult(
-            check_name=self.check_name,
-            passed=not self.exceeded(settings),
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata={
-                "rows_written": self.written,
-                "rows_held": self.held_items,
-                "held_share": round(self.held_share, 4),
-                "max_share": settings.quarantine_max_share,
-                "min_rows": settings.quarantine_min_rows,
-                "held_by_reason": json_counts(self.held_by_reason("source_table")),
-                "held_rows": markdown_table(held[["day", "item_key", "source_table", "source_key", "reason"]], 100),
-            },
-            description=f"Held rows are listed in cio_quarantine (asset {self.asset}).",
+    def failure_description(self, max_share: float, min_rows: int) -> str:
+        return (
+            f"{self.asset}: {self.held_items} of {self.written + self.held_items} rows broke the data contract "
+            f"({self.held_share:.1%}, above CIO_QUARANTINE_MAX_SHARE={max_share:.1%} with at least "
+            f"CIO_QUARANTINE_MIN_ROWS={min_rows}); so many bad rows at once means something upstream broke, so "
+            "nothing was written. Reasons: "
+            + ", ".join(f"{reason} ({n})" for reason, n in self.held_by_reason().items())
         )
-
-    def failure(self, settings: Settings) -> dg.Failure:
-        return dg.Failure(
-            description=(
-                f"{self.asset}: {self.held_items} of {self.written + self.held_items} rows broke the data contract "
-                f"({self.held_share:.1%}, above CIO_QUARANTINE_MAX_SHARE={settings.quarantine_max_share:.1%} with at "
-                f"least CIO_QUARANTINE_MIN_ROWS={settings.quarantine_min_rows}); so many bad rows at once means "
-                "something upstream broke, so nothing was written. Reasons: "
-                + ", ".join(f"{reason} ({n})" for reason, n in self.held_by_reason().items())
-            ),
-            metadata={"rows_held": self.held_items, "held_share": round(self.held_share, 4)},
-        )
-
-    def metadata(self) -> dict[str, object]:
-        listing = self.quarantine
-        adjusted = listing[listing["outcome"] != HELD]
-        return {
-            "rows_held": self.held_items,
-            "held_by_reason": json_counts(self.held_by_reason()),
-            "rows_adjusted": json_counts(counts_by(adjusted, "outcome")),
-            "adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
-        }

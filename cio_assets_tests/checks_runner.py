@@ -10,8 +10,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
-from cio_assets.settings import Settings
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 
 
 def run_checks(

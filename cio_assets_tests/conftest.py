@@ -13,27 +13,30 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import datetime
 
-# Partitions are fixed when the package is imported: pin them before any cio_assets import.
-os.environ["CIO_START_DATE"] = "2026-10-01"
-os.environ["CIO_BUSINESS_TZ"] = "UTC"
-
 import dagster as dg
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, MetaData, create_engine, make_url, select, text
 
-from cio_assets.attributes.assets import attribute_snapshot
-from cio_assets.delivery.events import customerio_events
-from cio_assets.delivery.people import customerio_people
-from cio_assets.events.assets import event_log
-from cio_assets.hygiene.assets import rejected_rows
-from cio_assets.identity.assets import identity_map
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import source_metadata
-from cio_assets.settings import Settings
+from cio_assets_tests.definitions import (
+    TEST_PARTITIONS,
+    attribute_snapshot,
+    customerio_events,
+    customerio_people,
+    event_log,
+    identity_map,
+    rejected_rows,
+)
 from cio_assets_tests.fake_customerio import FakeCustomerIO, serve
 from cio_assets_tests.shop import ShopBuilder
+
+# The partitions of the code locations the tests start in processes of their own (`dagster asset materialize`,
+# `dagster dev`, Celery workers), which inherit this environment: the same as the in-process definitions'.
+os.environ["CIO_START_DATE"] = TEST_PARTITIONS.start_date
+os.environ["CIO_BUSINESS_TZ"] = TEST_PARTITIONS.business_tz
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 PIPELINE = [rejected_rows, identity_map, attribute_snapshot, event_log]

@@ -17,18 +17,14 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-# Partitions are fixed when the package is imported: the same pins as conftest, before any cio_assets import.
+# The same partitions as conftest's (read when cio_assets_tests.definitions builds the assets).
 os.environ.setdefault("CIO_START_DATE", "2026-10-01")
 os.environ.setdefault("CIO_BUSINESS_TZ", "UTC")
 
 import dagster as dg
 
-from cio_assets.attributes.assets import attribute_snapshot
-from cio_assets.events.assets import event_log
-from cio_assets.hygiene.assets import rejected_rows
-from cio_assets.identity.assets import identity_map
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
-from cio_assets.settings import Settings
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
+from cio_assets_tests.definitions import attribute_snapshot, event_log, identity_map, rejected_rows
 
 PIPELINE = [rejected_rows, identity_map, attribute_snapshot, event_log]
 

@@ -2,10 +2,10 @@
 
 A Celery worker receives only a pointer to a job (this module and a function's name), imports it and calls the
 function, so the job and its resources must come from code and environment variables, exactly as in
-production: the resources are built by `database_resources()` and `customerio_resource()` from the `CIO_*`
-variables the worker was started with, and the executor is the one `CIO_EXECUTOR` would choose
-(`cio_assets.definitions.executor_named`). The partitions are pinned like conftest's before any cio_assets
-import. Run as a module, it runs the Celery backfill in a process of its own (see `main`).
+production: the resources are built by `defs.resources.resources` from the `CIO_*` variables the worker was
+started with, and the executor is the one `CIO_EXECUTOR` would choose (`cio_assets.defs.executor.executor_named`).
+The partitions are pinned like conftest's. Run as a module, it runs the Celery backfill in a process of its own
+(see `main`).
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ os.environ.setdefault("CIO_BUSINESS_TZ", "UTC")
 
 import dagster as dg
 
-from cio_assets.attributes.assets import attribute_snapshot
-from cio_assets.definitions import executor_named
-from cio_assets.delivery.events import customerio_events
-from cio_assets.delivery.people import customerio_people
-from cio_assets.events.assets import event_log
-from cio_assets.hygiene.assets import rejected_rows
-from cio_assets.identity.assets import identity_map
-from cio_assets.resources import customerio_resource, database_resources
-from cio_assets.settings import Settings
+from cio_assets.config import Environment
+from cio_assets.defs.executor import executor_named
+from cio_assets.defs.resources import resources
+from cio_assets_tests.definitions import (
+    attribute_snapshot,
+    customerio_events,
+    customerio_people,
+    event_log,
+    identity_map,
+    rejected_rows,
+)
 
 ASSETS = [rejected_rows, identity_map, attribute_snapshot, event_log, customerio_people, customerio_events]
 JOB_NAME = "backfill"
@@ -37,7 +39,7 @@ def _backfill_job(executor: str) -> dg.JobDefinition:
     defs = dg.Definitions(
         assets=ASSETS,
         jobs=[dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.assets(*ASSETS))],
-        resources={"settings": Settings.from_env(), "customerio": customerio_resource(), **database_resources()},
+        resources=resources(Environment.read()),
         executor=executor_named(executor),
     )
     return defs.resolve_job_def(JOB_NAME)

@@ -9,21 +9,17 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from cio_assets.automation import (
-    AUTOMATION,
-    SOURCE_FRESHNESS_CHECK,
-    finalize_yesterday,
-    paid_orders_fresh,
-    refresh,
-    sync_freshness_policy,
-    yesterday,
-)
-from cio_assets.definitions import defs
+from cio_assets.config import AutomationSettings, SettingsError
+from cio_assets.defs.assets.sources import source_tables
+from cio_assets.defs.automation.freshness import sync_freshness_policy
+from cio_assets.defs.automation.job import refresh
+from cio_assets.defs.automation.schedule import yesterday
+from cio_assets.defs.checks.source import SOURCE_FRESHNESS_CHECK, paid_orders_fresh
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.demo.run import run_refresh
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
-from cio_assets.settings import AutomationSettings, Settings, SettingsError
-from cio_assets.sources.assets import source_tables
-from cio_assets.sources.sensors import source_changes
+from cio_assets_tests.definitions import ENV, defs, finalize_yesterday, source_changes
+
+AUTOMATION = ENV.automation
 
 ORDERS = dg.AssetKey(["source", "orders"])
 FRESHNESS_KEY = dg.AssetCheckKey(ORDERS, SOURCE_FRESHNESS_CHECK)
@@ -298,7 +294,7 @@ def test_the_demo_run_names_its_assets_so_the_ui_shows_its_target(shop, pipeline
     shop.customer(1)
     shop.order(1, paid_at="2026-10-02 10:00")
     with dg.instance_for_test() as instance:
-        result = run_refresh(instance, "2026-10-01", "2026-10-02", _resources(pipeline))
+        result = run_refresh(defs, instance, "2026-10-01", "2026-10-02", _resources(pipeline))
         run = instance.get_run_by_id(result.run_id)
 
     job = defs.resolve_job_def(refresh.name)

@@ -16,14 +16,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import CHAR, Column, MetaData, String, Table, Text, create_engine, select
 
-from cio_assets.hygiene.assets import rejected_rows
-from cio_assets.hygiene.rules import REJECTING_TABLES, Bounds, row_is_valid
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
+from cio_assets.hygiene.rules import REJECTING_TABLES, row_is_valid
 from cio_assets.lib.timestamps import utc_now
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import source_metadata
-from cio_assets.settings import Settings
 from cio_assets_tests.conftest import SYNC
+from cio_assets_tests.definitions import rejected_rows
 from cio_assets_tests.fake_customerio import validate_batch_body
 
 LONG_EMAIL = "a" * 390 + "@shop.com"  # 399 characters: no valid address is that long
@@ -310,9 +309,9 @@ def test_every_source_row_is_either_valid_or_listed_even_with_nulls_everywhere(
     pipeline.run(assets=[rejected_rows])
 
     listed = pipeline.table(state_tables.rejected_rows)
-    bounds = Bounds.for_run(Settings(), utc_now())
+    clock = Settings().clock(utc_now())
     with source_engine.connect() as conn:
         for table in REJECTING_TABLES:
-            valid = set(conn.execute(select(table.c.id).where(row_is_valid(table, Settings(), bounds))).scalars())
+            valid = set(conn.execute(select(table.c.id).where(row_is_valid(table, clock))).scalars())
             keys = {int(k) for k in listed[listed["source_table"] == table.name]["source_key"]}
             assert valid | keys == {1, 2} and not valid & keys, table.name

@@ -5,18 +5,19 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from cio_assets.checks.attribute_snapshot import (
+from cio_assets.config import SettingsError
+from cio_assets.defs.checks.attribute_snapshot import (
     NULL_RATES,
     ONE_ROW,
     VOLUME,
-    attribute_snapshot_checks,
     null_rates_result,
     one_row_result,
 )
-from cio_assets.checks.days import EvaluatedDays
-from cio_assets.settings import Settings, SettingsError
+from cio_assets.defs.checks.days import EvaluatedDays
+from cio_assets.defs.resources import Settings
 from cio_assets_tests.checks_runner import evaluations, value
 from cio_assets_tests.conftest import PIPELINE
+from cio_assets_tests.definitions import attribute_snapshot_checks
 
 DAYS = EvaluatedDays(("2026-10-02", "2026-10-03"), "test")
 OCTOBER = ("2026-10-01", "2026-10-03")

@@ -6,22 +6,22 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from cio_assets.checks.delivery import (
+from cio_assets.customerio.batching import Item
+from cio_assets.defs.assets.sync import delivery_metadata
+from cio_assets.defs.checks.delivery import (
     customerio_events_checks,
     customerio_people_checks,
     rates_result,
     stale_check_name,
 )
-from cio_assets.customerio.batching import Item
+from cio_assets.defs.resources import CustomerIO, Settings
 from cio_assets.delivery import deliver as deliver_module
-from cio_assets.delivery.deliver import deliver
-from cio_assets.delivery.people import customerio_people
+from cio_assets.delivery.deliver import Sender, deliver
 from cio_assets.lib.timestamps import unix, utc_now
-from cio_assets.resources import CustomerIO
 from cio_assets.schema import state as state_tables
-from cio_assets.settings import Settings
 from cio_assets_tests.checks_runner import evaluations, run_checks, value
 from cio_assets_tests.conftest import SYNC
+from cio_assets_tests.definitions import customerio_people
 
 PEOPLE = "customerio_people"
 RATES = "customerio_people_delivery_rates"
@@ -154,15 +154,11 @@ def test_a_dry_run_logs_and_reports_planned_never_sent(tmp_path: Path, monkeypat
     ]
     lines: list[str] = []
 
-    report = deliver(
-        items,
-        CustomerIO(dry_run=True, outbox_dir=str(tmp_path)),
-        tmp_path / "plan.jsonl",
-        lambda delivered: None,
-        lambda refused: None,
-        lines.append,
-    )
-    metadata = deliver_module.delivery_metadata(report)
+    customerio = CustomerIO(dry_run=True, outbox_dir=str(tmp_path))
+    sender = Sender(customerio.sends, tmp_path / "plan.jsonl", customerio.workspace, customerio.client)
+
+    report = deliver(items, sender, lambda delivered: None, lambda refused: None, lines.append)
+    metadata = delivery_metadata(report)
 
     assert lines and all("planned" in line and "sent" not in line for line in lines)
     assert metadata["items_planned"] == 3

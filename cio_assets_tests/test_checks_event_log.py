@@ -4,15 +4,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from cio_assets.checks.days import NOT_JUDGED, OK, Baseline, EvaluatedDays, judge_counts
-from cio_assets.checks.event_log import INTEGRITY, VOLUME, event_log_checks, integrity_result
-from cio_assets.delivery.events import customerio_events
-from cio_assets.events.assets import event_log
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.defs.checks.days import NOT_JUDGED, OK, Baseline, EvaluatedDays, judge_counts
+from cio_assets.defs.checks.event_log import INTEGRITY, VOLUME, integrity_result
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.schema import state as state_tables
-from cio_assets.settings import Settings
 from cio_assets_tests.checks_runner import evaluations, run_checks, value
 from cio_assets_tests.conftest import PIPELINE, SYNC, logged_event, unix
+from cio_assets_tests.definitions import customerio_events, event_log, event_log_checks
 
 DAYS = EvaluatedDays(("2026-10-02",), "test")
 NO_PROBLEMS = {"before_floor": 0, "in_future": 0, "outside_partition_day": 0}

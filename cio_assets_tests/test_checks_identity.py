@@ -4,8 +4,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from cio_assets.checks.identity import HEALTH, IdentityCounts, _still_counts, health_result, identity_map_health
-from cio_assets.settings import Settings
+from cio_assets.defs.checks.identity import HEALTH, IdentityCounts, _still_counts, health_result, identity_map_health
+from cio_assets.defs.resources import Settings
 from cio_assets_tests.checks_runner import evaluations, value
 from cio_assets_tests.conftest import PIPELINE
 

@@ -12,7 +12,7 @@ import pytest
 from cio_assets.customerio.batching import Batch, Item, pack
 from cio_assets.customerio.client import DeliveryError, TrackClient
 from cio_assets.customerio.ids import event_ulid
-from cio_assets.resources import CustomerIO
+from cio_assets.defs.resources import CustomerIO
 
 KEY = "key-never-shown"
 

@@ -6,11 +6,11 @@ import dagster as dg
 import pytest
 from sqlalchemy import update
 
-from cio_assets.partitions import daily_partitions
+from cio_assets.defs.resources import Settings
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import order_items, orders
-from cio_assets.settings import Settings
 from cio_assets_tests.conftest import SYNC
+from cio_assets_tests.definitions import daily_partitions
 
 
 def _checks(result) -> dict[str, dg.AssetCheckEvaluation]:

@@ -1,6 +1,7 @@
 """The data dictionary is generated from the code that builds the data, committed, versioned, and true.
 
-- docs/ holds exactly what `make dictionary` generates, so a definition change shows up in review;
+- docs/ holds exactly what `make reference` generates, so a definition change shows up in review (and so do
+  the configuration page and the reference DDL);
 - a changed definition needs a new contract_version (the digest of the definitions says when);
 - every identify and event the pipeline sends validates against the dictionary's JSON Schema;
 - the attribute definitions are the descriptions the Dagster UI shows for the snapshot's columns."""
@@ -10,10 +11,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from cio_assets import dictionary
-from cio_assets.attributes.assets import attribute_snapshot
-from cio_assets.events.assets import event_log
+from cio_assets.config import CONFIGURATION_PAGE, configuration_page
 from cio_assets.schema.events import DECLARED, EVENT_NAMES
+from cio_assets.schema.shop import REFERENCE_DDL_PATH, reference_ddl
 from cio_assets_tests.conftest import SYNC
+from cio_assets_tests.definitions import attribute_snapshot, event_log
 
 
 @pytest.mark.parametrize(
@@ -23,10 +25,23 @@ from cio_assets_tests.conftest import SYNC
         (dictionary.MARKDOWN_PATH, dictionary.markdown),
         # the JSON Schema tools validate with
         (dictionary.SCHEMA_PATH, dictionary.schema_json),
+        # every setting, from its one declaration in cio_assets/config.py
+        (CONFIGURATION_PAGE, configuration_page),
+        # the reference schema as MySQL/MariaDB DDL, from the table definitions
+        (REFERENCE_DDL_PATH, reference_ddl),
     ],
 )
-def test_the_committed_dictionary_is_the_generated_one(path, generate):
-    assert path.read_text(encoding="utf-8") == generate(), f"{path.name} is out of date: run `make dictionary`"
+def test_the_committed_reference_is_the_generated_one(path, generate):
+    assert path.read_text(encoding="utf-8") == generate(), f"{path.name} is out of date: run `make reference`"
+
+
+def test_make_reference_writes_every_generated_page():
+    assert set(dictionary.GENERATED) == {
+        dictionary.MARKDOWN_PATH,
+        dictionary.SCHEMA_PATH,
+        CONFIGURATION_PAGE,
+        REFERENCE_DDL_PATH,
+    }
 
 
 def test_a_changed_definition_needs_a_new_contract_version():
@@ -34,7 +49,7 @@ def test_a_changed_definition_needs_a_new_contract_version():
     assert digest == dictionary.CONTRACT_DIGEST, (
         "The data contract's definitions changed. If a meaning changed, give it a new name; either way bump "
         f"CONTRACT_VERSION to {dictionary.CONTRACT_VERSION + 1}, set CONTRACT_DIGEST = {digest!r} in "
-        "cio_assets/dictionary.py and run `make dictionary`."
+        "cio_assets/dictionary.py and run `make reference`."
     )
 
 

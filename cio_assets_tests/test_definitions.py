@@ -1,13 +1,58 @@
-"""The Definitions load and are shaped for safe backfills: one executor, single-run policies everywhere."""
+"""The code location's shape, as the README's diagram draws it: the shop's tables (external, read only) →
+hygiene and identity → the daily attribute snapshot and event log, guarded by blocking checks → the two syncs,
+which take turns on Customer.io and are watched for freshness; every asset backfills a range in one run, and
+every trigger launches the one `refresh` job. (That the definitions load at all is `make test`'s
+`dg check defs`.)"""
 
 import dagster as dg
+import pytest
 
-from cio_assets.definitions import defs
-from cio_assets.partitions import daily_partitions
+from cio_assets_tests.definitions import daily_partitions, defs
+
+SHOP_TABLES = (
+    *("customers", "orders", "order_items", "carts"),
+    *("cart_items", "refunds", "subscriptions", "identity_links"),
+)
 
 
-def test_definitions_load_and_validate():
-    dg.Definitions.validate_loadable(defs)
+def _sources(*tables: str) -> set[str]:
+    return {f"source/{table}" for table in tables}
+
+
+@pytest.mark.parametrize(
+    ("asset", "reads"),
+    [
+        # hygiene judges the tables its rules look at, line items too (a bad line sets its order or cart aside)
+        (
+            "rejected_rows",
+            _sources("customers", "orders", "order_items", "carts", "cart_items", "refunds", "subscriptions"),
+        ),
+        # identity resolves people from every table that names one
+        ("identity_map", _sources("customers", "orders", "carts", "identity_links", "subscriptions")),
+        # the snapshot: identity, what hygiene set aside, and the tables attributes come from
+        (
+            "attribute_snapshot",
+            {"identity_map", "rejected_rows"}
+            | _sources("customers", "orders", "order_items", "refunds", "subscriptions"),
+        ),
+        # the event log: identity, what hygiene set aside, and the tables events come from
+        (
+            "event_log",
+            {"identity_map", "rejected_rows"}
+            | _sources("orders", "order_items", "carts", "cart_items", "refunds", "subscriptions"),
+        ),
+        # the people sync delivers the snapshot
+        ("customerio_people", {"attribute_snapshot"}),
+        # the event sync delivers the log, after the people sync: a person's identify lands before their events
+        ("customerio_events", {"event_log", "customerio_people"}),
+    ],
+)
+def test_each_asset_reads_what_the_pipeline_diagram_says(asset, reads):
+    graph = defs.resolve_asset_graph()
+
+    parents = {key.to_user_string() for key in graph.get(dg.AssetKey(asset)).parent_keys}
+
+    assert parents == reads
 
 
 def test_every_materializable_asset_backfills_in_one_run():
@@ -35,19 +80,25 @@ def test_snapshot_and_event_log_are_daily_and_guarded_by_blocking_checks():
         assert spec.blocking
 
 
+def test_the_syncs_are_daily_take_turns_on_customerio_and_are_watched_for_freshness():
+    graph = defs.resolve_asset_graph()
+    for name in ("customerio_people", "customerio_events"):
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def == daily_partitions, name
+        assert node.pools == {"customerio_api"}, name
+        assert node.freshness_policy is not None, name
+
+
 def test_source_tables_are_external_mysql_assets():
     specs = [s for s in defs.assets if isinstance(s, dg.AssetSpec)]
-    assert {s.key.to_user_string() for s in specs} == {
-        f"source/{name}"
-        for name in (
-            "customers",
-            "orders",
-            "order_items",
-            "carts",
-            "cart_items",
-            "refunds",
-            "subscriptions",
-            "identity_links",
-        )
-    }
+    assert {s.key.to_user_string() for s in specs} == _sources(*SHOP_TABLES)
     assert all(s.kinds == {"mysql"} for s in specs)
+
+
+def test_every_trigger_launches_the_refresh_job_which_leaves_the_shop_alone():
+    job = defs.resolve_job_def("refresh")
+
+    assert {sensor.job_name for sensor in defs.sensors} == {"refresh"}
+    assert {schedule.job_name for schedule in defs.schedules} == {"refresh"}
+    selected = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
+    assert not selected & _sources(*SHOP_TABLES)  # the shop is read, never materialised

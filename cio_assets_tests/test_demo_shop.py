@@ -414,9 +414,8 @@ def test_shop_fits_the_reference_schema_on_mariadb_in_strict_mode(tmp_path: Path
 
 def test_demo_summary_says_what_became_of_each_bad_row(tmp_path: Path) -> None:
     # Imported here: the demo runner loads the whole pipeline, which the shop's other tests do not need.
-    from cio_assets.state import tables as state
-
     from cio_assets.demo.run import delivery_report, summary
+    from cio_assets.schema import state
 
     url = f"sqlite:///{tmp_path / 'state.sqlite'}"
     assert "order 15 (400 lines)                 not listed anywhere" in summary(url, 0.0)  # no tables yet: no error

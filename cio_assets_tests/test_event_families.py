@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from cio_assets.customerio.ids import event_ulid
-from cio_assets.settings import Settings
+from cio_assets.defs.resources import Settings
 from cio_assets_tests.conftest import SYNC, unix
 from cio_assets_tests.fake_customerio import validate_batch_body
 

@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, inspect, update
 
+from cio_assets.defs.resources import Settings
 from cio_assets.events import staging
-from cio_assets.events.assets import event_log, piece_count
+from cio_assets.events.log import piece_count
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import orders
-from cio_assets.settings import Settings
 from cio_assets_tests.conftest import logged_event
+from cio_assets_tests.definitions import event_log
 
 RANGE = ("2026-10-01", "2026-10-04")
 ONE_DAY_PIECES = Settings(chunk_days=1)

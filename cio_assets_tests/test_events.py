@@ -4,8 +4,8 @@ import json
 
 from sqlalchemy import update
 
+from cio_assets.defs.resources import Settings
 from cio_assets.schema.shop import orders
-from cio_assets.settings import Settings
 from cio_assets_tests.conftest import ts, unix
 
 

@@ -26,14 +26,12 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, insert, make_url, text, update
 from sqlalchemy import select as sql_select
 
-from cio_assets.delivery.events import customerio_events
-from cio_assets.delivery.people import customerio_people
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.events import ORDER_PLACED
 from cio_assets.schema.shop import customers, order_items, orders, source_metadata
-from cio_assets.settings import Settings
 from cio_assets_tests.conftest import PIPELINE, SERVER_URL, SYNC
+from cio_assets_tests.definitions import customerio_events, customerio_people
 
 RANGE = ("2026-10-01", "2026-10-03")
 DELIVERY = [customerio_people, customerio_events]

@@ -3,12 +3,12 @@
 import dagster as dg
 import pandas as pd
 
-from cio_assets.checks.identity import HEALTH, identity_map_health
+from cio_assets.defs.checks.identity import HEALTH, identity_map_health
+from cio_assets.defs.resources import Settings
 from cio_assets.identity.lookup import load_resolver
 from cio_assets.identity.normalize import normalize_email, normalize_phone
 from cio_assets.identity.resolve import IdentityResolver
 from cio_assets.schema import state as state_tables
-from cio_assets.settings import Settings
 from cio_assets_tests.conftest import PIPELINE, unix
 
 # The pipeline with the identity check (conflicts and unresolved shares; here a conflict among 1 or 2

@@ -14,14 +14,12 @@ import dagster as dg
 import pytest
 from sqlalchemy import Engine, create_engine, delete, select, update
 
-from cio_assets.hygiene.rules import Bounds
-from cio_assets.identity.assets import identity_map
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.identity.refresh import OUTPUTS, RefreshSummary, refresh_identity
 from cio_assets.lib.timestamps import utc_now
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import customers, identity_links
-from cio_assets.settings import Settings
+from cio_assets_tests.definitions import identity_map
 from cio_assets_tests.shop import ShopBuilder
 
 
@@ -48,7 +46,8 @@ def _refresh_direct(source_url: str, state_url: str, settings: Settings, full: b
     state_tables.state_metadata.create_all(state)
     try:
         with source.connect() as src, state.begin() as dst:
-            return refresh_identity(src, dst, settings, Bounds.for_run(settings, utc_now()), full_refresh=full)
+            clock = settings.clock(utc_now())
+            return refresh_identity(src, dst, clock, settings.canonical_id, settings.chunk_size, full_refresh=full)
     finally:
         source.dispose()
         state.dispose()

@@ -8,10 +8,10 @@ import dagster as dg
 import orjson
 from sqlalchemy import update
 
-from cio_assets.checks.profiles import CHECK, VANISHED_CHECK, customerio_people_profile_checks
+from cio_assets.defs.checks.profiles import CHECK, VANISHED_CHECK, customerio_people_profile_checks
+from cio_assets.defs.resources import Settings
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import customers
-from cio_assets.settings import Settings
 from cio_assets_tests.conftest import SYNC
 from cio_assets_tests.fake_customerio import validate_batch_body
 

@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from cio_assets.partitions import PartitionRange
+from cio_assets.defs.partitions import partition_range
 from cio_assets_tests.conftest import unix
 
 
@@ -135,7 +135,7 @@ def test_the_cli_backfills_a_range_in_one_run(shop, pipeline, tmp_path):
 )
 def test_each_instant_falls_in_the_day_its_business_date_names(keys):
     partitions = dg.DailyPartitionsDefinition(start_date="2026-10-30", timezone="America/New_York")
-    prange = PartitionRange.for_keys(partitions, keys)
+    prange = partition_range(partitions, keys)
     zone = ZoneInfo("America/New_York")
     first = int(datetime(2026, 10, 20, tzinfo=zone).timestamp())
     # Every 20 minutes for five months, and each day's edges to the second.
@@ -181,7 +181,7 @@ def test_a_range_splits_into_consecutive_pieces_of_similar_work_and_only_the_fir
     pieces, weights, expected
 ):
     partitions = dg.DailyPartitionsDefinition(start_date="2026-10-30", timezone="America/New_York")
-    prange = PartitionRange.for_keys(partitions, partitions.get_partition_keys()[:7])
+    prange = partition_range(partitions, partitions.get_partition_keys()[:7])
 
     split = prange.split(pieces, weights)
 

@@ -12,23 +12,22 @@ from dagster._core.loader import LoadingContextForTest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionResolvedStatus
 from sqlalchemy import update
 
+from cio_assets.config import SettingsError
 from cio_assets.customerio.app_api import AppApiAuthError, AppApiError, AppClient
+from cio_assets.defs.checks.reconcile import CHECK_NAME, PEOPLE_ASSET, customerio_people_reconciled
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.delivery import ledger
 from cio_assets.delivery.reconcile import (
-    CHECK_NAME,
-    PEOPLE_ASSET,
     choose_people,
     compare_person,
-    customerio_people_reconciled,
     pick,
     read_back,
     sample_positions,
     values_match,
 )
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase, customerio_resource
 from cio_assets.schema.shop import customers
-from cio_assets.settings import Settings, SettingsError
 from cio_assets_tests.conftest import SYNC
+from cio_assets_tests.definitions import customerio_resource
 from cio_assets_tests.fake_customerio import APP_PEOPLE_PATH, _customer_validator
 
 CHECK_KEY = dg.AssetCheckKey(PEOPLE_ASSET, CHECK_NAME)
@@ -212,7 +211,8 @@ def test_people_that_differ_are_read_again_after_the_settle_delay(customerio, ca
     if catches_up:
         catch_up.start()
 
-    reading = read_back(_reading(customerio, reconcile_settle_seconds=1.5), OURS)
+    resource = _reading(customerio, reconcile_settle_seconds=1.5)
+    reading = read_back(resource.app_client(), OURS, resource.reconcile_settle_seconds)
     catch_up.cancel()
 
     assert [(m.person_id, m.attribute, m.ours, m.theirs) for m in reading.mismatches] == mismatches

@@ -19,13 +19,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
 import orjson
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from cio_assets.resources import DatabaseError, SourceDatabase, StateDatabase, redact_driver_message
+from cio_assets.defs.resources import SourceDatabase, StateDatabase
+from cio_assets.lib.engines import DatabaseError, redact_driver_message
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.check import SourceSchemaError
 from cio_assets.schema.shop import source_metadata
@@ -181,11 +183,22 @@ def test_the_schema_is_checked_once_per_resource(database_urls, source_engine):
 # End to end: the real definitions in a subprocess
 # ---------------------------------------------------------------------------------------------------------
 
+
+class Person(NamedTuple):
+    id: int
+    email: str
+    phone: str  # as the shop holds it
+    e164: str  # as the pipeline sends it
+    first_name: str
+    last_name: str
+
+
 PEOPLE = [
-    # (id, e-mail, phone as the shop holds it, phone in E.164, first name, last name)
-    (1, "zebulon.quartermain@shop-pii.test", "(415) 555-0134", "+14155550134", "Zebulon", "Quartermain"),
-    (2, "ottoline.vasquez-brandt@shop-pii.test", "+44 20 7946 0321", "+442079460321", "Ottoline", "Vasquez-Brandt"),
-    (3, "PERPETUA.Nightingale@Shop-PII.test ", "415.555.0177", "+14155550177", "Perpetua", "Nightingale"),
+    Person(1, "zebulon.quartermain@shop-pii.test", "(415) 555-0134", "+14155550134", "Zebulon", "Quartermain"),
+    Person(
+        2, "ottoline.vasquez-brandt@shop-pii.test", "+44 20 7946 0321", "+442079460321", "Ottoline", "Vasquez-Brandt"
+    ),
+    Person(3, "PERPETUA.Nightingale@Shop-PII.test ", "415.555.0177", "+14155550177", "Perpetua", "Nightingale"),
 ]
 
 
@@ -244,7 +257,7 @@ def _build_shop(source_url: str) -> None:
         shop.order(1, total=80.0, created_at="2026-10-02 10:00", paid_at="2026-10-02 10:05")
         shop.order(2, total=120.0, created_at="2026-10-02 11:00", paid_at="2026-10-02 11:01")
         shop.order(None, total=30.0, email="guest.wilhelmina@shop-pii.test", paid_at="2026-10-03 09:00")
-        shop.cart(customer_id=3, email=PEOPLE[2][1], updated_at="2026-10-02 12:00")
+        shop.cart(customer_id=PEOPLE[2].id, email=PEOPLE[2].email, updated_at="2026-10-02 12:00")
     finally:
         engine.dispose()
 
@@ -356,7 +369,7 @@ def test_secrets_and_personal_data_stay_out_of_output_logs_and_run_storage(secre
     assert any(b"customerio_people" in content for content in compute_logs)
     assert any(b"Cannot connect to the state database" in content for _, content in event_texts)
     assert any(b"within the 1 s retry budget" in content for _, content in event_texts)
-    assert PEOPLE[0][4].encode() in b"".join(orjson.dumps(p) for p in secret_world.fake.people.values())
+    assert PEOPLE[0].first_name.encode() in b"".join(orjson.dumps(p) for p in secret_world.fake.people.values())
     assert secret_world.fake.app_requests, "the reconciliation read people back with the App API key"
 
     # The secrets: nowhere at all (output, instance storage and compute logs, outbox, event texts).

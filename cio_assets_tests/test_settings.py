@@ -10,8 +10,8 @@ import sys
 import dagster as dg
 import pytest
 
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase, customerio_resource, database_resources
-from cio_assets.settings import SETTINGS_ENV, PartitionSettings, Settings, SettingsError
+from cio_assets.config import Environment, SettingsError
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase, resources
 
 SECRET = "s3cret-pw"
 
@@ -26,14 +26,9 @@ def clean_env(monkeypatch):
 
 
 def load_definitions_settings() -> dict:
-    """What importing cio_assets.definitions reads from the environment, through the same entry points."""
-    partitions = PartitionSettings.from_env()
-    return {
-        "partitions": partitions,
-        "settings": Settings.from_env(),
-        "customerio": customerio_resource(),
-        **database_resources(),
-    }
+    """What building the definitions reads from the environment, through the same entry points."""
+    env = Environment.read()
+    return {"partitions": env.partitions, **resources(env)}
 
 
 @pytest.mark.parametrize(
@@ -262,7 +257,7 @@ def test_every_bad_setting_is_listed_in_one_message(clean_env):
 
 def test_every_settings_field_names_its_variable_in_its_description():
     for field, info in Settings.model_fields.items():
-        assert (info.description or "").startswith(f"{SETTINGS_ENV[field].name}: "), field
+        assert (info.description or "").startswith(f"CIO_{field.upper()}: "), field
     for info in CustomerIO.model_fields.values():
         assert (info.description or "").startswith("CIO_")
 
@@ -331,9 +326,56 @@ def test_a_negative_chunk_size_can_no_longer_reach_an_asset(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
     env.update(CIO_CHUNK_SIZE="-1", CIO_DATA_DIR=str(tmp_path))
 
+    # What Dagster does with a code location: import the module, then build its definitions.
     loaded = subprocess.run(
-        [sys.executable, "-c", "import cio_assets.definitions"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", "import cio_assets.definitions as d; d.defs()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert loaded.returncode != 0
     assert "SettingsError: CIO_CHUNK_SIZE='-1' is invalid: expected a whole number >= 1" in loaded.stderr
+
+
+# Invalid values of settings read at every stage: the partitions', the pipeline's, a database URL, Customer.io's.
+INVALID = {
+    "CIO_START_DATE": "2026-13-01",
+    "CIO_CHUNK_SIZE": "-1",
+    "CIO_MYSQL_URL": "not a url",
+    "CIO_REGION": "ap",
+    "CIO_EXECUTOR": "threads",
+}
+
+
+def test_every_module_imports_with_invalid_settings_in_the_environment(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
+    env.update(INVALID, CIO_DATA_DIR=str(tmp_path))
+    script = (
+        "import importlib, pkgutil, cio_assets\n"
+        # `__main__` modules run their command when imported (`python -m cio_assets.demo`): not imported here.
+        "modules = pkgutil.walk_packages(cio_assets.__path__, 'cio_assets.')\n"
+        "names = [m.name for m in modules if not m.name.endswith('.__main__')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names))\n"
+    )
+
+    imported = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+
+    assert imported.returncode == 0, imported.stderr
+    assert int(imported.stdout.split()[-1]) > 60  # every module of the package, not a few
+
+
+def test_building_the_definitions_with_invalid_settings_names_every_bad_variable(monkeypatch):
+    for name, value in INVALID.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(SettingsError) as failure:
+        Environment.read()
+
+    message = str(failure.value)
+    for name in INVALID:
+        assert name in message
+    assert "not a url" not in message  # a URL may hold a password: it is never echoed

@@ -14,15 +14,18 @@ import orjson
 import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 
-from cio_assets.automation import SOURCE_FRESHNESS_CHECK
-from cio_assets.definitions import defs
-from cio_assets.partitions import daily_partitions
-from cio_assets.resources import SourceDatabase
+from cio_assets.config import AutomationSettings, SettingsError
+from cio_assets.defs.automation.sensor import SourceCursor, advance
+from cio_assets.defs.checks.source import SOURCE_FRESHNESS_CHECK
+from cio_assets.defs.partitions import history
+from cio_assets.defs.resources import Settings, SourceDatabase
 from cio_assets.schema.shop import orders, source_metadata
-from cio_assets.settings import AutomationSettings, Settings, SettingsError
-from cio_assets.sources.sensors import SourceCursor, advance, partition_of, source_changes
 from cio_assets_tests.conftest import SERVER_URL
+from cio_assets_tests.definitions import daily_partitions, defs, source_changes
 from cio_assets_tests.shop import ShopBuilder
+
+# The partition an instant falls in (the first one for anything before it), as the sensor places a cart gone idle.
+partition_of = history(daily_partitions).key_of
 
 
 def _tick(

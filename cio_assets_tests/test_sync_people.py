@@ -184,9 +184,9 @@ def test_a_person_refused_on_every_run_stays_listed_and_counts_each_attempt(shop
 _SYNC_IN_A_PROCESS = """
 import json, sys
 import dagster as dg
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
-from cio_assets.settings import Settings
-from cio_assets.delivery.people import customerio_people
+from cio_assets.defs.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.defs.resources import Settings
+from cio_assets_tests.definitions import customerio_people
 
 source, state, customerio, start, end = json.loads(sys.argv[1])
 print("ready", flush=True)

@@ -1,6 +1,6 @@
 """Naive source DATETIMEs are read in the configured zone (per table if needed); everything after is UTC."""
 
-from cio_assets.settings import Settings
+from cio_assets.defs.resources import Settings
 from cio_assets_tests.conftest import unix
 
 

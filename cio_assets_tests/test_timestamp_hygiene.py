@@ -63,7 +63,7 @@ def test_future_timestamps_are_rejected_and_keep_the_row_out(shop, pipeline):
 
 
 def test_the_floor_is_configuration(shop, pipeline):
-    from cio_assets.settings import Settings
+    from cio_assets.defs.resources import Settings
 
     shop.customer(1, created_at="2015-06-01 00:00")
 

@@ -25,9 +25,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from cio_assets.definitions import defs
-from cio_assets.partitions import daily_partitions
 from cio_assets.schema.state import attribute_snapshot
+from cio_assets_tests.definitions import daily_partitions, defs
 from cio_assets_tests.webdriver import (
     Session,
     chromedriver,

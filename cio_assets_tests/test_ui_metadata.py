@@ -9,18 +9,21 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from cio_assets.attributes.assets import attribute_snapshot, written_in_run
+from cio_assets.attributes.snapshot import written_in_run
+from cio_assets.defs.assets.sources import source_tables
 from cio_assets.delivery.deliver import DeliveryReport
 from cio_assets.delivery.stream import delivery_summary
-from cio_assets.events.assets import event_log
-from cio_assets.hygiene.assets import rejected_rows
-from cio_assets.identity.assets import identity_map
-from cio_assets.metadata import counts_per_day
-from cio_assets.resources import customerio_resource
+from cio_assets.lib.frames import counts_per_day
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.events import EVENT_NAMES
-from cio_assets.sources.assets import source_tables
 from cio_assets_tests.conftest import SYNC
+from cio_assets_tests.definitions import (
+    attribute_snapshot,
+    customerio_resource,
+    event_log,
+    identity_map,
+    rejected_rows,
+)
 
 DAY_1, DAY_2 = "2026-10-01", "2026-10-02"
 PII_COLUMNS = {"email", "phone", "first_name", "last_name"}

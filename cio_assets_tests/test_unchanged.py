@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, create_engine, select, update
 
+from cio_assets.defs.resources import Settings
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import customers, orders
-from cio_assets.settings import Settings
 from cio_assets_tests.conftest import Pipeline
 from cio_assets_tests.shop import ShopBuilder
 

@@ -14,17 +14,16 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, FromClause, Select, Table, and_, literal, select
 
 from cio_assets.contract import HELD, quarantine_rows
-from cio_assets.hygiene.rules import Bounds, row_is_valid, row_rejection
+from cio_assets.hygiene.rules import row_is_valid, row_rejection
 from cio_assets.identity.membership import PeopleChunk
 from cio_assets.identity.normalize import normalize_email, normalize_phone
 from cio_assets.identity.resolve import IdentityResolver
 from cio_assets.lib.chunking import chunks
+from cio_assets.lib.days import PartitionRange
 from cio_assets.lib.reads import read_frame, read_frames
-from cio_assets.lib.timestamps import to_unix_seconds, unix
+from cio_assets.lib.timestamps import Clock, to_unix_seconds, unix
 from cio_assets.lib.writes import KEYS_PER_STATEMENT
-from cio_assets.partitions import PartitionRange
 from cio_assets.schema.shop import customers, order_items, orders, refunds, subscriptions
-from cio_assets.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,8 @@ def changed_people(
     conn: Connection,
     resolver: IdentityResolver,
     prange: PartitionRange,
-    settings: Settings,
-    bounds: Bounds,
+    clock: Clock,
+    chunk_size: int,
     released: dict[str, pd.DataFrame],
 ) -> Changes:
     """Distinct (person_id, day) pairs whose inputs moved in the range, minus the held ones.
@@ -94,15 +93,16 @@ def changed_people(
     unresolved = 0
     for source in CHANGE_SOURCES:
         column = source.table.c[source.timestamp]
-        reason = row_rejection(source.table, settings, bounds)
+        zone = clock.zone_of(source.table.name)
+        reason = row_rejection(source.table, clock)
         statement = source.select(column.label("ts"), reason.label("reason")).where(
-            column.is_not(None), prange.covers(column, source.table, settings)
+            column.is_not(None), prange.covers(column, zone)
         )
-        for frame in read_frames(conn, statement, settings.chunk_size * 10):
+        for frame in read_frames(conn, statement, chunk_size * 10):
             frame["person_id"] = resolver.people_for_orders(frame)
             unresolved += int(frame["person_id"].isna().sum())
             frame = frame[frame["person_id"].notna()]
-            ts = to_unix_seconds(frame["ts"], settings.zone_of(source.table.name))
+            ts = to_unix_seconds(frame["ts"], zone)
             frame = frame.assign(day=prange.day_of(ts))
             pairs.append(frame[["person_id", "day"]].drop_duplicates())
             # History before the first day has no day of its own: a set-aside row there is left out of
@@ -162,15 +162,13 @@ class History:
     subscriptions: pd.DataFrame  # person_id, status, started_at, canceled_at, updated_at
 
 
-def read_history(
-    conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
-) -> History:
-    paid_orders = _paid_orders(conn, chunk, resolver, settings, bounds)
+def read_history(conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, clock: Clock) -> History:
+    paid_orders = _paid_orders(conn, chunk, resolver, clock)
     return History(
-        customers=_customers(conn, chunk, resolver, settings, bounds),
+        customers=_customers(conn, chunk, resolver, clock),
         orders=paid_orders,
-        refunds=_refunds(conn, paid_orders, settings, bounds),
-        subscriptions=_subscriptions(conn, chunk, resolver, settings, bounds),
+        refunds=_refunds(conn, paid_orders, clock),
+        subscriptions=_subscriptions(conn, chunk, resolver, clock),
     )
 
 
@@ -180,8 +178,8 @@ def _with_person(frame: pd.DataFrame, resolver: IdentityResolver, chunk: PeopleC
     return frame[frame["person_id"].isin(set(chunk.person_ids))].reset_index(drop=True)
 
 
-def _paid(settings: Settings, bounds: Bounds) -> ColumnElement[bool]:
-    return and_(orders.c.status == "paid", row_is_valid(orders, settings, bounds))
+def _paid(clock: Clock) -> ColumnElement[bool]:
+    return and_(orders.c.status == "paid", row_is_valid(orders, clock))
 
 
 def _top_category():
@@ -196,9 +194,7 @@ def _top_category():
     )
 
 
-def _customers(
-    conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
-) -> pd.DataFrame:
+def _customers(conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, clock: Clock) -> pd.DataFrame:
     columns = ["customer_id", "email", "phone", "first_name", "last_name", "email_opt_in", "sms_opt_in", "created_at"]
     if not chunk.customer_ids:
         return pd.DataFrame(columns=["person_id", *columns])
@@ -214,20 +210,18 @@ def _customers(
             customers.c.accepts_email_marketing.label("email_opt_in"),
             customers.c.accepts_sms_marketing.label("sms_opt_in"),
             customers.c.created_at,
-        ).where(customers.c.id.in_(chunk.customer_ids), row_is_valid(customers, settings, bounds)),
+        ).where(customers.c.id.in_(chunk.customer_ids), row_is_valid(customers, clock)),
     )
     frame["person_id"] = resolver.people_for_customers(frame["customer_id"])
     frame["email"] = [normalize_email(e).value for e in frame["email"]]
     frame["phone"] = [normalize_phone(p, c).value for p, c in zip(frame["phone"], frame.pop("country"), strict=True)]
-    frame["created_at"] = to_unix_seconds(frame["created_at"], settings.zone_of(customers.name))
+    frame["created_at"] = to_unix_seconds(frame["created_at"], clock.zone_of(customers.name))
     frame["email_opt_in"] = frame["email_opt_in"].astype(bool)
     frame["sms_opt_in"] = frame["sms_opt_in"].astype(bool)
     return frame
 
 
-def _paid_orders(
-    conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
-) -> pd.DataFrame:
+def _paid_orders(conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, clock: Clock) -> pd.DataFrame:
     frame = read_frame(
         conn,
         select(
@@ -237,14 +231,14 @@ def _paid_orders(
             orders.c.paid_at,
             orders.c.total,
             _top_category().label("category"),
-        ).where(_paid(settings, bounds), chunk.owns_order()),
+        ).where(_paid(clock), chunk.owns_order()),
     )
-    frame["paid_at"] = to_unix_seconds(frame["paid_at"], settings.zone_of(orders.name))
+    frame["paid_at"] = to_unix_seconds(frame["paid_at"], clock.zone_of(orders.name))
     frame["total"] = frame["total"].astype(float)
     return _with_person(frame, resolver, chunk)
 
 
-def _refunds(conn: Connection, paid_orders: pd.DataFrame, settings: Settings, bounds: Bounds) -> pd.DataFrame:
+def _refunds(conn: Connection, paid_orders: pd.DataFrame, clock: Clock) -> pd.DataFrame:
     """The refunds of the chunk's valid paid orders (as `_paid_orders` read them), with their order's person.
 
     Looked up by order id: joining orders again and filtering by the chunk's people made MariaDB judge every
@@ -261,22 +255,20 @@ def _refunds(conn: Connection, paid_orders: pd.DataFrame, settings: Settings, bo
             ).where(
                 refunds.c.order_id.in_(order_ids),
                 # The order is paid and valid (`_paid_orders` read it): only the refund's own rules remain.
-                row_is_valid(refunds, settings, bounds, given=("order_id",)),
+                row_is_valid(refunds, clock, given=("order_id",)),
             ),
         )
         for order_ids in chunks([int(i) for i in paid_orders["order_id"]], KEYS_PER_STATEMENT)
     ]
     found = [f for f in frames if not f.empty]  # pandas warns when empty pieces are concatenated
     frame = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=columns)
-    frame["refunded_at"] = to_unix_seconds(frame["refunded_at"], settings.zone_of(refunds.name))
+    frame["refunded_at"] = to_unix_seconds(frame["refunded_at"], clock.zone_of(refunds.name))
     frame["amount"] = frame["amount"].astype(float)
     people = paid_orders[["order_id", "person_id"]].astype({"order_id": "int64"})
     return frame.astype({"order_id": "int64"}).merge(people, on="order_id").drop(columns="order_id")
 
 
-def _subscriptions(
-    conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, settings: Settings, bounds: Bounds
-) -> pd.DataFrame:
+def _subscriptions(conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver, clock: Clock) -> pd.DataFrame:
     columns = ["person_id", "status", "started_at", "canceled_at", "updated_at"]
     if not chunk.customer_ids:
         return pd.DataFrame(columns=columns)
@@ -288,15 +280,15 @@ def _subscriptions(
             subscriptions.c.started_at,
             subscriptions.c.canceled_at,
             subscriptions.c.updated_at,
-        ).where(subscriptions.c.customer_id.in_(chunk.customer_ids), row_is_valid(subscriptions, settings, bounds)),
+        ).where(subscriptions.c.customer_id.in_(chunk.customer_ids), row_is_valid(subscriptions, clock)),
     )
-    zone = settings.zone_of(subscriptions.name)
+    zone = clock.zone_of(subscriptions.name)
     for column in ("started_at", "canceled_at", "updated_at"):
         frame[column] = to_unix_seconds(frame[column], zone)
     frame["person_id"] = resolver.people_for_customers(frame.pop("customer_id"))
     return frame[columns]
 
 
-def as_of_instants(prange: PartitionRange, bounds: Bounds) -> dict[str, datetime]:
+def as_of_instants(prange: PartitionRange, now: datetime) -> dict[str, datetime]:
     """When each day's state holds: the end of the day, or now for the day in progress."""
-    return {day.key: min(day.end, bounds.now) for day in prange.days}
+    return {day.key: min(day.end, now) for day in prange.days}

@@ -29,7 +29,6 @@ import httpx
 import orjson
 
 from cio_assets.customerio.client import retry_after_seconds, without_userinfo
-from cio_assets.lib.chunking import chunks
 
 APP_REGION_URLS = {"us": "https://api.customer.io", "eu": "https://api-eu.customer.io"}
 PEOPLE_PATH = "/v1/customers/attributes"
@@ -124,8 +123,9 @@ class AppClient:
     def read_people(self, person_ids: Iterable[str]) -> dict[str, Attributes]:
         """person id -> the attributes Customer.io holds (all strings); people without a profile are absent."""
         found: dict[str, Attributes] = {}
-        for chunk in chunks(list(dict.fromkeys(person_ids)), MAX_IDS_PER_REQUEST):
-            found.update(self._read_chunk(chunk))
+        ids = list(dict.fromkeys(person_ids))
+        for start in range(0, len(ids), MAX_IDS_PER_REQUEST):
+            found.update(self._read_chunk(ids[start : start + MAX_IDS_PER_REQUEST]))
         return found
 
     def _read_chunk(self, ids: Sequence[str]) -> dict[str, Attributes]:

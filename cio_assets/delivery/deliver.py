@@ -7,7 +7,7 @@ big for Customer.io's limits) or by Customer.io (207/400) go to `on_rejected` wi
 A dry run sends nothing, so its logs and metadata say "planned", never "sent": items and batches
 planned, and no HTTP counters at all. A real run's metadata carries the HTTP counters (requests,
 bytes, retries, 429s, 5xx, transport errors) as separate int entries and the rates the delivery
-checks judge (`cio_assets/checks/delivery.py`) as floats.
+checks judge (`defs/checks/delivery.py`) as floats; the keys are named here, once.
 """
 
 from __future__ import annotations
@@ -18,13 +18,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dagster as dg
-import pandas as pd
-
 from cio_assets.customerio.batching import Batch, Item, Refused, pack
+from cio_assets.customerio.client import TrackClient
 from cio_assets.customerio.outbox import write_outbox
-from cio_assets.metadata import json_counts, markdown_table
-from cio_assets.resources import CustomerIO
 
 Delivered = Callable[[list[Item]], None]
 Rejected = Callable[[list[tuple[Item, str]]], None]
@@ -42,6 +38,16 @@ THROTTLED_RATE = "throttled_429_rate"
 SERVER_ERROR_RATE = "server_errors_5xx_rate"
 # A progress line every this many batches.
 PROGRESS_EVERY = 50
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Where a sync's items go: to Customer.io through a Track client, or (a dry run) to an outbox file."""
+
+    sends: bool  # False: a dry run, nothing leaves the machine
+    outbox: Path  # where a dry run writes the exact request bodies
+    workspace: str  # the Track workspace's short name (no secret): syncs sending to it take turns
+    client: Callable[[], TrackClient]
 
 
 @dataclass
@@ -78,14 +84,13 @@ class DeliveryReport:
 
 def deliver(
     items: Iterable[Item],
-    customerio: CustomerIO,
-    outbox: Path,
+    sender: Sender,
     on_delivered: Delivered,
     on_rejected: Rejected,
     log: Callable[[str], None],
 ) -> DeliveryReport:
     started = time.monotonic()
-    report = DeliveryReport(dry_run=not customerio.sends)
+    report = DeliveryReport(dry_run=not sender.sends)
 
     def refuse(refused: list[tuple[Item, str]]) -> None:
         report.note_rejections(refused)
@@ -94,14 +99,14 @@ def deliver(
 
     batches = _batches_refusing(items, refuse)
     if report.dry_run:
-        report.outbox = str(outbox)
-        for batch in write_outbox(outbox, batches):
+        report.outbox = str(sender.outbox)
+        for batch in write_outbox(sender.outbox, batches):
             report.batches += 1
             report.sent += len(batch.items)
             if report.batches % PROGRESS_EVERY == 0:
                 log(f"{report.batches} batches written to the outbox, {report.sent} items planned so far (dry run)")
     else:
-        with customerio.client() as client:
+        with sender.client() as client:
             for result in client.send(batches):
                 report.batches += 1
                 on_delivered(result.delivered)
@@ -128,12 +133,6 @@ def _reason_kind(reason: str) -> str:
     return reason.split(" is ")[0] if " is " in reason else reason.split(":")[0]
 
 
-def outbox_path(customerio: CustomerIO, context: dg.AssetExecutionContext) -> Path:
-    """One outbox file per asset and run, so a dry run's plan can be read on its own."""
-    asset = context.assets_def.key.to_python_identifier()
-    return Path(customerio.outbox_dir) / f"{asset}-{context.run.run_id}.jsonl"
-
-
 def delivery_rates(items: int, refused: int, requests: int, throttled: int, server_errors: int) -> dict[str, float]:
     """Refused share of the items offered (accepted or planned, plus refused); 429 and 5xx shares of requests."""
     offered = items + refused
@@ -141,40 +140,4 @@ def delivery_rates(items: int, refused: int, requests: int, throttled: int, serv
         REFUSAL_RATE: round(refused / offered, 4) if offered else 0.0,
         THROTTLED_RATE: round(throttled / requests, 4) if requests else 0.0,
         SERVER_ERROR_RATE: round(server_errors / requests, 4) if requests else 0.0,
-    }
-
-
-def delivery_metadata(report: DeliveryReport) -> dict[str, object]:
-    rejections = markdown_table(pd.DataFrame(report.rejection_sample, columns=["key", "reason"]))
-    refused = sum(report.rejected.values())
-    common: dict[str, object] = {
-        DRY_RUN: report.dry_run,
-        **({"outbox": dg.MetadataValue.path(report.outbox)} if report.outbox else {}),
-        REFUSED: refused,
-        "rejected_by_reason": json_counts(report.rejected),
-        "rejection_sample": rejections,
-    }
-    if report.dry_run:  # nothing was sent: no HTTP counters, and every count says "planned"
-        return {
-            **common,
-            ITEMS_PLANNED: report.sent,
-            "batches": report.batches,
-            REFUSAL_RATE: delivery_rates(report.sent, refused, 0, 0, 0)[REFUSAL_RATE],
-            "planning_s": report.seconds,
-        }
-    http = {
-        REQUESTS: report.http.get("requests", 0),
-        "bytes_sent": report.http.get("bytes_sent", 0),
-        "retries": report.http.get("retries", 0),
-        THROTTLED: report.http.get("throttled", 0),
-        SERVER_ERRORS: report.http.get("server_errors", 0),
-        "transport_errors": report.http.get("transport_errors", 0),
-    }
-    return {
-        **common,
-        ITEMS_SENT: report.sent,
-        "batches": report.batches,
-        **http,
-        **delivery_rates(report.sent, refused, http[REQUESTS], http[THROTTLED], http[SERVER_ERRORS]),
-        "delivery_s": report.seconds,
     }

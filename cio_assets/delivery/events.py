@@ -20,28 +20,27 @@
 """
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import chain
 
-import dagster as dg
 import orjson
 from sqlalchemy import Connection, Row, select
 
-from cio_assets.catalog import listing_schemas
 from cio_assets.customerio.batching import Item
 from cio_assets.customerio.ids import event_ulid
 from cio_assets.delivery import ledger
-from cio_assets.delivery.stream import Pending, SyncStream, run_sync
-from cio_assets.events.families import FAMILY_TABLES, event_family, event_id
+from cio_assets.delivery.stream import SyncStream
+from cio_assets.events.families import event_family, event_id
 from cio_assets.hygiene.rejections import released_rows
 from cio_assets.identity.erasure import erased_set
 from cio_assets.lib.chunking import chunks
+from cio_assets.lib.days import PartitionRange
+from cio_assets.lib.engines import Database
 from cio_assets.lib.timestamps import unix, utc_now
 from cio_assets.lib.writes import KEYS_PER_STATEMENT
-from cio_assets.partitions import PartitionRange, daily_partitions
-from cio_assets.resources import CustomerIO, StateDatabase
-from cio_assets.schema import state as state_tables
+from cio_assets.schema.events import FAMILY_TABLES
 from cio_assets.schema.state import attribute_snapshot, event_log
-from cio_assets.settings import Settings
+from cio_assets.tracking.refusals import EVENT, Pending
 
 HISTORY_FLAG = "backfill"
 WAITING_FOR_IDENTIFY = "held: the person is not identified in Customer.io yet (no e-mail or phone there)"
@@ -71,18 +70,30 @@ def event_item(event_id: str, person_id: str, name: str, timestamp: int, propert
     )
 
 
+@dataclass(frozen=True)
+class EventOptions:
+    """The settings the event sync follows."""
+
+    chunk_size: int  # events per page (CIO_CHUNK_SIZE)
+    families: tuple[str, ...]  # the families sent (CIO_EVENT_FAMILIES)
+    sent_names: dict[str, str]  # family -> the name Customer.io receives it under (CIO_EVENT_NAMES)
+    live_window_hours: int  # CIO_LIVE_WINDOW_HOURS
+    history_events: str  # CIO_HISTORY_EVENTS
+
+
 class EventStream(SyncStream):
     """The range's events, each once, each after its person."""
 
-    kind = ledger.EVENT
+    kind = EVENT
     label = "events"
     outcomes = ("live", "history", "history_skipped", "duplicates_skipped", "waiting_for_identify", "family_off")
 
-    def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
-        super().__init__(state, prange, settings, dry_run)
-        self.live_since = unix(utc_now()) - settings.live_window_hours * 3600
-        self.families = settings.families
-        self.sent_names = settings.sent_names
+    def __init__(self, state: Database, prange: PartitionRange, options: EventOptions, dry_run: bool) -> None:
+        super().__init__(state, prange, dry_run)
+        self.options = options
+        self.live_since = unix(utc_now()) - options.live_window_hours * 3600
+        self.families = options.families
+        self.sent_names = options.sent_names
 
     def fresh(self) -> Iterator[Item]:
         # What the ledger already holds is counted, and left out of the pages, in one pass over each day's ids: a
@@ -91,7 +102,7 @@ class EventStream(SyncStream):
             undelivered, delivered_per_day = ledger.undelivered_events(conn, self.prange.keys)
         for day, delivered in delivered_per_day.items():
             self.count("duplicates_skipped", day, delivered)
-        for page in chain(_log_pages(self.state, undelivered, self.settings.chunk_size), self._released_pages()):
+        for page in chain(_log_pages(self.state, undelivered, self.options.chunk_size), self._released_pages()):
             with self.state.connect() as conn:
                 delivered = ledger.delivered_event_ids(conn, [row.event_id for row in page])
                 identified = self._identified(conn, {row.person_id for row in page})
@@ -101,7 +112,7 @@ class EventStream(SyncStream):
                     self.count("duplicates_skipped", row.day)
                 elif row.name not in self.families:
                     self.count("family_off", row.day)
-                elif history and self.settings.history_events == "skip":
+                elif history and self.options.history_events == "skip":
                     self.count("history_skipped", row.day)
                 else:
                     name = self.sent_names[row.name]
@@ -183,31 +194,12 @@ class EventStream(SyncStream):
             "events_released_from_quarantine": self.counts["released_from_quarantine"],
             "events_family_off": self.counts["family_off"],
             "event_families": ", ".join(self.families),
-            "event_names": dg.MetadataValue.json({family: self.sent_names[family] for family in self.families}),
-            "live_window_hours": self.settings.live_window_hours,
+            "event_names": {family: self.sent_names[family] for family in self.families},
+            "live_window_hours": self.options.live_window_hours,
         }
 
 
-@dg.asset(
-    key="customerio_events",
-    group_name="customerio",
-    kinds={"customerio"},
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    # After the people sync: a person's identify reaches Customer.io before their events.
-    deps=["event_log", "customerio_people"],
-    pool="customerio_api",
-    description=__doc__,
-    metadata=listing_schemas(state_tables.event_ledger, state_tables.delivery_rejections, state_tables.ledger_identity),
-)
-def customerio_events(
-    context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO, settings: Settings
-) -> dg.MaterializeResult:
-    stream = EventStream(state, PartitionRange.from_context(context), settings, dry_run=not customerio.sends)
-    return run_sync(context, stream, state, customerio)
-
-
-def _log_pages(state: StateDatabase, event_ids: list[str], size: int) -> Iterator[list[Row]]:
+def _log_pages(state: Database, event_ids: list[str], size: int) -> Iterator[list[Row]]:
     """The event log rows of these ids, `size` at a time, each page its own short query, by primary key in key
     order. The log is clustered by event_id and each day's events lie all over it, so reading the rows day by day
     visited every page of the log once per day (a year's first sync at 100,000 customers read its 500 MB log again

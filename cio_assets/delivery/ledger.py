@@ -1,4 +1,4 @@
-"""The sync ledger: what Customer.io already holds, and which items it refused or that wait.
+"""The sync ledger: what Customer.io already holds (the refused and waiting items are `tracking/refusals.py`'s).
 
 Every write commits on its own, right after Customer.io accepted (or refused) a batch, so a run
 killed half-way re-sends at most the batches that were in flight.
@@ -16,11 +16,9 @@ from cio_assets.delivery.profiles import ERASURE, VANISHED, AnonymousLink, Merge
 from cio_assets.identity.inputs import LINKS
 from cio_assets.identity.resolve import ANONYMOUS_ID, CUSTOMER_ID, SHARED_EMAIL
 from cio_assets.lib.chunking import chunks
-from cio_assets.lib.text import clip
 from cio_assets.lib.writes import KEYS_PER_STATEMENT, delete_keys, insert_rows, keys_present, upsert
 from cio_assets.schema.state import (
     anonymous_ledger,
-    delivery_rejections,
     erasures,
     event_ledger,
     event_log,
@@ -33,9 +31,7 @@ from cio_assets.schema.state import (
     unsubscribed_in_customerio,
     vanished_people,
 )
-
-PERSON = "person"
-EVENT = "event"
+from cio_assets.tracking.refusals import PERSON, clear_rejections
 
 
 def identity(conn: Connection, now: int) -> tuple[str, int]:
@@ -284,62 +280,3 @@ def record_events(conn: Connection, rows: Sequence[tuple[str, str]], now: int) -
     insert_rows(
         conn, event_ledger, ("event_id", "cio_event_id", "delivered_at"), [(key, ulid, now) for key, ulid in rows]
     )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Refused or held items, retried on every run
-# ---------------------------------------------------------------------------------------------------------
-
-
-def pending_rejections(conn: Connection, kind: str) -> list[tuple[str, dict, int]]:
-    """(key, payload, as_of) of every item of `kind` refused or waiting, not yet accepted."""
-    rows = conn.execute(
-        select(delivery_rejections.c.item_key, delivery_rejections.c.payload, delivery_rejections.c.as_of)
-        .where(delivery_rejections.c.kind == kind)
-        .order_by(delivery_rejections.c.item_key)
-    )
-    return [(key, orjson.loads(payload), int(as_of)) for key, payload, as_of in rows]
-
-
-def record_rejections(conn: Connection, kind: str, rows: Sequence[tuple[str, dict, int, str]], now: int) -> None:
-    """(key, payload, as_of, reason) refused this time; attempts count up across runs."""
-    if not rows:
-        return
-    keys = [r[0] for r in rows]
-    previous: dict[str, tuple[int, int]] = {}
-    for chunk in chunks(keys, KEYS_PER_STATEMENT):
-        result = conn.execute(
-            select(
-                delivery_rejections.c.item_key,
-                delivery_rejections.c.attempts,
-                delivery_rejections.c.first_rejected_at,
-            ).where(delivery_rejections.c.kind == kind, delivery_rejections.c.item_key.in_(chunk))
-        )
-        previous.update({key: (int(attempts), int(first)) for key, attempts, first in result})
-    clear_rejections(conn, kind, keys)
-    width = delivery_rejections.c.reason.type.length
-    conn.execute(
-        delivery_rejections.insert(),
-        [
-            {
-                "kind": kind,
-                "item_key": key,
-                "payload": orjson.dumps(payload).decode(),
-                "as_of": as_of,
-                "reason": clip(reason, width),
-                "attempts": previous.get(key, (0, now))[0] + 1,
-                "first_rejected_at": previous.get(key, (0, now))[1],
-                "last_rejected_at": now,
-            }
-            for key, payload, as_of, reason in rows
-        ],
-    )
-
-
-def clear_rejections(conn: Connection, kind: str, keys: Sequence[str]) -> None:
-    for chunk in chunks(list(keys), KEYS_PER_STATEMENT):
-        conn.execute(
-            delete(delivery_rejections).where(
-                and_(delivery_rejections.c.kind == kind, delivery_rejections.c.item_key.in_(chunk))
-            )
-        )

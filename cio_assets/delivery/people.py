@@ -29,11 +29,9 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import dagster as dg
 import pandas as pd
 from sqlalchemy import Connection, and_, or_, select
 
-from cio_assets.catalog import listing_schemas, pii_tags
 from cio_assets.customerio.batching import Item
 from cio_assets.delivery import ledger
 from cio_assets.delivery.profiles import (
@@ -49,15 +47,13 @@ from cio_assets.delivery.profiles import (
     pending_item,
     removal_item,
 )
-from cio_assets.delivery.stream import Pending, SyncStream, run_sync
+from cio_assets.delivery.stream import SyncStream
+from cio_assets.lib.days import PartitionRange
+from cio_assets.lib.engines import Database
 from cio_assets.lib.reads import read_frame, read_frames
 from cio_assets.lib.timestamps import unix, utc_now
-from cio_assets.metadata import markdown_table
-from cio_assets.partitions import PartitionRange, daily_partitions
-from cio_assets.resources import CustomerIO, StateDatabase
-from cio_assets.schema import state as state_tables
 from cio_assets.schema.state import ATTRIBUTE_COLUMNS, attribute_snapshot
-from cio_assets.settings import Settings
+from cio_assets.tracking.refusals import PERSON, Pending
 
 CREATED, UPDATED, UNCHANGED, OLDER = "created", "updated", "unchanged", "skipped_older"
 # Customer.io's reserved attribute: a global unsubscribe from e-mail, SMS and push.
@@ -129,7 +125,7 @@ def consent_outcome(email_opt_in: bool, before: bool | None, after: bool | None)
     return None
 
 
-def latest_days(state: StateDatabase, days: list[str], chunk_rows: int) -> list[tuple[str, str]]:
+def latest_days(state: Database, days: list[str], chunk_rows: int) -> list[tuple[str, str]]:
     """(person_id, the latest day they have a snapshot row in `days`), ordered by person.
 
     The rows' keys are read in primary-key order (day, then person), and a later day overwrites an earlier
@@ -147,7 +143,7 @@ def latest_days(state: StateDatabase, days: list[str], chunk_rows: int) -> list[
     return sorted(latest.items())
 
 
-def snapshot_rows(state: StateDatabase, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+def snapshot_rows(state: Database, pairs: list[tuple[str, str]]) -> pd.DataFrame:
     """The snapshot rows of exactly these (person_id, day) pairs."""
     people_by_day: dict[str, list[str]] = defaultdict(list)
     for person_id, day in pairs:
@@ -171,24 +167,37 @@ def _plain(value: object) -> object:
     return value.item() if hasattr(value, "item") else value
 
 
+@dataclass(frozen=True)
+class PeopleOptions:
+    """The settings the people sync follows."""
+
+    chunk_size: int  # people per page (CIO_CHUNK_SIZE)
+    unsubscribe: str  # CIO_UNSUBSCRIBE
+    merge_duplicates: str  # CIO_MERGE_DUPLICATES
+    erasure: str  # CIO_ERASURE
+    vanished: str  # CIO_VANISHED
+
+
 class PeopleStream(SyncStream):
     """People of the range, latest snapshot first compared with what Customer.io holds."""
 
-    kind = ledger.PERSON
+    kind = PERSON
     label = "people"
     outcomes = (CREATED, UPDATED, UNCHANGED, OLDER)
 
-    def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
-        super().__init__(state, prange, settings, dry_run)
-        self.unsubscribe_mode = settings.unsubscribe
-        self.merge_mode = settings.merge_duplicates
+    def __init__(self, state: Database, prange: PartitionRange, options: PeopleOptions, dry_run: bool) -> None:
+        super().__init__(state, prange, dry_run)
+        self.options = options
+        self.unsubscribe_mode = options.unsubscribe
+        self.merge_mode = options.merge_duplicates
         self.pending_merges: list[tuple[str, str, bool]] = []  # (secondary, primary, primary known): not sent
 
     def fresh(self) -> Iterator[Item]:
         """Page through the range's people: memory follows the page, not the shop."""
-        pairs = latest_days(self.state, self.prange.keys, self.settings.chunk_size * 10)
-        for start in range(0, len(pairs), self.settings.chunk_size):
-            rows = snapshot_rows(self.state, pairs[start : start + self.settings.chunk_size])
+        size = self.options.chunk_size
+        pairs = latest_days(self.state, self.prange.keys, size * 10)
+        for start in range(0, len(pairs), size):
+            rows = snapshot_rows(self.state, pairs[start : start + size])
             with self.state.connect() as conn:
                 held = ledger.delivered_people(conn, list(rows["person_id"]))
                 themselves = ledger.unsubscribed_themselves(conn, list(rows["person_id"]))
@@ -227,8 +236,8 @@ class PeopleStream(SyncStream):
     def _removals(self) -> Iterator[Item]:
         """People an erasure request names, once; vanished people still in Customer.io, under CIO_VANISHED=delete."""
         with self.state.connect() as conn:
-            vanished = "delete" if self.settings.vanished == "delete" else None
-            removals = ledger.pending_removals(conn, self.settings.erasure, vanished)
+            vanished = "delete" if self.options.vanished == "delete" else None
+            removals = ledger.pending_removals(conn, self.options.erasure, vanished)
         for removal in removals:
             self.counts[removal.why] += 1
             yield removal_item(removal)
@@ -284,38 +293,11 @@ class PeopleStream(SyncStream):
             "people_resubscribed": self.counts[RESUBSCRIBING],
             "people_resubscribe_withheld": self.counts[KEPT_UNSUBSCRIBED],
             "anonymous_ids": self.counts[ANONYMOUS_ID],
-            "erasure_action": self.settings.erasure,
+            "erasure_action": self.options.erasure,
             "people_erased_in_customerio": self.counts[ERASURE],
-            "vanished_mode": self.settings.vanished,
+            "vanished_mode": self.options.vanished,
             "vanished_deleted_in_customerio": self.counts[VANISHED],
             "merge_mode": self.merge_mode,
             "merges": self.counts["merges"],
             "merges_pending": len(self.pending_merges),
-            "pending_merges": markdown_table(pending_merges_frame(self.pending_merges)),
         }
-
-
-@dg.asset(
-    key="customerio_people",
-    group_name="customerio",
-    kinds={"customerio"},
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["attribute_snapshot"],
-    pool="customerio_api",
-    description=__doc__,
-    tags=pii_tags(state_tables.people_ledger),
-    metadata=listing_schemas(
-        state_tables.people_ledger,
-        state_tables.delivery_rejections,
-        state_tables.ledger_identity,
-        state_tables.anonymous_ledger,
-        state_tables.merge_ledger,
-        state_tables.unsubscribed_in_customerio,
-    ),
-)
-def customerio_people(
-    context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO, settings: Settings
-) -> dg.MaterializeResult:
-    stream = PeopleStream(state, PartitionRange.from_context(context), settings, dry_run=not customerio.sends)
-    return run_sync(context, stream, state, customerio)

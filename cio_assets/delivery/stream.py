@@ -11,7 +11,9 @@ which earlier refusals are still due (`due`), and how an accepted item is record
 - items a stream holds back for later (an event whose person Customer.io does not know yet) are
   recorded with their reason and retried on every run, like refusals;
 - a state database whose ledger is not the one that delivered before refuses to send, so a lost
-  ledger never silently re-sends history (`CIO_ACCEPT_NEW_LEDGER=1` allows it once, on purpose);
+  ledger never silently re-sends history (`CIO_ACCEPT_NEW_LEDGER=1` allows it once, on purpose;
+  `ledger_problem`, asked by the sync assets, which find the ledger that delivered before in Dagster's
+  materializations);
 - only one sync at a time sends to a Customer.io workspace, whatever the number of runs and workers: each
   takes the workspace's turn (a named lock in the state database) before its first request.
 """
@@ -21,46 +23,37 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from itertools import chain
 
-import dagster as dg
 from sqlalchemy import Connection
 
 from cio_assets.customerio.batching import Item
-from cio_assets.delivery import ledger
-from cio_assets.delivery.deliver import DeliveryReport, deliver, delivery_metadata, outbox_path
+from cio_assets.delivery.deliver import DeliveryReport, Sender, deliver
+from cio_assets.lib.days import PartitionRange
+from cio_assets.lib.engines import Database
 from cio_assets.lib.locks import named_lock
 from cio_assets.lib.timestamps import unix, utc_now
-from cio_assets.metadata import add_partition_metadata
-from cio_assets.partitions import PartitionRange
-from cio_assets.resources import CustomerIO, StateDatabase
-from cio_assets.settings import Settings
+from cio_assets.tracking.refusals import Pending, clear_rejections, pending_rejections, record_rejections
 
-LEDGER_ID = "ledger_id"
-WAITED_FOR_TURN = "waited_for_turn_s"
+RETRIED = "retried_refusals"
 # How often a sync waiting for its turn to send says so in the run's log.
 TURN_REPORT_SECONDS = 30
-RETRIED = "retried_refusals"
-# How far back the instance is searched for the ledger that delivered last.
-_LEDGER_SEARCH_LIMIT = 1000
-
-Pending = tuple[str, dict, int]  # (key, payload, as_of) of an item refused or held back earlier
 
 
 class SyncStream(ABC):
     """What differs between the people and the event sync."""
 
-    kind: str  # ledger.PERSON or ledger.EVENT
+    kind: str  # tracking.refusals.PERSON or EVENT
     label: str  # "people" or "events": the prefix of the per-day figures
     outcomes: tuple[str, ...]  # what can happen to a fresh item, counted per day of the range
 
-    def __init__(self, state: StateDatabase, prange: PartitionRange, settings: Settings, dry_run: bool) -> None:
+    def __init__(self, state: Database, prange: PartitionRange, dry_run: bool) -> None:
         self.state = state
         self.prange = prange
-        self.settings = settings
         self.dry_run = dry_run
         self.counts: Counter[str] = Counter()
         self.per_day: Counter[tuple[str, str]] = Counter()  # (day, outcome) of fresh items
@@ -95,14 +88,21 @@ class SyncStream(ABC):
         """Write the ledger entries of items Customer.io accepted."""
 
     @abstractmethod
-    def metadata(self) -> dict[str, object]: ...
+    def metadata(self) -> dict[str, object]:
+        """The run's figures of this kind of item (plain values)."""
 
 
-def run_sync(
-    context: dg.AssetExecutionContext, stream: SyncStream, state: StateDatabase, customerio: CustomerIO
-) -> dg.MaterializeResult:
+@dataclass(frozen=True)
+class SyncOutcome:
+    report: DeliveryReport
+    waited: float  # seconds spent waiting for the workspace's turn
+    seconds: float  # the whole sync
+
+
+def sync(stream: SyncStream, state: Database, sender: Sender, log: Callable[[str], None]) -> SyncOutcome:
+    """Plan the stream's items, send them in the workspace's turn (or write the outbox), record what was
+    accepted and what was refused or held back."""
     started = time.monotonic()
-    ledger_metadata = check_ledger(context, state, customerio)
     # `pending` and `refused_before` are read in the sending turn, below, before the closures run.
 
     def items() -> Iterator[Item]:
@@ -114,7 +114,7 @@ def run_sync(
         retry, settled = stream.due([p for p in pending if p[0] not in fresh_keys | held_keys])
         if settled and not stream.dry_run:
             with state.begin() as conn:
-                ledger.clear_rejections(conn, stream.kind, settled)
+                clear_rejections(conn, stream.kind, settled)
         stream.counts[RETRIED] += len(retry)
         yield from retry
 
@@ -124,18 +124,16 @@ def run_sync(
             # Only an earlier refusal can be on record for a delivered key: this run records its own refusals for
             # keys it does not deliver, and no other sync of the workspace records any during its turn. No query
             # for the others (3 s of a year's first event sync).
-            ledger.clear_rejections(conn, stream.kind, [item.key for item in delivered if item.key in refused_before])
+            clear_rejections(conn, stream.kind, [item.key for item in delivered if item.key in refused_before])
 
     def delivery(batch_items: Iterator[Item]) -> DeliveryReport:
         refused = partial(_record_refusals, state, stream.kind)
-        return deliver(
-            batch_items, customerio, outbox_path(customerio, context), on_delivered, refused, context.log.info
-        )
+        return deliver(batch_items, sender, on_delivered, refused, log)
 
-    with sending_turn(context, state, customerio) as waited:
+    with sending_turn(state, sender, log) as waited:
         with state.connect() as conn:
             # Read in the turn, before this run refuses anything: only earlier refusals count as retries.
-            pending = ledger.pending_rejections(conn, stream.kind)
+            pending = pending_rejections(conn, stream.kind)
         refused_before = {key for key, _, _ in pending}  # the only keys with a refusal to clear once delivered
         report = delivery(items())
         later = stream.follow_up()
@@ -144,22 +142,12 @@ def run_sync(
             report = report.then(delivery(chain([first], later)))
     if stream.held and not stream.dry_run:
         _record_refusals(state, stream.kind, stream.held)
-    context.log.info(f"{stream.kind}s: {dict(stream.counts)}; {delivery_summary(report, len(stream.held))}")
-    add_partition_metadata(context, stream.day_figures())
-    return dg.MaterializeResult(
-        metadata={
-            **stream.metadata(),
-            RETRIED: stream.counts[RETRIED],
-            **delivery_metadata(report),
-            **ledger_metadata,
-            **({WAITED_FOR_TURN: waited} if customerio.sends else {}),
-            "duration_s": round(time.monotonic() - started, 2),
-        }
-    )
+    log(f"{stream.kind}s: {dict(stream.counts)}; {delivery_summary(report, len(stream.held))}")
+    return SyncOutcome(report, waited, round(time.monotonic() - started, 2))
 
 
 @contextmanager
-def sending_turn(context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO) -> Iterator[float]:
+def sending_turn(state: Database, sender: Sender, log: Callable[[str], None]) -> Iterator[float]:
     """One sync at a time sends to a Customer.io workspace, across runs, workers and machines, so concurrent
     runs never multiply CIO_RATE_LIMIT. Yields the seconds spent waiting for the turn.
 
@@ -167,24 +155,21 @@ def sending_turn(context: dg.AssetExecutionContext, state: StateDatabase, custom
     Postgres storage Dagster assigns pool slots in autocommit statements: two steps claiming at the same instant
     can both be let through (seen in CI). This lock, in the state database every run shares, is the guarantee;
     the pool keeps waiting steps off the workers. A dry run sends nothing and takes no turn."""
-    if not customerio.sends:
+    if not sender.sends:
         yield 0.0
         return
+    name = f"cio_assets_customerio_{sender.workspace}"
 
     def waiting(seconds: float) -> None:
-        context.log.info(
+        log(
             f"Waiting {seconds:.0f} s for another sync sending to this Customer.io workspace to finish "
-            f"(lock {_turn_name(customerio)} in the state database)"
+            f"(lock {name} in the state database)"
         )
 
-    with named_lock(state.engine, _turn_name(customerio), on_wait=waiting, report_every=TURN_REPORT_SECONDS) as waited:
+    with named_lock(state.engine, name, on_wait=waiting, report_every=TURN_REPORT_SECONDS) as waited:
         if waited:
-            context.log.info(f"Waited {waited:.1f} s for this Customer.io workspace's turn")
+            log(f"Waited {waited:.1f} s for this Customer.io workspace's turn")
         yield waited
-
-
-def _turn_name(customerio: CustomerIO) -> str:
-    return f"cio_assets_customerio_{customerio.workspace}"
 
 
 def delivery_summary(report: DeliveryReport, held: int) -> str:
@@ -198,48 +183,26 @@ def delivery_summary(report: DeliveryReport, held: int) -> str:
     return f"{report.sent} items sent in {report.batches} batches, {refused} refused, {held} held for a later run"
 
 
-def _record_refusals(state: StateDatabase, kind: str, refused: list[tuple[Item, str]]) -> None:
+def _record_refusals(state: Database, kind: str, refused: list[tuple[Item, str]]) -> None:
     """Refused (or held) items with their reason, one transaction per batch, to be retried next run."""
     now = unix(utc_now())
     # A merge or a suppression carries no timestamp: its as_of is when it was refused.
     rows = [(item.key, item.payload, int(item.payload.get("timestamp", now)), reason) for item, reason in refused]
     with state.begin() as conn:
-        ledger.record_rejections(conn, kind, rows, now)
+        record_rejections(conn, kind, rows, now)
 
 
-def check_ledger(context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO) -> dict[str, object]:
-    """Refuse to deliver from a ledger other than the one that delivered before (lost or recreated)."""
-    if not customerio.sends:
-        return {}
-    with state.begin() as conn:
-        ledger_id, created_at = ledger.identity(conn, unix(utc_now()))
-    before = _last_delivering_ledger(context.instance, context.asset_key)
-    if before is not None and before[0] != ledger_id:
-        if not customerio.accept_new_ledger:
-            raise dg.Failure(
-                description=(
-                    f"The sync ledger in the state database (ledger {ledger_id}, created at Unix {created_at}) is not "
-                    f"the one that delivered {context.asset_key.to_user_string()} to Customer.io before (ledger "
-                    f"{before[0]}, run {before[1]}). It was lost or recreated, so it no longer knows what Customer.io "
-                    "holds: delivering now would send every person and event again, history included. Restore the "
-                    "state database, or, if re-sending is intended, run once with CIO_ACCEPT_NEW_LEDGER=1."
-                ),
-                metadata={"ledger_id": ledger_id, "previous_ledger_id": before[0]},
-            )
-        context.log.warning(f"Delivering from a new ledger {ledger_id} (was {before[0]}): CIO_ACCEPT_NEW_LEDGER=1")
-    return {LEDGER_ID: ledger_id}
-
-
-def _last_delivering_ledger(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> tuple[str, str] | None:
-    """(ledger id, run id) recorded by the newest materialization that delivered, if any."""
-    cursor = None
-    for _ in range(0, _LEDGER_SEARCH_LIMIT, 100):
-        page = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key), limit=100, cursor=cursor)
-        for record in page.records:
-            materialization = record.asset_materialization
-            if materialization is not None and LEDGER_ID in materialization.metadata:
-                return str(materialization.metadata[LEDGER_ID].value), record.run_id
-        if not page.has_more:
-            return None
-        cursor = page.cursor
-    return None
+def ledger_problem(
+    ledger_id: str, created_at: int, before: tuple[str, str] | None, asset: str, accept_new: bool
+) -> str | None:
+    """Why delivery must not go on from this state database's ledger, or None: `before` is (ledger id, run id) of
+    the ledger that delivered `asset` last. A ledger other than that one was lost or recreated."""
+    if before is None or before[0] == ledger_id or accept_new:
+        return None
+    return (
+        f"The sync ledger in the state database (ledger {ledger_id}, created at Unix {created_at}) is not "
+        f"the one that delivered {asset} to Customer.io before (ledger {before[0]}, run {before[1]}). It was lost or "
+        "recreated, so it no longer knows what Customer.io holds: delivering now would send every person and event "
+        "again, history included. Restore the state database, or, if re-sending is intended, run once with "
+        "CIO_ACCEPT_NEW_LEDGER=1."
+    )

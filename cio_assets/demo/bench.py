@@ -36,26 +36,28 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from pathlib import Path
+
+import dagster as dg
+from sqlalchemy import Engine, create_engine, func, make_url, select, text
+
+from cio_assets.config import Environment, PipelineSettings
+from cio_assets.defs import build_definitions
+from cio_assets.defs.partitions import daily_partitions
+from cio_assets.defs.resources import CustomerIO, SourceDatabase, StateDatabase
+from cio_assets.demo import floor
+from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows
+from cio_assets.demo.sink import serve_sink
+from cio_assets.events.log import PARALLEL_CHUNK_DAYS
+from cio_assets.schema import state as state_tables
+from cio_assets.schema.shop import customers, order_items, orders
 
 DAYS = int(os.environ.get("BENCH_DAYS", "365"))
 SHOP_END = date(2026, 11, 20)  # the generated shop's last day of history (ShopSize's default)
-# Partitions are fixed when the package is imported: start them where the shop's history starts.
+# The partitions start where the shop's history starts (read when the definitions are built, here and in the
+# benchmark's commands).
 os.environ.setdefault("CIO_START_DATE", (SHOP_END - timedelta(days=DAYS - 1)).isoformat())
-
-import dagster as dg  # noqa: E402
-from sqlalchemy import Engine, create_engine, func, make_url, select, text  # noqa: E402
-
-from cio_assets.definitions import defs  # noqa: E402
-from cio_assets.demo import floor  # noqa: E402
-from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows  # noqa: E402
-from cio_assets.demo.sink import serve_sink  # noqa: E402
-from cio_assets.events.assets import PARALLEL_CHUNK_DAYS  # noqa: E402
-from cio_assets.partitions import daily_partitions  # noqa: E402
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase  # noqa: E402
-from cio_assets.schema import state as state_tables  # noqa: E402
-from cio_assets.schema.shop import customers, order_items, orders  # noqa: E402
-from cio_assets.settings import CHUNK_DAYS  # noqa: E402
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 NEW_ORDER_SHARE = float(os.environ.get("BENCH_NEW_ORDER_SHARE", "0.01"))
@@ -64,6 +66,21 @@ BENCH_PRODUCT = {"sku": "SKU-BENCH", "product_name": "Bench coffee", "category":
 
 FEW_PARTITIONS = int(os.environ.get("BENCH_FEW_PARTITIONS", "54"))
 MULTIPROCESS = os.environ.get("BENCH_MULTIPROCESS", "1") != "0"
+
+
+@cache
+def _environment() -> Environment:
+    return Environment.read()
+
+
+@cache
+def _partitions() -> dg.TimeWindowPartitionsDefinition:
+    return daily_partitions(_environment().partitions)
+
+
+@cache
+def _definitions() -> dg.Definitions:
+    return build_definitions(_environment())
 
 
 def main() -> None:
@@ -83,8 +100,8 @@ def main() -> None:
             pool = int(conn.execute(text("SELECT @@innodb_buffer_pool_size")).scalar_one())
         print(f"MariaDB/MySQL buffer pool (innodb_buffer_pool_size): {pool / 2**20:,.0f} MiB", flush=True)
 
-        first, last = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
-        partitions = len(daily_partitions.get_partition_keys())
+        first, last = _partitions().get_first_partition_key(), _partitions().get_last_partition_key()
+        partitions = len(_partitions().get_partition_keys())
         with serve_sink() as sink_url:
             customerio = _sink_customerio(sink_url)
             initial = _timed_run(
@@ -159,8 +176,8 @@ def _bookkeeping(first: str, last: str) -> None:
     """Times Dagster's own work for four daily assets that do nothing, backfilled in one run over the initial
     sync's range and over its last BENCH_FEW_PARTITIONS days (`cio_assets/demo/floor.py`): a planned event and a
     materialization per partition and asset, as the pipeline's four daily assets cost, whatever they do."""
-    job = floor.defs.resolve_job_def(floor.bookkeeping_job.name)
-    keys = daily_partitions.get_partition_keys()
+    job = floor.defs().resolve_job_def(floor.BOOKKEEPING_JOB)
+    keys = _partitions().get_partition_keys()
     timings = []
     for start in dict.fromkeys((first, keys[-min(FEW_PARTITIONS or 54, len(keys))])):
         tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": last}
@@ -208,7 +225,7 @@ def _initial_end_to_end(source_url: str, state_url: str, sink_url: str, range_: 
     with tempfile.TemporaryDirectory(prefix="cio-bench-home-") as home:
         env = {**_command_env(home, source_url, state_url, sink_url), "CIO_EXECUTOR": "multiprocess"}
         seconds = _materialize("cio_assets.definitions", "*", None, env, partition_range=range_)
-    days = CHUNK_DAYS.read() or PARALLEL_CHUNK_DAYS
+    days = PipelineSettings.from_env().chunk_days or PARALLEL_CHUNK_DAYS
     print(
         f"\ninitial sync end to end on the multiprocess executor (pieces of {days} days, "
         f"{os.cpu_count()} CPUs): {seconds:.1f} s",
@@ -255,10 +272,10 @@ def initial_only(source_url: str, state_url: str) -> None:
     """`python -m cio_assets.demo.bench initial SOURCE_URL STATE_URL`: the initial sync alone, every partition
     in one run, on a state database it creates; its last line is the wall time in seconds."""
     _create_database(state_url)
-    first, last = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+    first, last = _partitions().get_first_partition_key(), _partitions().get_last_partition_key()
     with serve_sink() as sink_url:
         seconds = _timed_run(
-            f"initial sync: {len(daily_partitions.get_partition_keys())} partitions {first}...{last} in one run",
+            f"initial sync: {len(_partitions().get_partition_keys())} partitions {first}...{last} in one run",
             source_url,
             state_url,
             _sink_customerio(sink_url),
@@ -317,7 +334,7 @@ def _add_paid_orders(engine: Engine, count: int) -> int:
 def _timed_run(
     label: str, source_url: str, state_url: str, customerio: CustomerIO, range_=None, partition=None
 ) -> float:
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = _definitions().resolve_implicit_global_asset_job_def()
     tags = {}
     if range_:
         tags = {"dagster/asset_partition_range_start": range_[0], "dagster/asset_partition_range_end": range_[1]}

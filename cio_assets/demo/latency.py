@@ -41,13 +41,13 @@ from pathlib import Path
 import dagster as dg
 from sqlalchemy import Engine, create_engine, func, make_url, select, text
 
-from cio_assets.definitions import defs
+from cio_assets.config import Environment
+from cio_assets.defs import build_definitions
+from cio_assets.defs.partitions import daily_partitions
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows
 from cio_assets.demo.sink import Arrival, RecordingSink, serve_recording
-from cio_assets.partitions import daily_partitions
-from cio_assets.resources import CustomerIO, SourceDatabase, StateDatabase
 from cio_assets.schema.shop import cart_items, carts, customers, order_items, orders
-from cio_assets.settings import Settings
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 SITE_ID, API_KEY = "bench", "bench"
@@ -130,20 +130,26 @@ def _database_url(database: str) -> str:
 
 
 def _backfill(source_url: str, state_url: str, sink_url: str, settings: Settings) -> None:
-    first, last = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+    env = Environment.read()
+    partitions = daily_partitions(env.partitions)
+    first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
     started = time.monotonic()
     with dg.instance_for_test() as instance:
-        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-            instance=instance,
-            tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
-            resources={
-                "source": SourceDatabase(url=source_url),
-                "state": StateDatabase(url=state_url),
-                "settings": settings,
-                "customerio": CustomerIO(
-                    site_id=SITE_ID, api_key=API_KEY, track_url=sink_url, rate_limit=1000, max_in_flight=8
-                ),
-            },
+        result = (
+            build_definitions(env)
+            .resolve_implicit_global_asset_job_def()
+            .execute_in_process(
+                instance=instance,
+                tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+                resources={
+                    "source": SourceDatabase(url=source_url),
+                    "state": StateDatabase(url=state_url),
+                    "settings": settings,
+                    "customerio": CustomerIO(
+                        site_id=SITE_ID, api_key=API_KEY, track_url=sink_url, rate_limit=1000, max_in_flight=8
+                    ),
+                },
+            )
         )
     print(f"backfill {first}...{last}: {time.monotonic() - started:.0f} s, success={result.success}", flush=True)
 

@@ -1,7 +1,7 @@
 """`make demo`: generate the sample shop, materialise every partition in one run, print a summary.
 
-The demo always uses the embedded SQLite databases under `.cio/` (it never writes to the database
-named by `CIO_MYSQL_URL`), and runs against the Dagster instance in `$DAGSTER_HOME`, so `make dev`
+The demo always uses the embedded SQLite databases under `.cio/` (`CIO_DATA_DIR`; it never writes to the
+database named by `CIO_MYSQL_URL`), and runs against the Dagster instance in `$DAGSTER_HOME`, so `make dev`
 afterwards shows the same materialisations in the UI.
 """
 
@@ -19,8 +19,11 @@ from pathlib import Path
 import dagster as dg
 from sqlalchemy import Connection, Row, Select, Table, and_, create_engine, func, inspect, make_url, or_, select
 
-from cio_assets.automation import refresh
-from cio_assets.definitions import defs
+from cio_assets.config import Environment
+from cio_assets.defs import build_definitions
+from cio_assets.defs.automation.job import refresh
+from cio_assets.defs.partitions import daily_partitions
+from cio_assets.defs.resources import SourceDatabase, StateDatabase
 from cio_assets.demo.shop import (
     MESSY_CASES,
     NEGATIVE_TOTAL,
@@ -29,8 +32,6 @@ from cio_assets.demo.shop import (
     ShopSize,
     generate_shop,
 )
-from cio_assets.partitions import daily_partitions
-from cio_assets.resources import SourceDatabase, StateDatabase
 from cio_assets.schema.state import (
     attribute_snapshot,
     event_log,
@@ -41,7 +42,6 @@ from cio_assets.schema.state import (
     rejected_rows,
     unresolved_identifiers,
 )
-from cio_assets.settings import DEMO_SOURCE_URL, DEMO_STATE_URL
 
 SYNC_ASSETS = ("customerio_people", "customerio_events")
 
@@ -59,37 +59,43 @@ OUTCOMES = {"held": "held back", "clipped": "clipped to fit", "truncated": "trun
 
 def main() -> None:
     started = time.monotonic()
-    _fresh_sqlite(DEMO_SOURCE_URL)
-    _fresh_sqlite(DEMO_STATE_URL)
-    source = create_engine(DEMO_SOURCE_URL)
+    env = Environment.read()
+    shop_url, state_url = env.demo.shop_url, env.demo.state_url
+    defs = build_definitions(env)
+    partitions = daily_partitions(env.partitions)
+    _fresh_sqlite(shop_url)
+    _fresh_sqlite(state_url)
+    source = create_engine(shop_url)
     # History ends yesterday (business time), so every partition up to today holds the shop's usual
     # traffic and the volume and freshness checks judge a live-looking shop, not a stale sample.
-    yesterday = date.fromisoformat(daily_partitions.get_last_partition_key()) - timedelta(days=1)
+    yesterday = date.fromisoformat(partitions.get_last_partition_key()) - timedelta(days=1)
     counts = generate_shop(source, ShopSize(end=yesterday, steady_rates=True))
     source.dispose()
-    print(f"Generated the sample shop in {_path(DEMO_SOURCE_URL)}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+    print(f"Generated the sample shop in {_path(shop_url)}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
 
-    first, last = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+    first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
     print(f"Materialising every partition {first}...{last} in one run (single-run backfill)…")
-    result = _materialize_everything(first, last)
+    resources = {"source": SourceDatabase(url=shop_url), "state": StateDatabase(url=state_url)}
+    result = _materialize_everything(defs, first, last, resources)
     if not result.success:
         raise SystemExit("The demo run failed; see the log above.")
-    print(summary(DEMO_STATE_URL, time.monotonic() - started))
+    print(summary(state_url, time.monotonic() - started))
     print(delivery_report(_sync_metadata(result)))
     print("Open the Dagster UI on the same data with: make dev")
 
 
-def _materialize_everything(first: str, last: str) -> dg.ExecuteInProcessResult:
+def _materialize_everything(
+    defs: dg.Definitions, first: str, last: str, resources: Mapping[str, object]
+) -> dg.ExecuteInProcessResult:
     home = os.environ.get("DAGSTER_HOME")
     if home:
         Path(home).mkdir(parents=True, exist_ok=True)  # Dagster insists the directory exists
     with dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral() as instance:
-        resources = {"source": SourceDatabase(url=DEMO_SOURCE_URL), "state": StateDatabase(url=DEMO_STATE_URL)}
-        return run_refresh(instance, first, last, resources)
+        return run_refresh(defs, instance, first, last, resources)
 
 
 def run_refresh(
-    instance: dg.DagsterInstance, first: str, last: str, resources: Mapping[str, object]
+    defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str, resources: Mapping[str, object]
 ) -> dg.ExecuteInProcessResult:
     """The job the sensor and the schedule launch, over the partitions `first`...`last` in one run.
 

@@ -81,7 +81,6 @@ class ShopSize:
 EPOCH = datetime(1970, 1, 1)
 FAR_FUTURE = datetime(2099, 1, 1)
 CURRENCY = "USD"
-COUNTRIES = ("US", "GB", "DE", "FR", "CA")
 
 # Customers generated and written per transaction: bounds memory whatever the shop size.
 CHUNK_CUSTOMERS = 5000

@@ -14,41 +14,34 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import orjson
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Table, and_, exists, func, or_, select, true, union
+from sqlalchemy import ColumnElement, Connection, Table, and_, exists, or_, select, true
 
 from cio_assets.contract import HELD, TRUNCATED, quarantine_rows
 from cio_assets.customerio.limits import MAX_EVENT_PROPERTIES_BYTES, MAX_ITEM_BYTES, fit_line_items
-from cio_assets.hygiene.rules import Bounds, row_is_valid, row_rejection
+from cio_assets.events.idle_carts import abandonable, idle_at, last_activity, last_item_at
+from cio_assets.hygiene.rules import row_is_valid, row_rejection
 from cio_assets.identity.membership import Spellings, chunk_people, guest_spellings
 from cio_assets.identity.resolve import IdentityResolver
+from cio_assets.lib.days import PartitionRange
 from cio_assets.lib.reads import read_frame, read_pages
 from cio_assets.lib.text import clip_column
-from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds, unix
-from cio_assets.partitions import PartitionRange
+from cio_assets.lib.timestamps import Clock, to_source_naive, to_unix_seconds, unix
 from cio_assets.schema.events import (
     CART_ABANDONED,
     CHECKOUT_STARTED,
+    FAMILY_TABLES,
     ORDER_PLACED,
     REFUND_ISSUED,
     SUBSCRIPTION_CANCELED,
 )
 from cio_assets.schema.shop import cart_items, carts, order_items, orders, refunds, subscriptions
-from cio_assets.settings import Settings
 
-# The source table whose primary key makes each family's event ids.
-FAMILY_TABLES: dict[str, Table] = {
-    ORDER_PLACED: orders,
-    CHECKOUT_STARTED: carts,
-    CART_ABANDONED: carts,
-    REFUND_ISSUED: refunds,
-    SUBSCRIPTION_CANCELED: subscriptions,
-}
 # Free text inside event properties (product names, reasons, codes) is clipped to this many characters.
 PROPERTY_TEXT_CHARS = 255
 
@@ -61,8 +54,9 @@ class Extraction:
     state: Connection  # the state database, where identity keeps its inputs
     resolver: IdentityResolver
     prange: PartitionRange
-    settings: Settings
-    bounds: Bounds
+    clock: Clock
+    chunk_size: int
+    cart_idle: timedelta
     only: dict[str, list[int]] | None = None  # table name -> the only source ids to read
 
     def restrict(self, table: Table) -> ColumnElement[bool]:
@@ -196,15 +190,15 @@ def order_placed(x: Extraction) -> Iterator[FamilyResult]:
         orders.c.shipping_total,
         orders.c.total,
         orders.c.discount_code,
-        row_rejection(orders, x.settings, x.bounds).label("reason"),
+        row_rejection(orders, x.clock).label("reason"),
     ).where(
         orders.c.status == "paid",
         x.restrict(orders),
-        x.prange.covers(orders.c.paid_at, orders, x.settings),
+        x.prange.covers(orders.c.paid_at, x.clock.zone_of(orders.name)),
     )
-    for frame in read_pages(x.conn, statement, orders.c.id, x.settings.chunk_size):
+    for frame in read_pages(x.conn, statement, orders.c.id, x.chunk_size):
         items = _items_by(x.conn, order_items, "order_id", [int(i) for i in frame["id"]])
-        frame["timestamp"] = to_unix_seconds(frame["paid_at"], x.settings.zone_of(orders.name))
+        frame["timestamp"] = to_unix_seconds(frame["paid_at"], x.clock.zone_of(orders.name))
         frame["person_id"] = x.resolver.people_for_orders(frame)
         values = _plain(
             frame,
@@ -250,87 +244,39 @@ def checkout_started(x: Extraction) -> Iterator[FamilyResult]:
         carts.c.anonymous_id,
         carts.c.email,
         carts.c.checkout_started_at,
-        row_rejection(carts, x.settings, x.bounds).label("reason"),
+        row_rejection(carts, x.clock).label("reason"),
     ).where(
         carts.c.checkout_started_at.is_not(None),
         x.restrict(carts),
-        x.prange.covers(carts.c.checkout_started_at, carts, x.settings),
+        x.prange.covers(carts.c.checkout_started_at, x.clock.zone_of(carts.name)),
     )
-    for frame in read_pages(x.conn, statement, carts.c.id, x.settings.chunk_size):
+    for frame in read_pages(x.conn, statement, carts.c.id, x.chunk_size):
         items = _items_by(x.conn, cart_items, "cart_id", [int(i) for i in frame["id"]])
-        frame["timestamp"] = to_unix_seconds(frame["checkout_started_at"], x.settings.zone_of(carts.name))
+        frame["timestamp"] = to_unix_seconds(frame["checkout_started_at"], x.clock.zone_of(carts.name))
         frame["person_id"] = x.resolver.people_for_carts(frame)
         properties = [_cart_properties(int(i), items.get(int(i), [])) for i in frame["id"]]
         yield _events(x, CHECKOUT_STARTED, frame, properties)
 
 
-def idle_deadlines(conn: Connection, settings: Settings, after: datetime, until: datetime) -> list[datetime]:
-    """When carts went idle, for the carts whose idle deadline (last activity, of the cart or any of its
-    lines, plus CIO_CART_IDLE_MINUTES) falls in (after, until]: carts with a line of positive quantity, not
-    converted into an order, as `cart_abandoned` below emits it. Aware UTC instants, sorted.
-
-    Two cheap reads: the carts changed since `after - idle` (an index range on the carts, one scan of the
-    lines' change times), then those carts' last activity and state by primary key. The deadline is the
-    last activity, to the whole second, plus the window, as the event's time is."""
-    idle = settings.cart_idle
-    zone, item_zone = settings.zone_of(carts.name), settings.zone_of(cart_items.name)
-    since = after - idle
-    recent = union(
-        select(carts.c.id).where(carts.c.updated_at > to_source_naive(since, zone)),
-        select(cart_items.c.cart_id).where(cart_items.c.updated_at > to_source_naive(since, item_zone)),
-    )
-    cart_ids = sorted(int(i) for (i,) in conn.execute(recent))
-    lines = cart_items.alias("lines")
-    has_items = exists().where(lines.c.cart_id == carts.c.id, lines.c.quantity > 0)
-    converted = exists().where(orders.c.cart_id == carts.c.id, orders.c.status == "paid")
-    rows = []
-    for start in range(0, len(cart_ids), settings.chunk_size):
-        statement = (
-            select(carts.c.updated_at, func.max(cart_items.c.updated_at).label("last_item_at"))
-            .select_from(carts.join(cart_items, cart_items.c.cart_id == carts.c.id))
-            .where(
-                carts.c.id.in_(cart_ids[start : start + settings.chunk_size]),
-                carts.c.converted_order_id.is_(None),
-                has_items,
-                ~converted,
-            )
-            .group_by(carts.c.id, carts.c.updated_at)
-        )
-        rows += conn.execute(statement).all()
-    if not rows:
-        return []
-    frame = pd.DataFrame(rows, columns=["updated_at", "last_item_at"])
-    last_activity = pd.concat(
-        [to_unix_seconds(frame["updated_at"], zone), to_unix_seconds(frame["last_item_at"], item_zone)], axis=1
-    ).max(axis=1)
-    seconds = int(idle.total_seconds())
-    low, high = after.timestamp(), until.timestamp()
-    deadlines = [int(s) + seconds for s in last_activity.dropna()]
-    return sorted(datetime.fromtimestamp(d, UTC) for d in deadlines if low < d <= high)
-
-
 def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
-    """Once per cart with items, never converted, idle longer than the window.
+    """Once per cart with items, never converted, idle longer than the window (`idle_carts.py`).
 
     The event's time is the moment the cart became abandoned (last activity + idle window), and it
     is only emitted once that moment has passed. It is suppressed when the same person paid for an
     order after the cart's last activity and before the end of that day, so that a re-run of the
     day gives the same answer.
     """
-    idle = x.settings.cart_idle
-    zone, item_zone = x.settings.zone_of(carts.name), x.settings.zone_of(cart_items.name)
+    idle = x.cart_idle
+    zone, item_zone = x.clock.zone_of(carts.name), x.clock.zone_of(cart_items.name)
     # Activity in [range start - idle, min(range end, now) - idle) becomes abandoned inside the range,
     # at a moment already past. The exact moment is checked again below, after items are considered.
     activity_low = None if x.prange.start is None else x.prange.start - idle
-    activity_high = min(x.prange.end, x.bounds.now + timedelta(seconds=1)) - idle
+    activity_high = min(x.prange.end, x.clock.now + timedelta(seconds=1)) - idle
 
     def active_between(column, column_zone: ZoneInfo) -> ColumnElement[bool]:
         upper = column < to_source_naive(activity_high, column_zone)
         return upper if activity_low is None else and_(column >= to_source_naive(activity_low, column_zone), upper)
 
-    last_item_at = select(func.max(cart_items.c.updated_at)).where(cart_items.c.cart_id == carts.c.id).scalar_subquery()
-    has_items = exists().where(cart_items.c.cart_id == carts.c.id, cart_items.c.quantity > 0)
-    converted = exists().where(orders.c.cart_id == carts.c.id, orders.c.status == "paid")
     item_activity = exists().where(
         cart_items.c.cart_id == carts.c.id, active_between(cart_items.c.updated_at, item_zone)
     )
@@ -340,21 +286,17 @@ def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
         carts.c.anonymous_id,
         carts.c.email,
         carts.c.updated_at,
-        last_item_at.label("last_item_at"),
-        row_rejection(carts, x.settings, x.bounds).label("reason"),
+        last_item_at().label("last_item_at"),
+        row_rejection(carts, x.clock).label("reason"),
     ).where(
-        carts.c.converted_order_id.is_(None),
+        abandonable(),
         x.restrict(carts),
-        has_items,
-        ~converted,
         or_(active_between(carts.c.updated_at, zone), item_activity),
     )
-    for frame in read_pages(x.conn, statement, carts.c.id, x.settings.chunk_size):
-        last_activity = pd.concat(
-            [to_unix_seconds(frame["updated_at"], zone), to_unix_seconds(frame["last_item_at"], item_zone)], axis=1
-        ).max(axis=1)
-        frame["timestamp"] = last_activity.astype("int64") + int(idle.total_seconds())
-        frame["last_activity"] = last_activity.astype("int64")
+    for frame in read_pages(x.conn, statement, carts.c.id, x.chunk_size):
+        activity = last_activity(frame["updated_at"], frame["last_item_at"], x.clock.zones)
+        frame["timestamp"] = idle_at(activity, idle)
+        frame["last_activity"] = activity.astype("int64")
         frame = _abandoned_in_range(frame, x)
         frame["person_id"] = x.resolver.people_for_carts(frame)
         frame = _drop_suppressed(frame, x)
@@ -368,7 +310,7 @@ def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
 
 def _abandoned_in_range(frame: pd.DataFrame, x: Extraction) -> pd.DataFrame:
     """Exactly the carts whose abandonment moment is inside the range and already past."""
-    upper = min(unix(x.prange.end), unix(x.bounds.now) + 1)
+    upper = min(unix(x.prange.end), unix(x.clock.now) + 1)
     inside = frame["timestamp"] < upper
     if x.prange.start is not None:
         inside &= frame["timestamp"] >= unix(x.prange.start)
@@ -381,7 +323,7 @@ def _drop_suppressed(frame: pd.DataFrame, x: Extraction) -> pd.DataFrame:
     if not people:
         return frame
     # Exclusive: a payment at midnight belongs to the next day and must not reach back.
-    day_end = {day.key: min(unix(day.end), unix(x.bounds.now) + 1) for day in x.prange.days}
+    day_end = {day.key: min(unix(day.end), unix(x.clock.now) + 1) for day in x.prange.days}
     frame["suppress_until"] = x.prange.day_of(frame["timestamp"]).map(day_end)
     paid = _paid_times(x, people, earliest=int(frame["last_activity"].min()))
     candidates = frame[["id", "person_id", "last_activity", "suppress_until"]].merge(paid, on="person_id")
@@ -393,15 +335,15 @@ def _drop_suppressed(frame: pd.DataFrame, x: Extraction) -> pd.DataFrame:
 
 def _paid_times(x: Extraction, people: list[str], earliest: int) -> pd.DataFrame:
     """person_id, paid_at of the people's valid paid orders since `earliest` (Unix seconds)."""
-    zone = x.settings.zone_of(orders.name)
-    since = to_source_naive(datetime.fromtimestamp(earliest, tz=x.bounds.now.tzinfo), zone)
+    zone = x.clock.zone_of(orders.name)
+    since = to_source_naive(datetime.fromtimestamp(earliest, tz=x.clock.now.tzinfo), zone)
     frames = []
-    for chunk in chunk_people(people, x.resolver, x.guest_spellings, x.settings.chunk_size):
+    for chunk in chunk_people(people, x.resolver, x.guest_spellings, x.chunk_size):
         frame = read_frame(
             x.conn,
             select(orders.c.customer_id, orders.c.email, orders.c.paid_at).where(
                 orders.c.status == "paid",
-                row_is_valid(orders, x.settings, x.bounds),
+                row_is_valid(orders, x.clock),
                 orders.c.paid_at >= since,
                 chunk.owns_order(),
             ),
@@ -424,14 +366,14 @@ def refund_issued(x: Extraction) -> Iterator[FamilyResult]:
             orders.c.customer_id,
             orders.c.email,
             orders.c.currency,
-            row_rejection(refunds, x.settings, x.bounds).label("reason"),
+            row_rejection(refunds, x.clock).label("reason"),
         )
         # An outer join: a refund of a missing order is listed (order_not_paid), not silently dropped.
         .select_from(refunds.join(orders, refunds.c.order_id == orders.c.id, isouter=True))
-        .where(x.restrict(refunds), x.prange.covers(refunds.c.created_at, refunds, x.settings))
+        .where(x.restrict(refunds), x.prange.covers(refunds.c.created_at, x.clock.zone_of(refunds.name)))
     )
-    for frame in read_pages(x.conn, statement, refunds.c.id, x.settings.chunk_size):
-        frame["timestamp"] = to_unix_seconds(frame["created_at"], x.settings.zone_of(refunds.name))
+    for frame in read_pages(x.conn, statement, refunds.c.id, x.chunk_size):
+        frame["timestamp"] = to_unix_seconds(frame["created_at"], x.clock.zone_of(refunds.name))
         frame["person_id"] = x.resolver.people_for_orders(frame)
         values = _plain(frame, texts=("currency", "refund_reason"), money=("amount",), whole=("id", "order_id"))
         properties = [
@@ -452,14 +394,14 @@ def subscription_canceled(x: Extraction) -> Iterator[FamilyResult]:
         subscriptions.c.cancel_reason,
         subscriptions.c.started_at,
         subscriptions.c.canceled_at,
-        row_rejection(subscriptions, x.settings, x.bounds).label("reason"),
+        row_rejection(subscriptions, x.clock).label("reason"),
     ).where(
         subscriptions.c.status == "canceled",
         x.restrict(subscriptions),
-        x.prange.covers(subscriptions.c.canceled_at, subscriptions, x.settings),
+        x.prange.covers(subscriptions.c.canceled_at, x.clock.zone_of(subscriptions.name)),
     )
-    zone = x.settings.zone_of(subscriptions.name)
-    for frame in read_pages(x.conn, statement, subscriptions.c.id, x.settings.chunk_size):
+    zone = x.clock.zone_of(subscriptions.name)
+    for frame in read_pages(x.conn, statement, subscriptions.c.id, x.chunk_size):
         frame["timestamp"] = to_unix_seconds(frame["canceled_at"], zone)
         frame["person_id"] = x.resolver.people_for_customers(frame["customer_id"])
         frame["started"] = to_unix_seconds(frame["started_at"], zone)

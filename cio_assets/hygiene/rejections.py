@@ -11,15 +11,15 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import Column, ColumnElement, Connection, Table, and_, func, select, true
 
-from cio_assets.hygiene.rules import REJECTING_TABLES, RULES, Bounds, rejection_reason, row_rejection
+from cio_assets.hygiene.rules import REJECTING_TABLES, RULES, rejection_reason, row_rejection
 from cio_assets.lib.chunking import chunks
+from cio_assets.lib.days import PartitionRange
 from cio_assets.lib.reads import read_frame
+from cio_assets.lib.timestamps import Clock
 from cio_assets.lib.writes import KEYS_PER_STATEMENT
-from cio_assets.partitions import PartitionRange
 from cio_assets.schema.shop import cart_items, carts, customers, order_items, orders, refunds, subscriptions
 from cio_assets.schema.state import rejected_rows
-from cio_assets.settings import Settings
-from cio_assets.sources.changes import Cursor, changed_keys
+from cio_assets.tracking.cursors import Cursor, changed_keys
 
 KEY = ["source_table", "source_key", "column_name"]
 LISTED = [*KEY, "raw_value", "reason"]
@@ -28,8 +28,7 @@ COLUMNS = [*LISTED, "first_rejected_at", "released_at"]
 
 def current_rejections(
     conn: Connection,
-    settings: Settings,
-    bounds: Bounds,
+    clock: Clock,
     only: pd.DataFrame | None = None,
     changed: dict[str, set[int] | None] | None = None,
 ) -> pd.DataFrame:
@@ -39,25 +38,23 @@ def current_rejections(
     frames = []
     for table in REJECTING_TABLES:
         if only is None and changed is None:
-            frames.append(_failing(conn, table, settings, bounds, true()))
+            frames.append(_failing(conn, table, clock, true()))
             continue
         listed = only.loc[only["source_table"] == table.name, "source_key"] if only is not None else []
         ids = sorted({int(k) for k in listed})
         if changed is not None and table.name in changed:
             moved = changed[table.name]
             if moved is None:
-                frames.append(_failing(conn, table, settings, bounds, true()))
+                frames.append(_failing(conn, table, clock, true()))
                 continue
             ids = sorted(set(ids) | moved)
-        frames.extend(
-            _failing(conn, table, settings, bounds, table.c.id.in_(chunk)) for chunk in chunks(ids, KEYS_PER_STATEMENT)
-        )
+        frames.extend(_failing(conn, table, clock, table.c.id.in_(chunk)) for chunk in chunks(ids, KEYS_PER_STATEMENT))
     if not frames:
         return pd.DataFrame(columns=LISTED)
     return pd.concat(frames, ignore_index=True)[LISTED].drop_duplicates(KEY, ignore_index=True)
 
 
-def changed_since(conn: Connection, cursor: Cursor, settings: Settings, bounds: Bounds) -> dict[str, set[int] | None]:
+def changed_since(conn: Connection, cursor: Cursor, clock: Clock) -> dict[str, set[int] | None]:
     """Per judged table, the ids of the rows changed since `cursor` and of the rows whose judgement depends
     on a changed row (an order or cart whose lines changed; a refund whose order changed); None for a table
     whose every row counts. Rows set aside for a future timestamp are listed, and judged again anyway."""
@@ -65,7 +62,7 @@ def changed_since(conn: Connection, cursor: Cursor, settings: Settings, bounds: 
     def moved(*keys: Column) -> set[int] | None:
         found: set[int] = set()
         for key in keys:
-            ids = changed_keys(conn, key, cursor, settings, bounds, crossing=False)
+            ids = changed_keys(conn, key, cursor, clock, crossing=False)
             if ids is None:
                 return None
             found |= ids
@@ -90,9 +87,7 @@ def changed_since(conn: Connection, cursor: Cursor, settings: Settings, bounds: 
     }
 
 
-def _failing(
-    conn: Connection, table: Table, settings: Settings, bounds: Bounds, where: ColumnElement[bool]
-) -> pd.DataFrame:
+def _failing(conn: Connection, table: Table, clock: Clock, where: ColumnElement[bool]) -> pd.DataFrame:
     """One scan of `table` (the rows meeting `where`) for the rows failing any rule (the same CASE every
     query filters with), then one listing row per rule each of them fails."""
     rules = [rule for rule in RULES if rule.table is table]
@@ -100,9 +95,9 @@ def _failing(
         conn,
         select(
             table.c.id.label("source_key"),
-            *(rejection_reason(rule, settings, bounds).label(f"reason_{i}") for i, rule in enumerate(rules)),
+            *(rejection_reason(rule, clock).label(f"reason_{i}") for i, rule in enumerate(rules)),
             *(rule.raw().label(f"raw_{i}") for i, rule in enumerate(rules)),
-        ).where(where, row_rejection(table, settings, bounds).is_not(None)),
+        ).where(where, row_rejection(table, clock).is_not(None)),
     )
     listed = [
         pd.DataFrame(

@@ -30,7 +30,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Table, and_, case, cast, exists, func, literal, null, or_, select, true
 from sqlalchemy.types import String
 
-from cio_assets.lib.timestamps import to_source_naive
+from cio_assets.lib.timestamps import Clock, to_source_naive
 from cio_assets.schema.shop import (
     ORDER_STATUSES,
     SUBSCRIPTION_STATUSES,
@@ -42,7 +42,6 @@ from cio_assets.schema.shop import (
     refunds,
     subscriptions,
 )
-from cio_assets.settings import Settings
 
 NULL_TIMESTAMP = "null_timestamp"
 BEFORE_FLOOR = "before_floor"
@@ -60,25 +59,12 @@ ORDER_AMOUNTS = ("subtotal", "discount_total", "shipping_total", "total")
 
 
 @dataclass(frozen=True)
-class Bounds:
-    """The sane range of timestamps for one run: [floor, now]."""
-
-    floor: datetime
-    now: datetime
-
-    @classmethod
-    def for_run(cls, settings: Settings, now: datetime) -> Bounds:
-        return cls(floor=settings.floor_utc, now=now)
-
-
-@dataclass(frozen=True)
 class Scope:
     """What a check needs to render its SQL: the run's bounds in the table's own time zone."""
 
     floor: datetime  # naive, in the table's zone
     now: datetime  # naive, in the table's zone
-    settings: Settings
-    bounds: Bounds
+    clock: Clock
 
 
 Check = tuple[ColumnElement[bool], str]  # (SQL that holds for an unfit row, reason)
@@ -172,7 +158,7 @@ def _canceled_after_started(scope: Scope) -> list[Check]:
 
 def _refunded_order_is_paid(scope: Scope) -> list[Check]:
     # Uncorrelated (see `_lines`): the query around may itself join orders; this one looks at its own.
-    paid_orders = select(orders.c.id).where(_paid(), row_is_valid(orders, scope.settings, scope.bounds)).correlate(None)
+    paid_orders = select(orders.c.id).where(_paid(), row_is_valid(orders, scope.clock)).correlate(None)
     return [(or_(refunds.c.order_id.is_(None), refunds.c.order_id.not_in(paid_orders)), ORDER_NOT_PAID)]
 
 
@@ -212,23 +198,21 @@ RULES: tuple[Rule, ...] = (
 REJECTING_TABLES: tuple[Table, ...] = tuple(dict.fromkeys(rule.table for rule in RULES))
 
 
-def _scope(table: Table, settings: Settings, bounds: Bounds) -> Scope:
-    zone = settings.zone_of(table.name)
-    return Scope(to_source_naive(bounds.floor, zone), to_source_naive(bounds.now, zone), settings, bounds)
+def _scope(table: Table, clock: Clock) -> Scope:
+    zone = clock.zone_of(table.name)
+    return Scope(to_source_naive(clock.floor, zone), to_source_naive(clock.now, zone), clock)
 
 
-def rejection_reason(rule: Rule, settings: Settings, bounds: Bounds) -> ColumnElement[str | None]:
+def rejection_reason(rule: Rule, clock: Clock) -> ColumnElement[str | None]:
     """SQL: why this rule rejects the row (a reason code), or NULL when it passes."""
-    checks = rule.checks(_scope(rule.table, settings, bounds))
+    checks = rule.checks(_scope(rule.table, clock))
     return case(*((unfit, literal(reason)) for unfit, reason in checks), else_=null())
 
 
-def row_rejection(
-    table: Table, settings: Settings, bounds: Bounds, given: tuple[str, ...] = ()
-) -> ColumnElement[str | None]:
+def row_rejection(table: Table, clock: Clock, given: tuple[str, ...] = ()) -> ColumnElement[str | None]:
     """SQL: 'reason: column' of the first rule of `table` the row fails, or NULL when it passes them all. The
     rules of the columns in `given` are left out: the caller's query only reads rows that pass them."""
-    scope = _scope(table, settings, bounds)
+    scope = _scope(table, clock)
     checks = [
         (unfit, literal(f"{reason}: {rule.column}"))
         for rule in RULES
@@ -238,8 +222,8 @@ def row_rejection(
     return case(*checks, else_=null()) if checks else null()
 
 
-def row_is_valid(table: Table, settings: Settings, bounds: Bounds, given: tuple[str, ...] = ()) -> ColumnElement[bool]:
+def row_is_valid(table: Table, clock: Clock, given: tuple[str, ...] = ()) -> ColumnElement[bool]:
     """SQL: the row passes every rule of its table (but those of the columns in `given`, see `row_rejection`)."""
     if not any(rule.table is table and rule.column not in given for rule in RULES):
         return true()
-    return row_rejection(table, settings, bounds, given).is_(None)
+    return row_rejection(table, clock, given).is_(None)

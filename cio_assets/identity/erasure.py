@@ -20,12 +20,11 @@ from collections.abc import Iterable
 import pandas as pd
 from sqlalchemy import Connection, and_, func, inspect, select
 
-from cio_assets.delivery import ledger
 from cio_assets.identity.normalize import normalize_email
 from cio_assets.identity.resolve import CUSTOMER_ID, EMAIL
 from cio_assets.lib.chunking import chunks
 from cio_assets.lib.reads import read_frame
-from cio_assets.lib.timestamps import to_unix_seconds
+from cio_assets.lib.timestamps import Clock, to_unix_seconds, unix
 from cio_assets.lib.writes import KEYS_PER_STATEMENT, delete_keys, insert_rows, keys_present
 from cio_assets.schema.shop import erasure_requests
 from cio_assets.schema.state import (
@@ -40,15 +39,15 @@ from cio_assets.schema.state import (
     unsubscribed_in_customerio,
     vanished_people,
 )
-from cio_assets.settings import Settings
+from cio_assets.tracking.refusals import PERSON, clear_rejections
 
 
-def read_requests(src: Connection, settings: Settings) -> pd.DataFrame:
+def read_requests(src: Connection, clock: Clock) -> pd.DataFrame:
     """customer_id, email, requested_at (Unix seconds) of every request; empty when the shop has no such table."""
     if not inspect(src).has_table(erasure_requests.name, schema=erasure_requests.schema):
         return pd.DataFrame(columns=["customer_id", "email", "requested_at"])
     frame = read_frame(src, select(erasure_requests))
-    frame["requested_at"] = to_unix_seconds(frame["requested_at"], settings.zone_of(erasure_requests.name))
+    frame["requested_at"] = to_unix_seconds(frame["requested_at"], clock.zone_of(erasure_requests.name))
     return frame
 
 
@@ -125,7 +124,7 @@ def purge(dst: Connection, people: list[str]) -> None:
         merge_ledger.c.secondary,
     ):
         delete_keys(dst, column, people)
-    ledger.clear_rejections(dst, ledger.PERSON, people)
+    clear_rejections(dst, PERSON, people)
 
 
 def erased_set(conn: Connection, person_ids: Iterable[str] | None = None) -> set[str]:
@@ -155,10 +154,13 @@ def refresh_vanished(dst: Connection, now: int) -> int:
     return len(now_gone)
 
 
-def apply_erasures(src: Connection, dst: Connection, settings: Settings, customers_deleted: bool, now: int) -> dict:
+def apply_erasures(
+    src: Connection, dst: Connection, clock: Clock, canonical_id: str, customers_deleted: bool
+) -> dict[str, int]:
     """The identity run's part: record and purge newly erased people; list vanished ones when customers were deleted
     (or everyone was resolved again). Returns the run's figures."""
-    new = record_erasures(dst, erased_people(read_requests(src, settings), dst, settings.canonical_id), now)
+    now = unix(clock.now)
+    new = record_erasures(dst, erased_people(read_requests(src, clock), dst, canonical_id), now)
     if customers_deleted:
         refresh_vanished(dst, now)
     return {"run_people_erased": len(new), **erasure_counts(dst)}

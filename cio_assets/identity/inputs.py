@@ -18,18 +18,16 @@ from dataclasses import dataclass, fields
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Select, Table, exists, or_, select, true
 
-from cio_assets.hygiene.rules import RULES, Bounds, rejection_reason, row_is_valid
+from cio_assets.hygiene.rules import RULES, rejection_reason, row_is_valid
 from cio_assets.identity.normalize import normalize_email, normalize_phone
 from cio_assets.lib.reads import read_frame
-from cio_assets.lib.timestamps import to_unix_seconds
+from cio_assets.lib.timestamps import Clock, to_unix_seconds
 from cio_assets.schema.shop import carts, customers, identity_links, orders, subscriptions
 from cio_assets.schema.state import ID_WIDTH, identity_inputs
-from cio_assets.settings import Settings
 
 # The source table each input comes from, as `cio_identity_inputs.source_table` names it.
 CUSTOMERS, GUEST_ORDERS, CARTS, LINKS, SUBSCRIPTIONS = "customers", "orders", "carts", "identity_links", "subscriptions"
 INPUT_COLUMNS = [c.name for c in identity_inputs.columns]
-CUSTOMER_COLUMNS = ["id", "email", "phone", "country", "created_at", "created_at_raw"]
 
 
 @dataclass
@@ -43,9 +41,7 @@ class IdentityInputs:
     orphan_subscriptions: pd.DataFrame  # id, customer_id
 
     @classmethod
-    def read(
-        cls, conn: Connection, settings: Settings, bounds: Bounds, only: dict[str, ColumnElement[bool]] | None = None
-    ) -> IdentityInputs:
+    def read(cls, conn: Connection, clock: Clock, only: dict[str, ColumnElement[bool]] | None = None) -> IdentityInputs:
         """Every input from the shop; with `only`, just the rows of each table that also meet its condition
         (a table missing from `only` is not read at all)."""
 
@@ -55,13 +51,11 @@ class IdentityInputs:
             return only.get(table.name)
 
         return cls(
-            customers=_read(conn, _customers(settings, bounds), where(customers), _customer_frame, settings),
-            guest_orders=_read(conn, _guest_orders(settings, bounds), where(orders), None, settings),
-            links=_read(conn, _links(), where(identity_links), _link_frame, settings),
-            carts=_read(conn, _carts(settings, bounds), where(carts), None, settings),
-            orphan_subscriptions=_read(
-                conn, _orphan_subscriptions(settings, bounds), where(subscriptions), None, settings
-            ),
+            customers=_read(conn, _customers(clock), where(customers), _customer_frame, clock),
+            guest_orders=_read(conn, _guest_orders(clock), where(orders), None, clock),
+            links=_read(conn, _links(), where(identity_links), _link_frame, clock),
+            carts=_read(conn, _carts(clock), where(carts), None, clock),
+            orphan_subscriptions=_read(conn, _orphan_subscriptions(clock), where(subscriptions), None, clock),
         )
 
     @classmethod
@@ -114,9 +108,9 @@ class IdentityInputs:
         return sum(len(getattr(self, f.name)) for f in fields(self))
 
 
-def _read(conn, statement: Select, where, shape, settings: Settings) -> pd.DataFrame:
+def _read(conn, statement: Select, where, shape, clock: Clock) -> pd.DataFrame:
     frame = read_frame(conn, statement.where(where)) if where is not None else read_frame(conn, statement.limit(0))
-    return shape(frame, settings) if shape else frame
+    return shape(frame, clock) if shape else frame
 
 
 def _nullable_ints(frame: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +121,7 @@ def _nullable_ints(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _customers(settings: Settings, bounds: Bounds) -> Select:
+def _customers(clock: Clock) -> Select:
     created_rule = next(r for r in RULES if r.table is customers and r.column == "created_at")
     return select(
         customers.c.id,
@@ -135,12 +129,12 @@ def _customers(settings: Settings, bounds: Bounds) -> Select:
         customers.c.phone,
         customers.c.country,
         customers.c.created_at,
-        rejection_reason(created_rule, settings, bounds).label("created_at_rejection"),
+        rejection_reason(created_rule, clock).label("created_at_rejection"),
     )
 
 
-def _customer_frame(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    created = to_unix_seconds(frame["created_at"], settings.zone_of(customers.name))
+def _customer_frame(frame: pd.DataFrame, clock: Clock) -> pd.DataFrame:
+    created = to_unix_seconds(frame["created_at"], clock.zone_of(customers.name))
     frame["created_at_raw"] = created
     frame["created_at"] = created.where(frame["created_at_rejection"].isna())
     return frame.drop(columns="created_at_rejection")
@@ -151,9 +145,9 @@ def _without_known_customer(table: Table) -> ColumnElement[bool]:
     return or_(table.c.customer_id.is_(None), ~exists().where(customers.c.id == table.c.customer_id))
 
 
-def _guest_orders(settings: Settings, bounds: Bounds) -> Select:
+def _guest_orders(clock: Clock) -> Select:
     return select(orders.c.id, orders.c.customer_id, orders.c.email).where(
-        _without_known_customer(orders), orders.c.status == "paid", row_is_valid(orders, settings, bounds)
+        _without_known_customer(orders), orders.c.status == "paid", row_is_valid(orders, clock)
     )
 
 
@@ -161,22 +155,22 @@ def _links() -> Select:
     return select(identity_links.c.anonymous_id, identity_links.c.customer_id, identity_links.c.linked_at)
 
 
-def _link_frame(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    frame["linked_at"] = to_unix_seconds(frame["linked_at"], settings.zone_of(identity_links.name))
+def _link_frame(frame: pd.DataFrame, clock: Clock) -> pd.DataFrame:
+    frame["linked_at"] = to_unix_seconds(frame["linked_at"], clock.zone_of(identity_links.name))
     return frame
 
 
-def _carts(settings: Settings, bounds: Bounds) -> Select:
+def _carts(clock: Clock) -> Select:
     return select(carts.c.id, carts.c.customer_id, carts.c.anonymous_id, carts.c.email).where(
         or_(_without_known_customer(carts), carts.c.anonymous_id.is_not(None)),
-        row_is_valid(carts, settings, bounds),
+        row_is_valid(carts, clock),
     )
 
 
-def _orphan_subscriptions(settings: Settings, bounds: Bounds) -> Select:
+def _orphan_subscriptions(clock: Clock) -> Select:
     return select(subscriptions.c.id, subscriptions.c.customer_id).where(
         ~exists().where(customers.c.id == subscriptions.c.customer_id),
-        row_is_valid(subscriptions, settings, bounds),
+        row_is_valid(subscriptions, clock),
     )
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import dagster as dg
 from sqlalchemy import Connection, select
 
 from cio_assets.identity.resolve import IdentityResolver
 from cio_assets.lib.chunking import chunks
+from cio_assets.lib.failures import StopRun
 from cio_assets.lib.writes import KEYS_PER_STATEMENT
 from cio_assets.schema.state import identity_map
 
@@ -51,9 +51,7 @@ def load_resolver(state: Connection) -> IdentityResolver:
 def require_identity(resolver: IdentityResolver, unresolved_rows: int) -> None:
     """Refuse to drop every row because the identity map was never built."""
     if unresolved_rows and resolver.is_empty():
-        raise dg.Failure(
-            description=(
-                f"{unresolved_rows} source rows could not be resolved because the identity map is empty: "
-                "materialize `identity_map` first (`--select '*'` includes it)."
-            )
+        raise StopRun(
+            f"{unresolved_rows} source rows could not be resolved because the identity map is empty: "
+            "materialize `identity_map` first (`--select '*'` includes it)."
         )

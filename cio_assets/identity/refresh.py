@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, true, tuple_
 
-from cio_assets.hygiene.rules import Bounds
 from cio_assets.identity.inputs import (
     CARTS,
     CUSTOMERS,
@@ -53,14 +52,12 @@ from cio_assets.identity.resolve import (
 )
 from cio_assets.lib.chunking import chunks
 from cio_assets.lib.reads import read_frame
-from cio_assets.lib.timestamps import unix
+from cio_assets.lib.timestamps import Clock, unix
 from cio_assets.lib.writes import KEYS_PER_STATEMENT, insert_frame, replace_all
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import carts, customers, identity_links, orders, subscriptions
-from cio_assets.settings import Settings
-from cio_assets.sources.changes import Cursor, changed, changed_links, read_marks
+from cio_assets.tracking.cursors import IDENTITY_CURSOR, Cursor, changed, changed_links, read_marks
 
-CURSOR = "identity_map"
 INPUTS = state_tables.identity_inputs
 OUTPUTS = (
     state_tables.identity_map,
@@ -70,27 +67,21 @@ OUTPUTS = (
 )
 
 
-def why_full(cursor: Cursor | None, settings: Settings, bounds: Bounds) -> str | None:
+def why_full(cursor: Cursor | None, canonical_id: str, clock: Clock) -> str | None:
     """Why the kept inputs cannot be refreshed incrementally, or None when they can."""
     if cursor is None:
         return "no cursor yet: the first run"
     if "policy" not in cursor.details:
         return "the cursor was written by an older version"
-    if cursor.details.get("policy") != settings.canonical_id:
-        return f"CIO_CANONICAL_ID changed from {cursor.details.get('policy')} to {settings.canonical_id}"
-    if cursor.floor != unix(bounds.floor):
+    if cursor.details.get("policy") != canonical_id:
+        return f"CIO_CANONICAL_ID changed from {cursor.details.get('policy')} to {canonical_id}"
+    if cursor.floor != unix(clock.floor):
         return "CIO_TIMESTAMP_FLOOR changed"
     return None
 
 
 # Metadata key: when the identity tables last changed, so a later run can tell that they did not since.
 IDENTITY_CHANGED_AT = "identity_changed_at"
-
-
-def identity_changed_at(conn: Connection) -> int | None:
-    """When identity last changed what its tables hold (Unix seconds), or None before its first run."""
-    cursor = Cursor.load(conn, CURSOR)
-    return None if cursor is None else int(cursor.details.get("changed_at", 0))  # type: ignore[call-overload]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -207,21 +198,22 @@ class RefreshSummary:
 def refresh_identity(
     src: Connection,
     dst: Connection,
-    settings: Settings,
-    bounds: Bounds,
+    clock: Clock,
+    canonical_id: str,
+    chunk_size: int,
     full_refresh: bool,
     run_id: str | None = None,
 ) -> RefreshSummary:
     """Bring the identity tables up to date with the shop, fully or incrementally (see the module docstring).
     `run_id` lets the steps of one run share their observation of the shop's tables."""
     marks = read_marks(src, run_id)
-    cursor = Cursor.load(dst, CURSOR)
-    reason = "asked for in the run config (full_refresh)" if full_refresh else why_full(cursor, settings, bounds)
+    cursor = Cursor.load(dst, IDENTITY_CURSOR)
+    reason = "asked for in the run config (full_refresh)" if full_refresh else why_full(cursor, canonical_id, clock)
     if reason is not None or cursor is None:
-        summary = _full(src, dst, settings, bounds, reason or "")
+        summary = _full(src, dst, clock, canonical_id, chunk_size, reason or "")
     else:
-        summary = _incremental(src, dst, settings, bounds, cursor)
-    now = unix(bounds.now)
+        summary = _incremental(src, dst, clock, canonical_id, chunk_size, cursor)
+    now = unix(clock.now)
     changed_at = (
         now if summary.mode == "full" or summary.component_rows or cursor is None else cursor.details["changed_at"]
     )
@@ -230,37 +222,39 @@ def refresh_identity(
     summary.kept_rows = (
         counted if counted is not None else dst.execute(select(func.count()).select_from(INPUTS)).scalar_one()
     )
-    details = {"policy": settings.canonical_id, "changed_at": changed_at, INPUT_ROWS: int(summary.kept_rows)}
-    Cursor(CURSOR, marks, now, unix(bounds.floor), details).save(dst)
+    details = {"policy": canonical_id, "changed_at": changed_at, INPUT_ROWS: int(summary.kept_rows)}
+    Cursor(IDENTITY_CURSOR, marks, now, unix(clock.floor), details).save(dst)
     summary.changed_at = int(changed_at)  # type: ignore[call-overload]
     return summary
 
 
-def _full(src: Connection, dst: Connection, settings: Settings, bounds: Bounds, reason: str) -> RefreshSummary:
-    inputs = IdentityInputs.read(src, settings, bounds)
-    result = _resolve(inputs, settings)
+def _full(
+    src: Connection, dst: Connection, clock: Clock, canonical_id: str, chunk_size: int, reason: str
+) -> RefreshSummary:
+    inputs = IdentityInputs.read(src, clock)
+    result = _resolve(inputs, canonical_id)
     for table, frame in zip(OUTPUTS, _frames(result), strict=True):
-        replace_all(dst, table, frame, settings.chunk_size)
-    replace_all(dst, INPUTS, inputs.rows(), settings.chunk_size)
+        replace_all(dst, table, frame, chunk_size)
+    replace_all(dst, INPUTS, inputs.rows(), chunk_size)
     return RefreshSummary("full", reason, changed_rows=len(inputs), component_rows=len(inputs))
 
 
 def _incremental(
-    src: Connection, dst: Connection, settings: Settings, bounds: Bounds, cursor: Cursor
+    src: Connection, dst: Connection, clock: Clock, canonical_id: str, chunk_size: int, cursor: Cursor
 ) -> RefreshSummary:
-    changed_customers = _changed(customers, src, dst, settings, bounds, cursor)
-    fresh = IdentityInputs.read(src, settings, bounds, only={customers.name: changed_customers})
+    changed_customers = _changed(customers, src, dst, clock, cursor)
+    fresh = IdentityInputs.read(src, clock, only={customers.name: changed_customers})
     deleted, missing = _customer_drift(src, dst, fresh)
     if missing:
-        more = IdentityInputs.read(src, settings, bounds, only={customers.name: customers.c.id.in_(missing)})
+        more = IdentityInputs.read(src, clock, only={customers.name: customers.c.id.in_(missing)})
         fresh.customers = pd.concat([fresh.customers, more.customers], ignore_index=True)
     only = {
-        table.name: or_(_changed(table, src, dst, settings, bounds, cursor), *_naming(table, deleted))
+        table.name: or_(_changed(table, src, dst, clock, cursor), *_naming(table, deleted))
         for table in (orders, carts, subscriptions)
     }
-    links_where, reload_links = _links_to_read(src, dst, settings, cursor)
+    links_where, reload_links = _links_to_read(src, dst, clock, cursor)
     only[identity_links.name] = links_where
-    changed = IdentityInputs.read(src, settings, bounds, only=only)
+    changed = IdentityInputs.read(src, clock, only=only)
     changed.customers = fresh.customers
     # The kept rows of every source row read, whether or not it is still an input; a row read again (the
     # look-back window, links without a time) whose kept row says the same is no change.
@@ -276,12 +270,12 @@ def _incremental(
     seeds = Keys.of(removed)
     seeds.add(Keys.of(added))
     _delete_kept(dst, removed)
-    insert_frame(dst, INPUTS, added, settings.chunk_size)
+    insert_frame(dst, INPUTS, added, chunk_size)
 
     component, keys = connected_rows(dst, seeds)
     existing = set(component.loc[component["source_table"] == CUSTOMERS, "customer_id"].astype(int))
-    result = _resolve(IdentityInputs.from_rows(component, existing_customers=existing), settings)
-    _replace_outputs(dst, keys, pd.concat([component, removed], ignore_index=True), result, settings)
+    result = _resolve(IdentityInputs.from_rows(component, existing_customers=existing), canonical_id)
+    _replace_outputs(dst, keys, pd.concat([component, removed], ignore_index=True), result, chunk_size)
     summary.component_rows = len(component)
     return summary
 
@@ -315,13 +309,13 @@ def _row_keys(rows: pd.DataFrame) -> set[tuple[str, str]]:
     return set(zip(rows["source_table"], rows["source_key"], strict=True))
 
 
-def _resolve(inputs: IdentityInputs, settings: Settings) -> IdentityResult:
+def _resolve(inputs: IdentityInputs, canonical_id: str) -> IdentityResult:
     return resolve_identity(
         customers=inputs.customers,
         guest_orders=inputs.guest_orders,
         links=inputs.links,
         carts=inputs.carts,
-        policy=settings.canonical_id,
+        policy=canonical_id,
         orphan_subscriptions=inputs.orphan_subscriptions,
     )
 
@@ -330,18 +324,16 @@ def _frames(result: IdentityResult) -> tuple[pd.DataFrame, ...]:
     return result.identity_map, result.conflicts, result.unresolved, result.invalid_values
 
 
-def _changed(
-    table: Table, src: Connection, dst: Connection, settings: Settings, bounds: Bounds, cursor: Cursor
-) -> ColumnElement[bool]:
+def _changed(table: Table, src: Connection, dst: Connection, clock: Clock, cursor: Cursor) -> ColumnElement[bool]:
     """SQL: the rows of `table` changed since the cursor (`sources/changes.py`); for customers also those
     whose `created_at` stopped being in the future, found among the kept inputs (the shop does not index it)."""
-    condition = changed(table, cursor, settings, bounds)
+    condition = changed(table, cursor, clock)
     if table is not customers:
         return condition
     raw = INPUTS.c.created_at_raw
     crossed = dst.execute(
         select(INPUTS.c.customer_id).where(
-            INPUTS.c.source_table == CUSTOMERS, raw > cursor.checked_at, raw <= unix(bounds.now)
+            INPUTS.c.source_table == CUSTOMERS, raw > cursor.checked_at, raw <= unix(clock.now)
         )
     ).scalars()
     ids = [int(i) for i in crossed]
@@ -373,9 +365,7 @@ def _customer_drift(src: Connection, dst: Connection, fresh: IdentityInputs) -> 
     return sorted(kept_ids - shop_ids), sorted(shop_ids - kept_ids - set(fresh_ids))
 
 
-def _links_to_read(
-    src: Connection, dst: Connection, settings: Settings, cursor: Cursor
-) -> tuple[ColumnElement[bool], bool]:
+def _links_to_read(src: Connection, dst: Connection, clock: Clock, cursor: Cursor) -> tuple[ColumnElement[bool], bool]:
     """SQL: the links to read again, and whether that is all of them (their distinct count disagrees with
     what is kept, so one was deleted or added with an old time)."""
     distinct = select(identity_links.c.anonymous_id, identity_links.c.customer_id, identity_links.c.linked_at)
@@ -383,7 +373,7 @@ def _links_to_read(
     kept = dst.execute(select(func.count()).where(INPUTS.c.source_table == LINKS)).scalar_one()
     if in_shop != kept or cursor.marks.get(str(identity_links.name), {}).get("linked_at") is None:
         return true(), True
-    return changed_links(cursor, settings), False
+    return changed_links(cursor, clock), False
 
 
 def _kept_rows_of(
@@ -426,9 +416,7 @@ def _delete_kept(dst: Connection, rows: pd.DataFrame) -> None:
         dst.execute(delete(INPUTS).where(tuple_(INPUTS.c.source_table, INPUTS.c.source_key).in_(chunk)))
 
 
-def _replace_outputs(
-    dst: Connection, keys: Keys, rows: pd.DataFrame, result: IdentityResult, settings: Settings
-) -> None:
+def _replace_outputs(dst: Connection, keys: Keys, rows: pd.DataFrame, result: IdentityResult, chunk_size: int) -> None:
     """Replace what the component owns in the four identity tables with `result`."""
     # (identifier type, the conflict kind it can be in, its values in the component)
     identifiers = (
@@ -454,4 +442,4 @@ def _replace_outputs(
         for chunk in chunks(sorted(set(listed)), KEYS_PER_STATEMENT):
             dst.execute(delete(table).where(tuple_(table.c.source_table, table.c.source_key).in_(chunk)))
     for table, frame in zip(OUTPUTS, _frames(result), strict=True):
-        insert_frame(dst, table, frame, settings.chunk_size)
+        insert_frame(dst, table, frame, chunk_size)

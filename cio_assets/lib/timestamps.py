@@ -1,16 +1,43 @@
 """UTC everywhere: converting the source's naive DATETIMEs to instants and back.
 
-Source DATETIME columns are naive, in a per-table zone (`Settings.zone_of`). Query bounds go to
-the database as naive datetimes in that table's zone; values come back as naive datetimes and are
-turned into UTC Unix seconds here, vectorised over whole columns.
+Source DATETIME columns are naive, in a per-table zone (`SourceZones`: CIO_SOURCE_TZ and its overrides).
+Query bounds go to the database as naive datetimes in that table's zone; values come back as naive datetimes
+and are turned into UTC Unix seconds here, vectorised over whole columns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+
+
+@dataclass(frozen=True)
+class SourceZones:
+    """The time zone each source table stores its naive DATETIMEs in: one zone, and some tables' own."""
+
+    default: str = "UTC"
+    overrides: Mapping[str, str] = field(default_factory=dict)
+
+    def of(self, table: str) -> ZoneInfo:
+        return ZoneInfo(self.overrides.get(table, self.default))
+
+
+@dataclass(frozen=True)
+class Clock:
+    """How one run reads the shop's times: the zone each table stores its naive DATETIMEs in, and the sane range
+    of instants [floor, now] (aware, UTC). Hygiene sets aside a row dated outside it; the contracts refuse a derived
+    row dated outside it. Every step of a run uses the same `now`."""
+
+    zones: SourceZones
+    floor: datetime
+    now: datetime
+
+    def zone_of(self, table: str) -> ZoneInfo:
+        return self.zones.of(table)
 
 
 def to_source_naive(instant: datetime, zone: ZoneInfo) -> datetime:

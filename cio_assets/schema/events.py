@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import Table
+
+from cio_assets.schema.shop import SOURCE_TABLES
+
 ORDER_PLACED = "order_placed"
 CHECKOUT_STARTED = "checkout_started"
 CART_ABANDONED = "cart_abandoned"
@@ -40,7 +44,7 @@ class Family:
     name: str
     definition: str
     timestamp: str  # what the event's `timestamp` is
-    source_table: str  # whose primary key makes the event id
+    source_table: str  # the shop's table whose primary key makes the event id
     properties: tuple[Property, ...]
 
 
@@ -136,3 +140,8 @@ DECLARED: tuple[Family, ...] = (
         ),
     ),
 )
+
+# The shop's table whose primary key makes each family's event ids (from the declarations above).
+FAMILY_TABLES: dict[str, Table] = {
+    family.name: next(table for table in SOURCE_TABLES if table.name == family.source_table) for family in DECLARED
+}

@@ -2,12 +2,14 @@
 
 Point the pipeline at a shop with another schema by editing these definitions (names, or a
 `Table(..., schema="shop")`); every query is built from them. `reference_schema.sql` beside this file
-is the same schema as MySQL/MariaDB DDL, generated from these definitions.
+is the same schema as MySQL/MariaDB DDL, generated from these definitions (`make reference`).
 
 DATETIME columns are naive: their time zone is configuration (`Settings.zone_of(table)`).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from sqlalchemy import (
     CHAR,
@@ -207,6 +209,9 @@ SOURCE_TABLES: tuple[Table, ...] = (
 
 # Tables a shop may lack: the schema check does not ask for them, and their readers treat them as empty.
 OPTIONAL_TABLES: tuple[Table, ...] = (erasure_requests,)
+
+
+REFERENCE_DDL_PATH = Path(__file__).with_name("reference_schema.sql")
 
 
 def reference_ddl() -> str:

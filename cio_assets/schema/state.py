@@ -11,9 +11,10 @@ partition is replaced with one delete and one bulk insert in a single transactio
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects import mysql
 
+from cio_assets.lib.locks import named_lock
 from cio_assets.schema.columns import CLIPPED, PII, sources
 
 state_metadata = MetaData()
@@ -22,6 +23,8 @@ state_metadata = MetaData()
 ID_WIDTH = 320
 # Customer.io holds at most 1000 bytes per attribute value; longer free text is clipped before this.
 ATTRIBUTE_TEXT_WIDTH = 1000
+# A VIP tier's name (CIO_VIP_TIERS): the settings refuse a longer one.
+VIP_TIER_WIDTH = 32
 
 
 def _long_text() -> Text:
@@ -239,7 +242,7 @@ attribute_snapshot = Table(
     ),
     Column(
         "vip_tier",
-        String(32),
+        String(VIP_TIER_WIDTH),
         nullable=False,
         comment="Tier by net lifetime value (CIO_VIP_TIERS), or none",
         info=sources("orders", "refunds"),
@@ -430,3 +433,14 @@ ledger_identity = Table(
     Column("ledger_id", String(36), primary_key=True, comment="A UUID minted when the ledger was created"),
     Column("created_at", BigInteger, nullable=False, comment="Unix seconds: when"),
 )
+
+
+def create_state_tables(engine: Engine) -> None:
+    """Create the pipeline's tables that are missing. Steps starting at once on an empty database (two
+    Celery workers, the multiprocess executor) would race in `create_all` (one fails with "table already
+    exists"), so on MySQL/MariaDB they take turns under a named lock."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        state_metadata.create_all(engine)
+        return
+    with named_lock(engine, "cio_assets_create_state_tables", timeout_seconds=60), engine.begin() as conn:
+        state_metadata.create_all(conn)

@@ -1,0 +1,94 @@
+"""The shop's tables observed: row count, largest id and latest change time (the high-water marks), and the
+newest paid order (how fresh the shop is).
+
+The source sensor compares the marks between ticks to see that the shop moved; the assets that work from
+changes keep them in their cursors; the digest of what a day was computed from includes them (`computed.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from sqlalchemy import Connection, Table, func, select
+
+from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds
+from cio_assets.schema.shop import SOURCE_TABLES, orders
+
+Marks = dict[str, object]  # "row_count", "max_id", "max_updated_at" (ISO text), ...
+# Tables observed at once, each on its own connection.
+OBSERVERS = 3
+
+
+def high_water_marks(table: Table) -> list:
+    """Aggregates that show a table moved: its row count, its largest id and its latest change time. Each is a
+    query of its own, so that the maxima come from their indexes (one statement computing all three scanned
+    the whole of cart_items) and only the count reads an index through."""
+    marks = [select(func.count()).select_from(table).scalar_subquery().label("row_count")]
+    if "id" in table.c:
+        marks.append(select(func.max(table.c.id)).scalar_subquery().label("max_id"))
+    for column in ("updated_at", "linked_at", "created_at"):
+        if column in table.c:
+            marks.append(select(func.max(table.c[column])).scalar_subquery().label(f"max_{column}"))
+            break
+    return marks
+
+
+def observe_table(conn: Connection, table: Table) -> Marks:
+    row = conn.execute(select(*high_water_marks(table))).mappings().one()
+    return {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in row.items()}
+
+
+def observe_all(conn: Connection, tables: Iterable[Table] = SOURCE_TABLES) -> dict[str, Marks]:
+    """Several tables' marks at once, each on a connection of its own: the counts of the large tables are
+    the server's work, which a second core shares (a no-change run at 100k customers: 0.45 s -> 0.3 s)."""
+    tables = list(tables)
+    if len(tables) < 2 or conn.dialect.name == "sqlite":
+        return {str(table.name): observe_table(conn, table) for table in tables}
+
+    def observe(table: Table) -> Marks:
+        with conn.engine.connect() as own:
+            return observe_table(own, table)
+
+    with ThreadPoolExecutor(OBSERVERS, thread_name_prefix="observe") as pool:
+        return dict(zip((str(t.name) for t in tables), pool.map(observe, tables), strict=True))
+
+
+# The current run's observations (run id -> table name -> marks), for the steps running in this process.
+_observed: dict[str, dict[str, Marks]] = {}
+
+
+def observe_tables(conn: Connection, tables: Iterable[Table], run_id: str | None) -> dict[str, Marks]:
+    """Each table's marks, observed once per run: hygiene, identity, the snapshot and the event log all ask,
+    and a count of a large table costs a fraction of a second each time. Marks seen earlier in the run are
+    never newer than the rows a later step reads, so a step that uses them at worst reads again, or computes
+    again, on the next run. Without a run id (a direct call), every table is observed now."""
+    tables = list(tables)
+    if run_id is None:
+        return observe_all(conn, tables)
+    if run_id not in _observed:
+        _observed.clear()  # keep only the latest run's
+        _observed[run_id] = {}
+    seen = _observed[run_id]
+    seen.update(observe_all(conn, [table for table in tables if str(table.name) not in seen]))
+    return {str(table.name): seen[str(table.name)] for table in tables}
+
+
+def newest_paid_at(conn: Connection, zone: ZoneInfo, now: datetime) -> datetime | None:
+    """When the newest paid order was paid (orders store naive times in `zone`), as an aware UTC instant. Rows dated
+    after `now` (bad rows, which hygiene sets aside) are not evidence of a live shop, so they are ignored."""
+    # The newest row first, by the paid_at index: MAX() with this bound made MariaDB scan every order.
+    statement = (
+        select(orders.c.paid_at)
+        .where(orders.c.status == "paid", orders.c.paid_at <= to_source_naive(now, zone))
+        .order_by(orders.c.paid_at.desc())
+        .limit(1)
+    )
+    value = conn.execute(statement).scalar_one_or_none()
+    if value is None:
+        return None
+    (seconds,) = to_unix_seconds(pd.Series([value]), zone)
+    return datetime.fromtimestamp(int(seconds), UTC)
