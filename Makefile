@@ -20,7 +20,7 @@ demo: install
 dev: install
 	.venv/bin/dagster dev -w workspace.yaml
 
-# The layers' rules, the code location as `dg` and as `make dev` load it, the docs site, then the suite.
+# The layers' rules, the code location as `dg` loads it, the docs site, then the suite.
 test: install
 	@bash scripts/ensure-mariadb.sh
 	.venv/bin/lint-imports --no-cache
@@ -32,10 +32,10 @@ lint: install
 	.venv/bin/ruff format --check cio_assets cio_assets_tests
 	.venv/bin/lint-imports --no-cache
 
-# The definitions load, as `dg dev` / `dg check defs` load the project and as `make dev` loads workspace.yaml.
+# The definitions load as Dagster's tooling loads the project (`dg check defs`; `dagster definitions validate` is
+# superseded by it). `make dev`'s `dagster dev -w workspace.yaml` loads the same module; the UI test starts it.
 validate: install
 	env -u DAGSTER_HOME .venv/bin/dg check defs
-	env -u DAGSTER_HOME .venv/bin/dagster definitions validate -w workspace.yaml
 
 # The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link or a page left out of the
 # navigation fails the build. `.venv/bin/mkdocs serve` shows it while editing.

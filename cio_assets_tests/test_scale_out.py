@@ -134,7 +134,7 @@ def scale_out(
                 conn.execute(text(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
         state_urls = {run: base.set(database=db).render_as_string(hide_password=False) for run, db in states.items()}
         # The instance's schema and the pool's limit exist before any worker or run starts, as in a deployment
-        # (deploy/README.md): two workers opening an empty instance database at once both create the schema
+        # (docs/deployment.md): two workers opening an empty instance database at once both create the schema
         # (one fails), and two runs claiming a pool not yet limited can both set it up from default_limit.
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.event_log_storage.set_concurrency_slots("customerio_api", 1)

@@ -249,7 +249,7 @@ def delivery_report(metadata: dict[str, dict[str, object]]) -> str:
             f"{people['people_unsubscribed']} people (an e-mail opt-out), false for {people['people_resubscribed']}, "
             f"{people['people_resubscribe_withheld']} kept unsubscribed despite a new opt-in"
         )
-    if "people_erased_in_customerio" in people:  # erasure, merges and anonymous ids (sync/profiles.py)
+    if "people_erased_in_customerio" in people:  # erasure, merges and anonymous ids (delivery/profiles.py)
         lines.append(
             f"  profiles: {people['people_erased_in_customerio']} erased ({people['erasure_action']}, "
             f"CIO_ERASURE), {people['vanished_deleted_in_customerio']} vanished deleted (CIO_VANISHED="

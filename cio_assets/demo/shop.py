@@ -143,7 +143,7 @@ WHOLESALE_LINES = 400
 DELETED_CUSTOMER_ID = 19  # no customer row has this id: the account was deleted
 OVERLONG_FIRST_NAME = "\N{SMILING FACE WITH SUNGLASSES}" * 255
 NEGATIVE_TOTAL = -500  # dollars
-UNKNOWN_STATUS = "on_hold"  # not in sources.tables.ORDER_STATUSES
+UNKNOWN_STATUS = "on_hold"  # not in schema.shop.ORDER_STATUSES
 
 
 @dataclass(frozen=True)

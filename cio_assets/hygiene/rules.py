@@ -10,7 +10,7 @@ passes, `rejected_rows` lists the rows where it is not NULL, and every downstrea
 with `row_is_valid`, which is "every rule's CASE is NULL". A check that meets a NULL is simply not
 true, so there is no third state: every row is either valid or listed.
 
-Reasons (see the README's "What happens to bad input"):
+Reasons (see docs/bad-input.md):
 - `null_timestamp`, `before_floor`, `in_future`: a timestamp that is missing where the row says the
   moment happened, before `CIO_TIMESTAMP_FLOOR` (the 1970 bug), or after the run's start;
 - `paid_before_created`, `canceled_before_started`: timestamps in an impossible order;

@@ -325,7 +325,7 @@ def _frames(result: IdentityResult) -> tuple[pd.DataFrame, ...]:
 
 
 def _changed(table: Table, src: Connection, dst: Connection, clock: Clock, cursor: Cursor) -> ColumnElement[bool]:
-    """SQL: the rows of `table` changed since the cursor (`sources/changes.py`); for customers also those
+    """SQL: the rows of `table` changed since the cursor (`tracking/cursors.py`); for customers also those
     whose `created_at` stopped being in the future, found among the kept inputs (the shop does not index it)."""
     condition = changed(table, cursor, clock)
     if table is not customers:

@@ -1,6 +1,6 @@
 """Cutting free text to fit: a column's width in characters, or a limit in UTF-8 bytes.
 
-Clipping is only used where it is harmless and documented (README, "What happens to bad input"):
+Clipping is only used where it is harmless and documented (docs/bad-input.md):
 reasons and raw values in listings, product names and other free text inside event properties, and
 attribute values over Customer.io's 1000-byte limit. Identifiers are never clipped: a value too
 long to keep is set aside with a reason instead.

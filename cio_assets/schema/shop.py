@@ -4,7 +4,8 @@ Point the pipeline at a shop with another schema by editing these definitions (n
 `Table(..., schema="shop")`); every query is built from them. `reference_schema.sql` beside this file
 is the same schema as MySQL/MariaDB DDL, generated from these definitions (`make reference`).
 
-DATETIME columns are naive: their time zone is configuration (`Settings.zone_of(table)`).
+DATETIME columns are naive: their time zone is configuration (CIO_SOURCE_TZ and CIO_SOURCE_TZ_OVERRIDES, read
+as `lib.timestamps.SourceZones`).
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ cursors = Table(
 )
 
 # Per asset and day, when it was last computed and from what (a digest of the shop's high-water marks,
-# identity's last change and the settings), so a re-run with nothing new keeps the day (unchanged.py).
+# identity's last change and the settings), so a re-run with nothing new keeps the day (tracking/computed.py).
 computed_days = Table(
     "cio_computed_days",
     state_metadata,

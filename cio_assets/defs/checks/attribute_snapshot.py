@@ -1,4 +1,4 @@
-"""Checks on `attribute_snapshot`, over the days chosen as in `cio_assets/checks/days.py`.
+"""Checks on `attribute_snapshot`, over the days chosen as in `defs/checks/days.py`.
 
 - `attribute_snapshot_one_row_per_person_day` (ERROR, blocking: `customerio_people` does not run
   after it fails): a person has at most one row per day, so Customer.io never gets two states of

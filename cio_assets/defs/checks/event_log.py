@@ -1,4 +1,4 @@
-"""Checks on `event_log`, over the days chosen as in `cio_assets/checks/days.py`.
+"""Checks on `event_log`, over the days chosen as in `defs/checks/days.py`.
 
 - `event_log_integrity` (ERROR, blocking: `customerio_events` does not run after it fails): no
   `event_id` twice, and every timestamp inside its partition's day (the first partition also owns

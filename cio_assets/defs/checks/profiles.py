@@ -3,7 +3,7 @@
 `customerio_people_pending_merges` (WARN): duplicates that still hold a Customer.io profile of their own.
 
 A person synced as their own profile and later found to share an e-mail with an older customer is merged
-into that survivor by the people sync (`cio_assets/sync/profiles.py`). Under `CIO_MERGE_DUPLICATES=plan`
+into that survivor by the people sync (`delivery/profiles.py`). Under `CIO_MERGE_DUPLICATES=plan`
 it sends no merge, so this check lists every merge `apply` would send; under `apply` it lists merges
 still waiting for their survivor's identify to be accepted.
 
