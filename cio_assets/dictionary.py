@@ -26,7 +26,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, Boolean, Column, Float, Integer
 
 from cio_assets.config import CONFIGURATION_PAGE, configuration_page
-from cio_assets.delivery.people import UNSUBSCRIBED
+from cio_assets.delivery.consent import UNSUBSCRIBED
 from cio_assets.delivery.profiles import ANONYMOUS_ID
 from cio_assets.lib.frames import markdown as markdown_table
 from cio_assets.schema.events import BACKFILL, DECLARED, ITEMS, LINE_ITEM, Property

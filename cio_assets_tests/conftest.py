@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, MetaData, create_engine, make_url, select, text
 
+from cio_assets.defs.assets.shared import REFRESHING
 from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import source_metadata
@@ -129,9 +130,8 @@ class Pipeline:
             }
         with nullcontext(instance) if instance else dg.instance_for_test() as instance:
             selected = assets or PIPELINE
-            refreshing = {"rejected_rows", "identity_map", "attribute_snapshot", "event_log"}
             names = {key.to_user_string() for a in selected if isinstance(a, dg.AssetsDefinition) for key in a.keys}
-            run_config = {"ops": {op: {"config": {"full_refresh": True}} for op in refreshing & names}}
+            run_config = {"ops": {op: {"config": {"full_refresh": True}} for op in set(REFRESHING) & names}}
             return dg.materialize(
                 selected,
                 run_config=run_config if full_refresh else None,

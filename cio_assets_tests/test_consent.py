@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from cio_assets.defs.resources import Settings
-from cio_assets.delivery.people import consent
+from cio_assets.delivery.consent import consent
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import customers
 from cio_assets_tests.conftest import SYNC

@@ -11,14 +11,8 @@ Customer.io already holds):
 Each identify carries `timestamp` = the snapshot's as_of, so Customer.io orders updates too.
 People refused earlier are retried on every run, until they succeed or a newer snapshot replaces them.
 
-Consent reaches Customer.io's own suppression, the reserved `unsubscribed` attribute (`consent`), and
-never re-subscribes anyone on its own:
-- an e-mail opt-out in the shop sends `unsubscribed: true` (`CIO_UNSUBSCRIBE=one_way` or `mirror`);
-- `unsubscribed: false` is sent only under `mirror`, only to undo a `true` this pipeline sent (the
-  ledger says so) when the shop records a new opt-in, and never for someone the read-back found
-  unsubscribed in Customer.io without the pipeline having sent it (they used an unsubscribe link);
-- `off` never sends it. SMS has no global flag in Customer.io: `sms_eligible` stays an attribute,
-  false unless the person opted in.
+Each identify carries the person's consent as Customer.io's reserved `unsubscribed` attribute, by the rules in
+`consent.py`: it never re-subscribes anyone on its own.
 
 After the people's identifies come erasures (and vanished people); once those are delivered, merges of
 duplicates and anonymous ids, which need the people they name to be in Customer.io (`profiles.py`).
@@ -34,6 +28,14 @@ from sqlalchemy import Connection, and_, or_, select
 
 from cio_assets.customerio.batching import Item
 from cio_assets.delivery import ledger
+from cio_assets.delivery.consent import (
+    KEPT_UNSUBSCRIBED,
+    RESUBSCRIBING,
+    UNSUBSCRIBED,
+    UNSUBSCRIBING,
+    consent,
+    consent_outcome,
+)
 from cio_assets.delivery.profiles import (
     ANONYMOUS_ID,
     ERASURE,
@@ -56,10 +58,6 @@ from cio_assets.schema.state import ATTRIBUTE_COLUMNS, attribute_snapshot
 from cio_assets.tracking.refusals import PERSON, Pending
 
 CREATED, UPDATED, UNCHANGED, OLDER = "created", "updated", "unchanged", "skipped_older"
-# Customer.io's reserved attribute: a global unsubscribe from e-mail, SMS and push.
-UNSUBSCRIBED = "unsubscribed"
-# What consent did to a person this run, counted in the metadata.
-UNSUBSCRIBING, RESUBSCRIBING, KEPT_UNSUBSCRIBED = "unsubscribed", "resubscribed", "resubscribe_withheld"
 
 
 @dataclass(frozen=True)
@@ -98,31 +96,6 @@ def plan_change(person_id: str, as_of: int, attributes: dict, delivered: tuple[d
 
 def pending_merges_frame(pending: list[tuple[str, str, bool]]) -> pd.DataFrame:
     return pd.DataFrame(pending, columns=["secondary", "primary", "primary_in_customerio"])
-
-
-def consent(mode: str, email_opt_in: bool, before: bool | None, unsubscribed_themselves: bool) -> bool | None:
-    """The `unsubscribed` value Customer.io should hold for a person. `before` is what the pipeline last sent (the
-    ledger; None: never sent), `unsubscribed_themselves` whether the read-back found them unsubscribed in
-    Customer.io without the pipeline having sent it. Anything but an opt-out, or `mirror` undoing its own
-    `true`, keeps what Customer.io holds."""
-    if mode == "off":
-        return before
-    if not email_opt_in:
-        return True
-    if mode == "mirror" and before is True and not unsubscribed_themselves:
-        return False
-    return before
-
-
-def consent_outcome(email_opt_in: bool, before: bool | None, after: bool | None) -> str | None:
-    """Whether this person was unsubscribed or re-subscribed now, or kept unsubscribed despite an opt-in."""
-    if after is True and before is not True:
-        return UNSUBSCRIBING
-    if after is False and before is True:
-        return RESUBSCRIBING
-    if after is True and email_opt_in:
-        return KEPT_UNSUBSCRIBED
-    return None
 
 
 def latest_days(state: Database, days: list[str], chunk_rows: int) -> list[tuple[str, str]]:

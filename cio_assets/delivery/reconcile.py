@@ -41,7 +41,7 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import ColumnElement, Connection, func, select
 
 from cio_assets.customerio.app_api import AppClient, Attributes
-from cio_assets.delivery.people import UNSUBSCRIBED
+from cio_assets.delivery.consent import UNSUBSCRIBED
 from cio_assets.schema.state import people_ledger
 
 PROFILE = "(profile)"
