@@ -1,14 +1,20 @@
 """The code location's shape, as the README's diagram draws it: the shop's tables (external, read only) →
 hygiene and identity → the daily attribute snapshot and event log, guarded by blocking checks → the two syncs,
 which take turns on Customer.io and are watched for freshness; every asset backfills a range in one run, and
-every trigger launches the one `refresh` job. (That the definitions load at all is `make test`'s
-`dg check defs`.)"""
+every trigger launches the one `refresh` job; and `dg`, Dagster's project tooling, sees the same project."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
+import orjson
 import pytest
 
 from cio_assets_tests.definitions import daily_partitions, defs
 
+PROJECT = Path(__file__).resolve().parent.parent
 SHOP_TABLES = (
     *("customers", "orders", "order_items", "carts"),
     *("cart_items", "refunds", "subscriptions", "identity_links"),
@@ -102,3 +108,26 @@ def test_every_trigger_launches_the_refresh_job_which_leaves_the_shop_alone():
     assert {schedule.job_name for schedule in defs.schedules} == {"refresh"}
     selected = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
     assert not selected & _sources(*SHOP_TABLES)  # the shop is read, never materialised
+
+
+def test_dg_lists_the_project_as_dagster_s_own_tooling_sees_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("dg")), "list", "defs", "--json"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    found = orjson.loads(listed.stdout)
+    graph = defs.resolve_asset_graph()
+    assert {asset["asset_key"] for asset in found["assets"]} == {
+        key.to_user_string() for key in graph.get_all_asset_keys()
+    }
+    assert [job["name"] for job in found["jobs"]] == ["refresh"]
+    assert [(s["name"], s["cron_schedule"]) for s in found["schedules"]] == [("finalize_yesterday", "0 2 * * *")]
+    assert [sensor["name"] for sensor in found["sensors"]] == ["source_changes"]
+    assert {resource["name"] for resource in found["resources"]} >= {"settings", "source", "state", "customerio"}
