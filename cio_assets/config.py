@@ -8,8 +8,8 @@ come
   listing every bad one;
 - the Dagster resources (`defs/resources.py` subclasses these models), so the launchpad shows each field with
   its variable and description, and a value edited there is checked by the same rule before any step runs;
-- `docs/configuration.md` (`python -m cio_assets.config --write`; a test keeps the committed page equal to
-  what this module generates).
+- `docs/configuration.md` (`configuration_page`, written by `make reference`; a test keeps the committed page
+  equal to what this module generates).
 
 An unset or empty variable takes its default. A bad value stops the definitions from loading (or a run whose
 launchpad config holds it) with a message that names the variable, the value (never for URLs or keys, which
@@ -27,16 +27,16 @@ import hashlib
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self, get_type_hints
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import orjson
+import pandas as pd
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from sqlalchemy import make_url
@@ -44,6 +44,7 @@ from sqlalchemy import make_url
 from cio_assets.customerio.app_api import APP_REGION_URLS, AppClient
 from cio_assets.customerio.client import REGION_URLS, TrackClient
 from cio_assets.customerio.limits import MAX_EVENT_NAME_BYTES
+from cio_assets.lib.frames import markdown
 from cio_assets.lib.timestamps import Clock, SourceZones
 from cio_assets.schema.events import EVENT_NAMES
 from cio_assets.schema.shop import SOURCE_TABLES
@@ -941,15 +942,7 @@ class Environment:
         """Every group from the environment; one `SettingsError` lists the bad variables of every group."""
         read: dict[str, SettingsModel] = {}
         problems: list[str] = []
-        for name, model in (
-            ("partitions", PartitionSettings),
-            ("automation", AutomationSettings),
-            ("pipeline", PipelineSettings),
-            ("source", SourceSettings),
-            ("state", StateSettings),
-            ("customerio", CustomerIOSettings),
-            ("demo", DemoSettings),
-        ):
+        for name, model in get_type_hints(cls).items():  # each field's type is its group
             try:
                 read[name] = model.from_env()
             except SettingsError as error:
@@ -977,28 +970,15 @@ def configuration_page() -> str:
         "",
     ]
     for group in GROUPS:
-        lines += [f"## {group.title}", "", group.about, "", "| variable | takes | default | description |"]
-        lines.append("|---|---|---|---|")
-        for name, info, rule in group.settings():
-            default = info.default
-            shown_default = "" if default in ("", None) else f"`{default}`"
-            description = (info.description or "").removeprefix(f"{group.variable(name)}: ")
-            lines.append(f"| `{group.variable(name)}` | {rule.takes} | {shown_default} | {_cell(description)} |")
-        lines.append("")
+        rows = [
+            {
+                "variable": f"`{group.variable(name)}`",
+                "takes": rule.takes,
+                "default": "" if info.default in ("", None) else f"`{info.default}`",
+                "description": (info.description or "").removeprefix(f"{group.variable(name)}: "),
+            }
+            for name, info, rule in group.settings()
+        ]
+        table = markdown(pd.DataFrame(rows), limit=len(rows), cell_chars=None)
+        lines += [f"## {group.title}", "", group.about, "", table, ""]
     return "\n".join(lines)
-
-
-def _cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ")
-
-
-def main(argv: list[str]) -> None:
-    if argv == ["--write"]:
-        CONFIGURATION_PAGE.write_text(configuration_page(), encoding="utf-8")
-        print(f"wrote {CONFIGURATION_PAGE}")
-    else:
-        print(configuration_page())
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

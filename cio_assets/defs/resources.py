@@ -60,12 +60,12 @@ class SourceDatabase(_Configurable, SourceSettings, dg.ConfigurableResource):
 
     @property
     def origin(self) -> Origin:
-        return Origin("source database", self.variable("url"), shown_url(self.url))
+        return self.database.origin
 
     @property
     def database(self) -> Database:
         if self._database is None:
-            origin = self.origin
+            origin = Origin("source database", self.variable("url"), shown_url(self.url))
 
             def check_schema(engine: Engine) -> None:
                 """Does the source hold every table and column the pipeline reads? (once per resource)"""
@@ -79,10 +79,6 @@ class SourceDatabase(_Configurable, SourceSettings, dg.ConfigurableResource):
     @property
     def engine(self) -> Engine:
         return self.database.engine
-
-    @property
-    def dialect(self) -> str:
-        return self.database.dialect
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
@@ -101,22 +97,16 @@ class StateDatabase(_Configurable, StateSettings, dg.ConfigurableResource):
     _database: Database | None = PrivateAttr(default=None)
 
     @property
-    def resolved_url(self) -> str:
-        if self.url:
-            return self.url
-        demo = DemoSettings.from_env()
-        return default_state_url(SourceSettings.from_env().url or demo.shop_url, demo)
-
-    @property
     def origin(self) -> Origin:
-        variable = self.variable("url")
-        shown = variable if self.url else f"{variable} unset: {SourceSettings.variable('url')}'s server"
-        return Origin("state database", shown, shown_url(self.resolved_url))
+        return self.database.origin
 
     @property
     def database(self) -> Database:
         if self._database is None:
-            url, origin = self.resolved_url, self.origin
+            url = self.url or _derived_state_url()
+            variable = self.variable("url")
+            shown = variable if self.url else f"{variable} unset: {SourceSettings.variable('url')}'s server"
+            origin = Origin("state database", shown, shown_url(url))
 
             def create(engine: Engine) -> None:
                 create_database_if_missing(url, origin)
@@ -149,6 +139,13 @@ class CustomerIO(_Configurable, CustomerIOSettings, dg.ConfigurableResource):
 
     # Validation errors never show the input: it holds the API key.
     model_config = ConfigDict(hide_input_in_errors=True)
+
+
+def _derived_state_url() -> str:
+    """The state database when CIO_STATE_URL is unset: beside the source CIO_MYSQL_URL names (read when the run
+    starts: that URL reaches Dagster as an EnvVar, and may hold a password)."""
+    demo = DemoSettings.from_env()
+    return default_state_url(SourceSettings.from_env().url or demo.shop_url, demo)
 
 
 def _secret(model: type, field: str, value: str) -> str | dg.EnvVar:

@@ -194,10 +194,6 @@ class Database:
                 self._prepared = True
         return self._engine
 
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         with self.origin.errors_named(), self.engine.connect() as conn:
@@ -208,7 +204,3 @@ class Database:
         """One transaction: everything written in the block commits together, or not at all."""
         with self.origin.errors_named(), self.engine.begin() as conn:
             yield conn
-
-    def dispose(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
