@@ -46,8 +46,9 @@ from cio_assets.customerio.client import REGION_URLS, TrackClient
 from cio_assets.customerio.limits import MAX_EVENT_NAME_BYTES
 from cio_assets.lib.frames import markdown
 from cio_assets.lib.timestamps import Clock, SourceZones
+from cio_assets.mapping.spec import PRESETS, SOURCE_ZONE, MappingError, MappingSpec, load
 from cio_assets.schema.events import EVENT_NAMES
-from cio_assets.schema.shop import SOURCE_TABLES
+from cio_assets.schema.shop import CONCEPTS, SOURCE_TABLES
 from cio_assets.schema.state import ATTRIBUTE_COLUMNS, VIP_TIER_WIDTH
 
 PREFIX = "CIO_"
@@ -229,6 +230,28 @@ def http_url() -> Rule:
         return value
 
     return Rule("http(s) URL", parse, secret=True)
+
+
+def source_mapping(env: str) -> Rule:
+    """A preset's name or a mapping file's path, whose file reads and checks."""
+
+    def parse(value: Any) -> str:
+        try:
+            load(value)
+        except MappingError as error:
+            raise _Invalid(str(error)) from None
+        return value
+
+    return Rule(f"a preset ({', '.join(PRESETS)}) or a mapping file's path", parse, env=env)
+
+
+def name_prefix(env: str) -> Rule:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_]*", value):
+            raise _Invalid("expected letters, digits and underscores, e.g. wp_")
+        return value
+
+    return Rule("table name prefix", parse, env=env)
 
 
 DATABASE_BACKENDS = ("mysql", "mariadb", "sqlite")
@@ -681,22 +704,21 @@ class PipelineSettings(SettingsModel):
         3, "A refusal still pending after this many days is an error."
     )
 
-    def fingerprint(self) -> str:
-        """A digest of every setting: a computation made under other settings is not kept."""
+    def fingerprint(self, mapping: MappingSpec) -> str:
+        """A digest of every setting and of the source mapping: a computation made under others is not kept."""
         text_ = orjson.dumps(self.model_dump(), option=orjson.OPT_SORT_KEYS, default=str)
-        return hashlib.sha256(text_).hexdigest()
+        return hashlib.sha256(text_ + mapping.text.encode() + mapping.prefix.encode()).hexdigest()
 
-    def clock(self, now: datetime) -> Clock:
+    def clock(self, now: datetime, mapping: MappingSpec) -> Clock:
         """How a run that started at `now` reads the shop's times."""
-        return Clock(self.zones, self.floor_utc, now)
+        return Clock(self.zones(mapping), self.floor_utc, now)
 
-    @property
-    def zones(self) -> SourceZones:
-        """The time zone each source table stores its naive DATETIMEs in."""
-        return SourceZones(self.source_tz, parse_zone_overrides(self.source_tz_overrides))
-
-    def zone_of(self, table: str) -> ZoneInfo:
-        return self.zones.of(table)
+    def zones(self, mapping: MappingSpec) -> SourceZones:
+        """The time zone each concept's naive timestamps are in: the mapping's (WooCommerce's *_gmt columns are
+        UTC whatever CIO_SOURCE_TZ says), CIO_SOURCE_TZ where the mapping says "source", and above both the
+        per-table CIO_SOURCE_TZ_OVERRIDES."""
+        fixed = {name: mapping.zone_of(name) for name in CONCEPTS if mapping.zone_of(name) != SOURCE_ZONE}
+        return SourceZones(self.source_tz, {**fixed, **parse_zone_overrides(self.source_tz_overrides)})
 
     @property
     def floor_utc(self) -> datetime:
@@ -759,6 +781,20 @@ class SourceSettings(SettingsModel):
         "The shop's database, a SQLAlchemy URL (read only), e.g. mysql+mysqldb://reader:password@host/shop; "
         "empty: the demo's sample shop (shop.sqlite under CIO_DATA_DIR).",
     )
+    mapping: Annotated[str, source_mapping(env="CIO_SOURCE_MAPPING")] = setting(
+        "reference",
+        f"How the shop's own tables make the customers, orders, carts… the pipeline reads: a preset "
+        f"({', '.join(PRESETS)}) or the path of a mapping file (TOML, see the source mapping page of the docs).",
+    )
+    table_prefix: Annotated[str, name_prefix(env="CIO_SOURCE_TABLE_PREFIX")] = setting(
+        "",
+        "The prefix of the shop's table names, e.g. wp_ or shop1_ (the mapping's {prefix}); empty: the mapping's "
+        "own (wp_ for woocommerce, none for the others).",
+    )
+
+    def spec(self) -> MappingSpec:
+        """The source mapping, read and checked."""
+        return load(self.mapping, self.table_prefix or None)
 
 
 STATE_DATABASE_NAME = "cio_sync"

@@ -17,6 +17,7 @@ from cio_assets.defs.automation.schedule import yesterday
 from cio_assets.defs.checks.source import SOURCE_FRESHNESS_CHECK, paid_orders_fresh
 from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.demo.run import run_refresh
+from cio_assets.mapping.spec import load
 from cio_assets_tests.definitions import ENV, defs, finalize_yesterday, source_changes
 
 AUTOMATION = ENV.automation
@@ -81,7 +82,7 @@ def _freshness_check(pipeline, settings: Settings) -> dg.AssetCheckEvaluation:
 )
 def test_source_freshness_judges_the_newest_paid_order(shop, pipeline, orders, settings, passed, lag_minutes):
     """`orders`: (status, paid this many minutes ago, or None), written in the orders table's time zone."""
-    zone = str(settings.zone_of("orders"))
+    zone = str(settings.zones(load("reference")).of("orders"))
     shop.customer(1)
     for status, minutes in orders:
         paid_at = _ago(minutes, zone) if minutes is not None else None

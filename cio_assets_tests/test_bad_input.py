@@ -19,6 +19,7 @@ from sqlalchemy import CHAR, Column, MetaData, String, Table, Text, create_engin
 from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.hygiene.rules import REJECTING_TABLES, row_is_valid
 from cio_assets.lib.timestamps import utc_now
+from cio_assets.mapping.spec import load
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import source_metadata
 from cio_assets_tests.conftest import SYNC
@@ -309,7 +310,7 @@ def test_every_source_row_is_either_valid_or_listed_even_with_nulls_everywhere(
     pipeline.run(assets=[rejected_rows])
 
     listed = pipeline.table(state_tables.rejected_rows)
-    clock = Settings().clock(utc_now())
+    clock = Settings().clock(utc_now(), load("reference"))
     with source_engine.connect() as conn:
         for table in REJECTING_TABLES:
             valid = set(conn.execute(select(table.c.id).where(row_is_valid(table, clock))).scalars())

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, delete, select, update
 from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.identity.refresh import OUTPUTS, RefreshSummary, refresh_identity
 from cio_assets.lib.timestamps import utc_now
+from cio_assets.mapping.spec import load
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import customers, identity_links
 from cio_assets_tests.definitions import identity_map
@@ -46,7 +47,7 @@ def _refresh_direct(source_url: str, state_url: str, settings: Settings, full: b
     state_tables.state_metadata.create_all(state)
     try:
         with source.connect() as src, state.begin() as dst:
-            clock = settings.clock(utc_now())
+            clock = settings.clock(utc_now(), load("reference"))
             return refresh_identity(src, dst, clock, settings.canonical_id, settings.chunk_size, full_refresh=full)
     finally:
         source.dispose()

@@ -28,8 +28,8 @@ from sqlalchemy import create_engine, make_url, text
 
 from cio_assets.defs.resources import SourceDatabase, StateDatabase
 from cio_assets.lib.engines import DatabaseError, redact_driver_message
+from cio_assets.mapping.check import SourceSchemaError
 from cio_assets.schema import state as state_tables
-from cio_assets.schema.check import SourceSchemaError
 from cio_assets.schema.shop import source_metadata
 from cio_assets_tests.conftest import SERVER_URL
 from cio_assets_tests.fake_customerio import FakeCustomerIO, serve
@@ -160,9 +160,11 @@ def test_a_source_without_a_table_and_a_column_gets_one_message_listing_both(dat
 
     shown = make_url(database_urls[0]).render_as_string(hide_password=True)
     assert str(failure.value) == (
-        f"The source database (CIO_MYSQL_URL at {shown}) lacks what the pipeline reads: "
-        "column orders.paid_at; column carts.anonymous_id; table identity_links. "
-        "The reference schema is cio_assets/schema/shop.py (MySQL DDL: cio_assets/schema/reference_schema.sql)."
+        f"The source database (CIO_MYSQL_URL at {shown}) lacks what the pipeline reads through the preset "
+        "'reference' (cio_assets/mapping/presets/reference.toml): "
+        "column orders.paid_at: Unknown column 'o.paid_at' in 'SELECT'; "
+        "column carts.anonymous_id: Unknown column 'ct.anonymous_id' in 'SELECT'; "
+        "table identity_links."
     )
 
 

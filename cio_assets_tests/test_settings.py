@@ -12,6 +12,7 @@ import pytest
 
 from cio_assets.config import Environment, SettingsError
 from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase, resources
+from cio_assets.mapping.spec import load
 
 SECRET = "s3cret-pw"
 
@@ -238,7 +239,7 @@ def test_good_values_are_read_and_normalised(clean_env):
 
     settings = loaded["settings"]
     assert (settings.chunk_size, settings.quarantine_max_share, settings.quarantine_min_rows) == (250, 0.2, 0)
-    assert str(settings.zone_of("orders")) == "America/New_York"
+    assert str(settings.zones(load("reference")).of("orders")) == "America/New_York"
     assert loaded["customerio"].retry_budget_seconds == 2.5
     # URLs set in the environment reach Dagster as EnvVars: the password is not in the definitions.
     assert isinstance(loaded["source"].url, dg.EnvVar)

@@ -252,7 +252,12 @@ def _rename_orders_back(engine: Engine) -> None:
         # the database is dropped between two ticks, then created again (empty, as after a failed restore)
         pytest.param(_drop_database, _recreate_database, "Unknown database", id="database_dropped"),
         # a table the pipeline reads is renamed away, then back
-        pytest.param(_rename_orders, _rename_orders_back, "lacks what the pipeline reads: table orders", id="renamed"),
+        pytest.param(
+            _rename_orders,
+            _rename_orders_back,
+            "reads through the preset 'reference' (cio_assets/mapping/presets/reference.toml): table orders",
+            id="renamed",
+        ),
     ],
 )
 def test_a_database_error_skips_the_tick_and_keeps_the_cursor(own_source, break_source, mend_source, said):

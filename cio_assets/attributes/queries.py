@@ -23,7 +23,7 @@ from cio_assets.lib.days import PartitionRange
 from cio_assets.lib.reads import read_frame, read_frames
 from cio_assets.lib.timestamps import Clock, to_unix_seconds, unix
 from cio_assets.lib.writes import KEYS_PER_STATEMENT
-from cio_assets.schema.shop import customers, order_items, orders, refunds, subscriptions
+from cio_assets.schema.shop import customers, is_paid, order_items, orders, refunds, subscriptions
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def _with_person(frame: pd.DataFrame, resolver: IdentityResolver, chunk: PeopleC
 
 
 def _paid(clock: Clock) -> ColumnElement[bool]:
-    return and_(orders.c.status == "paid", row_is_valid(orders, clock))
+    return and_(is_paid(orders), row_is_valid(orders, clock))
 
 
 def _top_category():

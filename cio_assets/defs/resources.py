@@ -7,8 +7,9 @@ or key set in the environment is passed as a `dagster.EnvVar`, so Dagster resolv
 it; an EnvVar's value is checked when the run resolves it.
 
 The databases are `lib.engines.Database`s: errors name the database and never a password or a row's values.
-The source is checked once per resource for every table and column the pipeline reads; the state database
-and its tables are created when missing.
+The source is read through its mapping (`CIO_SOURCE_MAPPING`): once per resource, on its first connection, the
+shop is checked for everything the mapping reads and the mapping is installed on its engine (`cio_assets/mapping/`).
+The state database and its tables are created when missing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from cio_assets.config import (
     default_state_url,
 )
 from cio_assets.lib.engines import Database, Origin, create_database_if_missing, shown_url
-from cio_assets.schema.check import SourceSchemaError, schema_problem
+from cio_assets.mapping.check import check_source
+from cio_assets.mapping.compile import Relations
+from cio_assets.mapping.spec import MappingSpec
 from cio_assets.schema.state import create_state_tables
 
 
@@ -57,23 +60,39 @@ class SourceDatabase(_Configurable, SourceSettings, dg.ConfigurableResource):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     _database: Database | None = PrivateAttr(default=None)
+    _mapping: MappingSpec | None = PrivateAttr(default=None)
+    _relations: Relations | None = PrivateAttr(default=None)
 
     @property
     def origin(self) -> Origin:
         return self.database.origin
 
     @property
+    def mapping_spec(self) -> MappingSpec:
+        """The source mapping, read once per resource."""
+        if self._mapping is None:
+            self._mapping = self.spec()
+        return self._mapping
+
+    @property
+    def relations(self) -> Relations:
+        """The mapping compiled for this shop (which optional concepts it has), after the check."""
+        self.database.engine  # noqa: B018 (checks the shop and compiles the mapping, once)
+        assert self._relations is not None
+        return self._relations
+
+    @property
     def database(self) -> Database:
         if self._database is None:
             origin = Origin("source database", self.variable("url"), shown_url(self.url))
 
-            def check_schema(engine: Engine) -> None:
-                """Does the source hold every table and column the pipeline reads? (once per resource)"""
-                problem = schema_problem(engine, origin.where)
-                if problem:
-                    raise SourceSchemaError(problem)
+            def read_through_mapping(engine: Engine) -> None:
+                """Does the shop hold what the mapping reads? Then every query reads through it (once per resource)."""
+                relations = check_source(engine, self.mapping_spec, origin.where)
+                relations.install(engine)
+                self._relations = relations
 
-            self._database = Database(self.url, origin, prepare=check_schema)
+            self._database = Database(self.url, origin, prepare=read_through_mapping)
         return self._database
 
     @property
@@ -164,7 +183,11 @@ def resources(env: Environment) -> dict[str, dg.ConfigurableResource]:
     )
     return {
         "settings": Settings(**env.pipeline.model_dump()),
-        "source": SourceDatabase(url=_secret(SourceSettings, "url", env.demo.shop_url)),
+        "source": SourceDatabase(
+            url=_secret(SourceSettings, "url", env.demo.shop_url),
+            mapping=env.source.mapping,
+            table_prefix=env.source.table_prefix,
+        ),
         "state": StateDatabase(url=_secret(StateSettings, "url", "")),
         "customerio": CustomerIO(**customerio),
     }

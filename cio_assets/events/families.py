@@ -40,7 +40,7 @@ from cio_assets.schema.events import (
     REFUND_ISSUED,
     SUBSCRIPTION_CANCELED,
 )
-from cio_assets.schema.shop import cart_items, carts, order_items, orders, refunds, subscriptions
+from cio_assets.schema.shop import cart_items, carts, is_paid, order_items, orders, refunds, subscriptions
 
 # Free text inside event properties (product names, reasons, codes) is clipped to this many characters.
 PROPERTY_TEXT_CHARS = 255
@@ -192,7 +192,7 @@ def order_placed(x: Extraction) -> Iterator[FamilyResult]:
         orders.c.discount_code,
         row_rejection(orders, x.clock).label("reason"),
     ).where(
-        orders.c.status == "paid",
+        is_paid(orders),
         x.restrict(orders),
         x.prange.covers(orders.c.paid_at, x.clock.zone_of(orders.name)),
     )
@@ -342,7 +342,7 @@ def _paid_times(x: Extraction, people: list[str], earliest: int) -> pd.DataFrame
         frame = read_frame(
             x.conn,
             select(orders.c.customer_id, orders.c.email, orders.c.paid_at).where(
-                orders.c.status == "paid",
+                is_paid(orders),
                 row_is_valid(orders, x.clock),
                 orders.c.paid_at >= since,
                 chunk.owns_order(),

@@ -16,13 +16,13 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, and_, exists, func, select, union
 
 from cio_assets.lib.timestamps import SourceZones, to_source_naive, to_unix_seconds
-from cio_assets.schema.shop import cart_items, carts, orders
+from cio_assets.schema.shop import cart_items, carts, is_paid, orders
 
 
 def abandonable() -> ColumnElement[bool]:
     """SQL: the cart has a line of positive quantity and never became an order."""
     has_items = exists().where(cart_items.c.cart_id == carts.c.id, cart_items.c.quantity > 0)
-    converted = exists().where(orders.c.cart_id == carts.c.id, orders.c.status == "paid")
+    converted = exists().where(orders.c.cart_id == carts.c.id, is_paid(orders))
     return and_(carts.c.converted_order_id.is_(None), has_items, ~converted)
 
 

@@ -31,7 +31,7 @@ from cio_assets.lib.days import PartitionRange, on_days
 from cio_assets.lib.frames import DayFigures, counts_per_day
 from cio_assets.lib.timestamps import Clock, unix
 from cio_assets.schema.events import EVENT_NAMES, FAMILY_TABLES
-from cio_assets.schema.shop import cart_items, carts, order_items, orders, refunds, subscriptions
+from cio_assets.schema.shop import cart_items, carts, is_paid, order_items, orders, refunds, subscriptions
 from cio_assets.schema.state import event_log as LOG
 from cio_assets.tracking.computed import Inputs
 
@@ -168,7 +168,7 @@ def paid_orders_per_day(src: Connection, prange: PartitionRange, clock: Clock) -
     """Paid orders on each day of the range (the bulk of the events), by their date in the source's time zone:
     weights to cut the range into pieces of similar work. Earlier history counts on the first day."""
     day = func.date(orders.c.paid_at)
-    covered = and_(orders.c.status == "paid", prange.covers(orders.c.paid_at, clock.zone_of(orders.name)))
+    covered = and_(is_paid(orders), prange.covers(orders.c.paid_at, clock.zone_of(orders.name)))
     counts = {str(d): int(n) for d, n in src.execute(select(day, func.count()).where(covered).group_by(day))}
     first = prange.keys[0]
     before = sum(n for d, n in counts.items() if d < first)

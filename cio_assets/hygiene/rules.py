@@ -37,6 +37,7 @@ from cio_assets.schema.shop import (
     cart_items,
     carts,
     customers,
+    is_paid,
     order_items,
     orders,
     refunds,
@@ -141,7 +142,7 @@ def _lines(parent: Table, lines: Table, parent_key: str) -> tuple[Callable[[Scop
 
 
 def _paid() -> ColumnElement[bool]:
-    return orders.c.status == "paid"
+    return is_paid(orders)
 
 
 def _canceled() -> ColumnElement[bool]:

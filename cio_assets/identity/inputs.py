@@ -22,7 +22,7 @@ from cio_assets.hygiene.rules import RULES, rejection_reason, row_is_valid
 from cio_assets.identity.normalize import normalize_email, normalize_phone
 from cio_assets.lib.reads import read_frame
 from cio_assets.lib.timestamps import Clock, to_unix_seconds
-from cio_assets.schema.shop import carts, customers, identity_links, orders, subscriptions
+from cio_assets.schema.shop import carts, customers, identity_links, is_paid, orders, subscriptions
 from cio_assets.schema.state import ID_WIDTH, identity_inputs
 
 # The source table each input comes from, as `cio_identity_inputs.source_table` names it.
@@ -147,7 +147,7 @@ def _without_known_customer(table: Table) -> ColumnElement[bool]:
 
 def _guest_orders(clock: Clock) -> Select:
     return select(orders.c.id, orders.c.customer_id, orders.c.email).where(
-        _without_known_customer(orders), orders.c.status == "paid", row_is_valid(orders, clock)
+        _without_known_customer(orders), is_paid(orders), row_is_valid(orders, clock)
     )
 
 

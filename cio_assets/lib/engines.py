@@ -63,7 +63,7 @@ class Origin:
         return f"{self.database} ({self.variable} at {self.url})"
 
     def error(self, error: DBAPIError) -> DatabaseError:
-        code, message = _driver_message(error)
+        code, message = driver_message(error)
         said = f"({code}) {message}" if code is not None else message
         if error.statement is None:
             return DatabaseError(f"Cannot connect to the {self.database} ({self.variable}) at {self.url}: {said}", code)
@@ -110,7 +110,8 @@ def redact_driver_message(message: str) -> str:
     return redacted if len(redacted) <= MAX_MESSAGE else redacted[: MAX_MESSAGE - 3] + "..."
 
 
-def _driver_message(error: DBAPIError) -> tuple[int | str | None, str]:
+def driver_message(error: DBAPIError) -> tuple[int | str | None, str]:
+    """The driver's error code and its message, redacted."""
     orig = error.orig
     args = getattr(orig, "args", ())
     if len(args) >= 2 and isinstance(args[0], int):  # MySQLdb, PyMySQL: (code, message)
@@ -152,8 +153,20 @@ def engine_for(url: str, origin: Origin) -> Engine:
         if parsed.get_driver_name() in _CONNECT_TIMEOUT_DRIVERS:
             query.setdefault("connect_timeout", str(CONNECT_TIMEOUT_SECONDS))
         engine = create_engine(parsed.set(query=query), pool_pre_ping=True, hide_parameters=True)
+        event.listen(engine, "connect", _utc_session)
     event.listen(engine, "handle_error", _tag_origin(origin))
     return engine
+
+
+def _utc_session(dbapi_connection: Any, connection_record: Any) -> None:
+    """Every MySQL/MariaDB session reads and writes TIMESTAMP columns in UTC, whatever the server's default: a
+    TIMESTAMP is stored in UTC and shown in the session's zone, so a session in another zone shifts it (Magento's
+    created_at). Naive DATETIMEs are not affected; their zone is the mapping's."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET time_zone = '+00:00'")
+    finally:
+        cursor.close()
 
 
 def create_database_if_missing(url: str, origin: Origin) -> None:

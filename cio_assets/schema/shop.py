@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -42,7 +43,10 @@ def _money() -> Numeric:
     return Numeric(12, 2, asdecimal=False)
 
 
-ORDER_STATUSES = ("pending", "paid", "payment_failed", "cancelled")
+# An order's status as the pipeline reads it (a mapping's `values` put a shop's own statuses onto these). A
+# refunded order was paid: its refunds subtract from what the person spent.
+ORDER_STATUSES = ("pending", "paid", "payment_failed", "cancelled", "refunded")
+PAID_STATUSES = ("paid", "refunded")
 SUBSCRIPTION_STATUSES = ("active", "paused", "canceled")
 
 customers = Table(
@@ -75,7 +79,12 @@ orders = Table(
     Column("customer_id", BigInteger, comment="The customer, or null for a guest checkout"),
     Column("email", String(320), info=PII, comment="Checkout e-mail (links guest orders to people)"),
     Column("cart_id", BigInteger, comment="The cart the order came from, if any"),
-    Column("status", String(32), nullable=False, comment="pending, paid, payment_failed or cancelled (ORDER_STATUSES)"),
+    Column(
+        "status",
+        String(32),
+        nullable=False,
+        comment="pending, paid, payment_failed, cancelled or refunded (ORDER_STATUSES)",
+    ),
     Column("currency", CHAR(3), nullable=False, comment="ISO 4217 currency code"),
     Column("subtotal", _money(), nullable=False, comment="Sum of the lines"),
     Column("discount_total", _money(), nullable=False, default=0, comment="Discounts applied"),
@@ -195,6 +204,35 @@ erasure_requests = Table(
     Column("requested_at", _datetime(), nullable=False, comment="When the person asked"),
     comment="Right-to-erasure requests (GDPR/CCPA), by customer id or e-mail; optional",
 )
+
+# The concepts a source mapping makes from a shop's own tables (`cio_assets/mapping/`), by name. These tables are
+# their shape: the pipeline's queries name them, and the mapping compiles each into SQL over the shop's tables.
+CONCEPTS: dict[str, Table] = {
+    table.name: table
+    for table in (customers, orders, order_items, carts, cart_items, refunds, subscriptions, identity_links)
+}
+CONCEPTS[erasure_requests.name] = erasure_requests
+REQUIRED_CONCEPTS = ("customers", "orders")
+
+# Consent as a mapping writes it (`values = { subscribed = "opted_in" }`): true, false, or NULL for never asked.
+CONSENT = ("opted_in", "opted_out", "unknown")
+_VOCABULARIES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("orders", "status"): ORDER_STATUSES,
+    ("subscriptions", "status"): SUBSCRIPTION_STATUSES,
+    ("customers", "accepts_email_marketing"): CONSENT,
+    ("customers", "accepts_sms_marketing"): CONSENT,
+}
+
+
+def vocabulary(column: Column) -> tuple[str, ...] | None:
+    """The values a mapping may map a source's own onto, for a column that has a fixed vocabulary."""
+    return _VOCABULARIES.get((column.table.name, column.name))
+
+
+def is_paid(table: Table) -> ColumnElement[bool]:
+    """SQL: the order was paid (the one place that says which statuses mean it)."""
+    return table.c.status.in_(PAID_STATUSES)
+
 
 SOURCE_TABLES: tuple[Table, ...] = (
     customers,

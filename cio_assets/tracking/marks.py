@@ -16,7 +16,7 @@ import pandas as pd
 from sqlalchemy import Connection, Table, func, select
 
 from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds
-from cio_assets.schema.shop import SOURCE_TABLES, orders
+from cio_assets.schema.shop import SOURCE_TABLES, is_paid, orders
 
 Marks = dict[str, object]  # "row_count", "max_id", "max_updated_at" (ISO text), ...
 # Tables observed at once, each on its own connection.
@@ -83,7 +83,7 @@ def newest_paid_at(conn: Connection, zone: ZoneInfo, now: datetime) -> datetime 
     # The newest row first, by the paid_at index: MAX() with this bound made MariaDB scan every order.
     statement = (
         select(orders.c.paid_at)
-        .where(orders.c.status == "paid", orders.c.paid_at <= to_source_naive(now, zone))
+        .where(is_paid(orders), orders.c.paid_at <= to_source_naive(now, zone))
         .order_by(orders.c.paid_at.desc())
         .limit(1)
     )

@@ -65,9 +65,11 @@ def attribute_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDe
     ):
         started = time.time()
         prange = context_range(context)
-        clock = settings.clock(utc_now())
+        clock = settings.clock(utc_now(), source.mapping_spec)
         with source.connect() as src, state.begin() as dst:
-            inputs = Inputs.read(src, dst, SOURCES, settings.fingerprint(), unix(clock.now), context.run.run_id)
+            inputs = Inputs.read(
+                src, dst, SOURCES, settings.fingerprint(source.mapping_spec), unix(clock.now), context.run.run_id
+            )
             kept = None if config.full_refresh else skip_reason(dst, ASSET, prange.keys, inputs, CHANGE_TABLES)
             if kept is not None:
                 context.log.info(kept)

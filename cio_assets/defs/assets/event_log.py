@@ -73,10 +73,10 @@ def event_log_asset(partitions: dg.TimeWindowPartitionsDefinition) -> dg.AssetsD
         """Keep the days when nothing they are made from changed; otherwise split the range into pieces."""
         started_at = time.time()
         prange = partition_range(partitions, list(context.partition_keys))
-        clock = settings.clock(utc_now())
+        clock = settings.clock(utc_now(), source.mapping_spec)
         now = unix(clock.now)
         with source.connect() as src, state.begin() as dst:
-            inputs = Inputs.read(src, dst, SOURCES, settings.fingerprint(), now, context.run.run_id)
+            inputs = Inputs.read(src, dst, SOURCES, settings.fingerprint(source.mapping_spec), now, context.run.run_id)
 
             def carts_due(computed_at: int) -> bool:
                 # A day that had not ended when it was computed may gain abandoned carts by the clock alone.
@@ -128,7 +128,7 @@ def event_log_asset(partitions: dg.TimeWindowPartitionsDefinition) -> dg.AssetsD
         prange = partition_range(partitions, plan.keys)
         # Released rows may belong to any day so far; the range's own pieces read their days.
         reads = whole_range(partitions) if piece.only is not None else partition_range(partitions, piece.keys)
-        clock = settings.clock(datetime.fromtimestamp(plan.now, UTC))
+        clock = settings.clock(datetime.fromtimestamp(plan.now, UTC), source.mapping_spec)
         staged = staging.create(state.engine, plan.batch, piece.name, plan.now)
         with source.connect() as src, state.begin() as dst, stops_as_failures():
             return extract_piece(

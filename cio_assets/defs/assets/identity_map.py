@@ -53,7 +53,7 @@ def identity_map(
     state: StateDatabase,
     settings: Settings,
 ) -> dg.MaterializeResult:
-    clock = settings.clock(utc_now())
+    clock = settings.clock(utc_now(), source.mapping_spec)
     with source.connect() as src, state.begin() as dst:
         summary = refresh_identity(
             src,

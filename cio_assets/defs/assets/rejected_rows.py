@@ -36,10 +36,16 @@ def rejected_rows(
     state: StateDatabase,
     settings: Settings,
 ) -> dg.MaterializeResult:
-    clock = settings.clock(utc_now())
+    clock = settings.clock(utc_now(), source.mapping_spec)
     with source.connect() as src, state.begin() as dst:
         run = refresh_rejections(
-            src, dst, clock, settings.fingerprint(), settings.chunk_size, config.full_refresh, context.run.run_id
+            src,
+            dst,
+            clock,
+            settings.fingerprint(source.mapping_spec),
+            settings.chunk_size,
+            config.full_refresh,
+            context.run.run_id,
         )
     context.log.info(
         f"{run.mode}: {run.reason}. {len(run.current)} source rows set aside, {run.released} passed again: "

@@ -46,7 +46,7 @@ from cio_assets.defs.resources import Settings, SourceDatabase
 from cio_assets.events.idle_carts import idle_deadlines
 from cio_assets.lib.engines import DatabaseError
 from cio_assets.lib.timestamps import utc_now
-from cio_assets.schema.check import SourceSchemaError
+from cio_assets.mapping.check import SourceSchemaError
 from cio_assets.schema.shop import SOURCE_TABLES
 from cio_assets.tracking.marks import observe_all
 
@@ -193,7 +193,9 @@ def source_changes_sensor(
                 observed = observe_all(conn, SOURCE_TABLES)
                 freshness = read_source_freshness(conn, source, settings)
                 idle = (
-                    idle_deadlines(conn, settings.zones, settings.cart_idle, settings.chunk_size, checked, now)
+                    idle_deadlines(
+                        conn, settings.zones(source.mapping_spec), settings.cart_idle, settings.chunk_size, checked, now
+                    )
                     if checked is not None and checked < now
                     else []
                 )

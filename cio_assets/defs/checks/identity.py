@@ -22,7 +22,7 @@ from cio_assets.defs.metadata import markdown_table
 from cio_assets.defs.resources import Settings, SourceDatabase, StateDatabase
 from cio_assets.lib.reads import read_frame
 from cio_assets.schema import state as state_tables
-from cio_assets.schema.shop import carts, orders
+from cio_assets.schema.shop import carts, is_paid, orders
 from cio_assets.tracking.marks import observe_tables
 
 ASSET = "identity_map"
@@ -77,7 +77,7 @@ def read_identity_counts(
     if _still_counts(previous, marks, now):
         paid, counted_at = previous[PAID], previous[COUNTED_AT]  # type: ignore[index]
     else:
-        paid = source.execute(select(func.count()).select_from(orders).where(orders.c.status == "paid")).scalar_one()
+        paid = source.execute(select(func.count()).select_from(orders).where(is_paid(orders))).scalar_one()
         counted_at = now
     cart_rows = observed[carts.name]["row_count"]
     return IdentityCounts(

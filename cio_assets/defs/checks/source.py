@@ -90,7 +90,7 @@ class SourceFreshness:
 def read_source_freshness(conn: Connection, source: SourceDatabase, settings: Settings) -> SourceFreshness:
     now = utc_now()
     return SourceFreshness(
-        newest_paid_at=newest_paid_at(conn, settings.zone_of(orders.name), now),
+        newest_paid_at=newest_paid_at(conn, settings.zones(source.mapping_spec).of(orders.name), now),
         checked_at=now,
         max_lag_minutes=settings.source_max_lag_minutes,
         source=source.origin.url,

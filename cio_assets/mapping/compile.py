@@ -1,0 +1,168 @@
+"""A mapping, compiled: each concept becomes a SELECT over the shop's own tables whose columns carry the canonical
+names and types, and every statement the pipeline runs on the source has the concept tables (`schema/shop.py`)
+replaced by those SELECTs.
+
+    SELECT orders.id, orders.paid_at FROM orders WHERE orders.paid_at >= ?
+    -- on a WooCommerce shop runs as
+    SELECT orders.id, orders.paid_at FROM (SELECT o.id AS id, od.date_paid_gmt AS paid_at, …
+        FROM wp_wc_orders AS o LEFT JOIN wp_wc_order_operational_data AS od ON od.order_id = o.id
+        WHERE o.type = 'shop_order') AS orders WHERE orders.paid_at >= ?
+
+MariaDB and MySQL merge such a derived table into the outer query (as SQLite flattens it), so a predicate on a
+column that is a base column reaches that column's index: a keyed lookup stays a keyed lookup. `doctor` shows the
+plans. A concept the mapping leaves out (or an optional one whose table is missing) is a SELECT of no rows.
+
+The stages never see any of this: `install` hooks the translation into the source engine, so they keep naming
+the concepts, and read results by canonical names only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    String,
+    Subquery,
+    Table,
+    case,
+    event,
+    false,
+    literal,
+    literal_column,
+    null,
+    select,
+    text,
+    type_coerce,
+)
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.elements import ClauseElement
+
+from cio_assets.mapping.spec import PLACEHOLDER, ConceptSpec, MappingSpec
+from cio_assets.schema.shop import CONCEPTS, vocabulary
+
+# The status a source value no mapping entry names becomes: the hygiene rules set the row aside as an unknown
+# status, and `rejected_rows` lists it with this value, e.g. 'unmapped:wc-shipped'.
+UNMAPPED = "unmapped:"
+MAX_LOOKUP_DEPTH = 3
+
+
+class Relations:
+    """Each concept's SELECT over the shop, and the translation of the pipeline's statements into them."""
+
+    def __init__(self, mapping: MappingSpec, selects: dict[str, Select], present: frozenset[str]) -> None:
+        self.mapping = mapping
+        self.selects = selects  # concept → its SELECT (no rows for an absent concept)
+        self.present = present  # the concepts the shop has
+        self._by_table: dict[Table, Subquery] = {
+            CONCEPTS[name]: statement.subquery(name) for name, statement in selects.items()
+        }
+
+    def translate(self, statement: ClauseElement) -> ClauseElement:
+        """The statement with every concept table replaced by its SELECT over the shop."""
+        by_table = self._by_table
+
+        def replace(element: Any) -> Any:
+            if isinstance(element, Table):
+                return by_table.get(element)
+            if element.__visit_name__ == "column":
+                table = getattr(element, "table", None)
+                if isinstance(table, Table) and table in by_table:
+                    return by_table[table].c[element.key]
+            return None
+
+        return visitors.replacement_traverse(statement, {}, replace)
+
+    def install(self, engine: Engine) -> None:
+        """Translate every query the engine runs (stages name concepts; the shop has its own tables). Writes are
+        left as they are: the pipeline never writes to the shop, and the demo and the tests write its tables."""
+
+        @event.listens_for(engine, "before_execute", retval=True)
+        def _translate(conn, clauseelement, multiparams, params, execution_options):
+            if isinstance(clauseelement, ClauseElement) and not isinstance(clauseelement, UpdateBase):
+                clauseelement = self.translate(clauseelement)
+            return clauseelement, multiparams, params
+
+
+def compile_mapping(mapping: MappingSpec, tables_found: set[str] | None = None) -> Relations:
+    """Every concept's SELECT. `tables_found` (lower-case names in the shop) decides whether an optional concept
+    is present; None: all are."""
+    selects: dict[str, Select] = {}
+    present: set[str] = set()
+    for name, table in CONCEPTS.items():
+        spec = mapping.concepts.get(name)
+        if spec is not None and (not spec.optional or tables_found is None or spec.table.lower() in tables_found):
+            selects[name] = concept_select(table, spec, tables_found)
+            present.add(name)
+        else:
+            selects[name] = empty_select(table)
+    return Relations(mapping, selects, frozenset(present))
+
+
+def concept_select(table: Table, spec: ConceptSpec, tables_found: set[str] | None = None) -> Select:
+    """The concept's rows, each canonical column under its own name and type."""
+    columns = [column_expression(table, spec, column.name, tables_found).label(column.name) for column in table.columns]
+    source = " ".join([f"{spec.table} AS {spec.alias}", *spec.joins])
+    statement = select(*columns).select_from(text(source))
+    return statement.where(text(spec.where)) if spec.where else statement
+
+
+def empty_select(table: Table) -> Select:
+    """No rows, with the concept's columns: what an absent concept reads as."""
+    return select(*(type_coerce(null(), column.type).label(column.name) for column in table.columns)).where(false())
+
+
+def column_expression(
+    table: Table, spec: ConceptSpec, name: str, tables_found: set[str] | None = None
+) -> ColumnElement:
+    """SQL for one canonical column of the concept (NULL when the mapping leaves it out)."""
+    column = table.c[name]
+    column_spec = spec.columns.get(name)
+    if column_spec is None:
+        return type_coerce(null(), column.type)
+    raw: ColumnElement = literal_column(f"({_with_lookups(column_spec.sql, spec, tables_found)})")
+    value = raw
+    if column_spec.null_if:
+        value = case(*((raw == literal(v), null()) for v in column_spec.null_if), else_=raw)
+    if column_spec.sign == -1:
+        value = -value
+    if column_spec.values is not None:
+        value = _mapped(value, column_spec.values, vocabulary(column))
+    return type_coerce(value, column.type)
+
+
+def _with_lookups(sql: str, spec: ConceptSpec, tables_found: set[str] | None, depth: int = 0) -> str:
+    """The SQL with each {lookup} or {lookup:key} replaced by its correlated subquery (LIMIT 1 reads the same in
+    MariaDB, MySQL and SQLite), or NULL for an optional lookup whose table the shop lacks. A lookup's own SQL may
+    use other lookups (a product's SKU by the line's _product_id), a few levels deep."""
+    if depth > MAX_LOOKUP_DEPTH:
+        raise ValueError(f"{spec.name}: lookups nest more than {MAX_LOOKUP_DEPTH} deep (one refers to itself?)")
+
+    def subquery(match: re.Match[str]) -> str:
+        lookup = spec.lookups[match.group(1)]
+        if lookup.optional and tables_found is not None and lookup.table.lower() not in tables_found:
+            return "NULL"
+        where = f"({lookup.match})"
+        if lookup.key is not None:
+            quoted = match.group(2).replace("'", "''")
+            where += f" AND {lookup.key} = '{quoted}'"
+        order = f" ORDER BY {lookup.order} {'DESC' if lookup.latest else 'ASC'}" if lookup.order else ""
+        found = f"(SELECT {lookup.value} FROM {lookup.table} AS {lookup.alias} WHERE {where}{order} LIMIT 1)"
+        return _with_lookups(found, spec, tables_found, depth + 1)
+
+    return PLACEHOLDER.sub(subquery, sql)
+
+
+def _mapped(value: ColumnElement, values: dict[Any, Any], allowed: tuple[str, ...] | None) -> ColumnElement:
+    """A value map as CASE. A status no entry names becomes UNMAPPED + the value (set aside, listed); consent no
+    entry names is unknown."""
+    whens = [
+        (value == literal(key), literal(target) if target is not None else null()) for key, target in values.items()
+    ]
+    is_status = allowed is not None and "opted_in" not in allowed
+    otherwise = literal(UNMAPPED, String) + type_coerce(value, String) if is_status else null()
+    return case(*whens, else_=otherwise)
