@@ -105,8 +105,11 @@ def shop(source_engine: Engine) -> ShopBuilder:
 class Pipeline:
     """Runs the assets in-process against the test databases and reads back what they wrote."""
 
-    def __init__(self, source_url: str, state_url: str, state_engine: Engine, outbox_dir) -> None:
+    def __init__(
+        self, source_url: str, state_url: str, state_engine: Engine, outbox_dir, mapping: str = "reference"
+    ) -> None:
         self.source_url = source_url
+        self.mapping = mapping  # CIO_SOURCE_MAPPING: how the shop's tables are read
         self.state_url = state_url
         self.state_engine = state_engine
         self.outbox_dir = outbox_dir
@@ -141,7 +144,7 @@ class Pipeline:
                 raise_on_error=raise_on_error,
                 resources={
                     "settings": settings or Settings(),
-                    "source": SourceDatabase(url=self.source_url),
+                    "source": SourceDatabase(url=self.source_url, mapping=self.mapping),
                     "state": StateDatabase(url=self.state_url),
                     "customerio": customerio or CustomerIO(dry_run=True, outbox_dir=str(self.outbox_dir)),
                 },

@@ -20,7 +20,7 @@
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 
 import orjson
@@ -79,6 +79,8 @@ class EventOptions:
     sent_names: dict[str, str]  # family -> the name Customer.io receives it under (CIO_EVENT_NAMES)
     live_window_hours: int  # CIO_LIVE_WINDOW_HOURS
     history_events: str  # CIO_HISTORY_EVENTS
+    # Families the shop has nothing to make from (the source mapping has no carts, say), each with why: not sent.
+    families_off: dict[str, str] = field(default_factory=dict)
 
 
 class EventStream(SyncStream):
@@ -194,6 +196,7 @@ class EventStream(SyncStream):
             "events_released_from_quarantine": self.counts["released_from_quarantine"],
             "events_family_off": self.counts["family_off"],
             "event_families": ", ".join(self.families),
+            "event_families_off": self.options.families_off,
             "event_names": {family: self.sent_names[family] for family in self.families},
             "live_window_hours": self.options.live_window_hours,
         }

@@ -32,8 +32,9 @@ tables. Read from TOML and checked at load; every error names the file, the key 
     pick = "latest"                            # or "first"
     optional = false                           # true: NULL when the table is missing (a plugin's)
 
-A concept the file leaves out is absent from the shop: it reads as empty, and what needs it is off. A canonical
-column a concept leaves out is NULL. `optional = true` makes a concept absent when its base table is.
+A concept the file leaves out is absent from the shop: it reads as empty, and the event families that need it are
+off (`[mapping] absent = { carts = "why" }` says why, in the run's metadata). A canonical column a concept leaves
+out is NULL. `optional = true` makes a concept absent when its base table is.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table
 
+from cio_assets.schema.events import DECLARED
 from cio_assets.schema.shop import CONCEPTS, REQUIRED_CONCEPTS, vocabulary
 
 PRESETS_DIR = Path(__file__).with_name("presets")
@@ -111,6 +113,7 @@ class MappingSpec:
     about: str
     time_zone: str
     concepts: dict[str, ConceptSpec]
+    absent_because: dict[str, str]  # why the shop has no such concept, where the file says
     prefix: str  # the table prefix applied
     text: str  # the file as read: part of the computations' fingerprint
 
@@ -126,9 +129,18 @@ class MappingSpec:
         spec = self.concepts.get(concept)
         return (spec.time_zone if spec and spec.time_zone else None) or self.time_zone
 
-    def absent(self) -> tuple[str, ...]:
-        """Concepts the file leaves out, in the pipeline's order."""
-        return tuple(name for name in CONCEPTS if name not in self.concepts)
+    def absent(self) -> dict[str, str]:
+        """Concepts the file leaves out, in the pipeline's order, each with why."""
+        return {
+            name: self.absent_because.get(name, f"{self.shown} has no {name}")
+            for name in CONCEPTS
+            if name not in self.concepts
+        }
+
+    def families_off(self) -> dict[str, str]:
+        """Event families this shop cannot have, each with why: their concept is absent."""
+        absent = self.absent()
+        return {family.name: absent[family.source_table] for family in DECLARED if family.source_table in absent}
 
 
 def resolve(choice: str) -> Path:
@@ -171,7 +183,10 @@ class _Reader:
                 sorted(unknown)[0],
                 f"is not a concept; expected [mapping], [options] or concepts among {', '.join(CONCEPTS)}",
             )
-        head = self.table(document.get("mapping", {}), "mapping", {"about", "time_zone"})
+        head = self.table(document.get("mapping", {}), "mapping", {"about", "time_zone", "absent"})
+        absent = self.table(head.get("absent", {}), "mapping.absent", set(CONCEPTS))
+        if not all(isinstance(reason, str) for reason in absent.values()):
+            raise self.fail("mapping.absent", "expected concept = 'why the shop has none'")
         options = self.table(document.get("options", {}), "options", {"prefix"})
         self.prefix = prefix if prefix is not None else self.string(options, "options", "prefix", default="")
         if not re.fullmatch(r"[A-Za-z0-9_]*", self.prefix):
@@ -186,6 +201,7 @@ class _Reader:
             about=self.string(head, "mapping", "about", default=""),
             time_zone=self.zone(head, "mapping", default="UTC"),
             concepts=concepts,
+            absent_because={name: absent[name] for name in CONCEPTS if name not in concepts and name in absent},
             prefix=self.prefix,
             text=self.text,
         )

@@ -22,7 +22,7 @@ CREATE TABLE orders (
 	customer_id BIGINT COMMENT 'The customer, or null for a guest checkout', 
 	email VARCHAR(320) COMMENT 'Checkout e-mail (links guest orders to people)', 
 	cart_id BIGINT COMMENT 'The cart the order came from, if any', 
-	status VARCHAR(32) NOT NULL COMMENT 'pending, paid, payment_failed or cancelled (ORDER_STATUSES)', 
+	status VARCHAR(32) NOT NULL COMMENT 'pending, paid, payment_failed, cancelled or refunded (ORDER_STATUSES)', 
 	currency CHAR(3) NOT NULL COMMENT 'ISO 4217 currency code', 
 	subtotal NUMERIC(12, 2) NOT NULL COMMENT 'Sum of the lines', 
 	discount_total NUMERIC(12, 2) NOT NULL COMMENT 'Discounts applied', 

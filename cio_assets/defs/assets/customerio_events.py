@@ -6,7 +6,7 @@ import dagster as dg
 from cio_assets.defs.assets.sync import run_sync
 from cio_assets.defs.catalog import listing_schemas
 from cio_assets.defs.partitions import context_range
-from cio_assets.defs.resources import CustomerIO, Settings, StateDatabase
+from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.delivery import events
 from cio_assets.delivery.events import EventOptions, EventStream
 from cio_assets.schema import state as state_tables
@@ -28,11 +28,17 @@ def customerio_events_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
         ),
     )
     def customerio_events(
-        context: dg.AssetExecutionContext, state: StateDatabase, customerio: CustomerIO, settings: Settings
+        context: dg.AssetExecutionContext,
+        state: StateDatabase,
+        customerio: CustomerIO,
+        settings: Settings,
+        source: SourceDatabase,
     ) -> dg.MaterializeResult:
+        off = source.mapping_spec.families_off()  # the shop has nothing they are made from
         options = EventOptions(
             chunk_size=settings.chunk_size,
-            families=settings.families,
+            families=tuple(family for family in settings.families if family not in off),
+            families_off=off,
             sent_names=settings.sent_names,
             live_window_hours=settings.live_window_hours,
             history_events=settings.history_events,

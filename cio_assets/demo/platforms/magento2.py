@@ -569,7 +569,7 @@ def _customer(shop: _Shop, number: int) -> None:
     website = 2 if rng.random() < 0.1 and number != 1 else 1  # the first has its twin on website 2
     created = between(rng, shop.start - timedelta(days=200), shop.stop - timedelta(hours=1))
     address = (
-        "both" if number == 2 else "none" if number == 3 else weighted(rng, {"billing": 80, "both": 8, "none": 12})
+        "both" if number == 2 else "none" if number in (1, 3) else weighted(rng, {"billing": 80, "both": 8, "none": 12})
     )
     customer_id, phone, country = shop.customer(who, website, created, address)
     person = Person(who.email, who.first_name, who.last_name, phone, country, "unknown", (customer_id,))
@@ -584,7 +584,8 @@ def _customer(shop: _Shop, number: int) -> None:
             person, who, customer_id, website, between(rng, max(created, shop.start), shop.stop - timedelta(minutes=25))
         )
     if number == 1:  # the same e-mail on the second website: another customer, the same person
-        twin_id, _, _ = shop.customer(who, 2, created + timedelta(days=30), "billing")
+        # Only the twin has an address: the person's phone and country are the twin's.
+        twin_id, person.phone, person.country = shop.customer(who, 2, created + timedelta(days=30), "billing")
         person.customer_ids = (customer_id, twin_id)
         shop.order(
             person,

@@ -68,7 +68,7 @@ STATUS_WEIGHTS = {
     "wc-refunded": 4,
     "wc-failed": 6,
     "wc-checkout-draft": 5,
-    CUSTOM_STATUS: 5,
+    CUSTOM_STATUS: 1,  # a plugin status on a few orders: set aside and listed, below the contract threshold
 }
 # MailPoet status -> consent. Only an explicit unsubscribe is an opt-out; unconfirmed (double opt-in never
 # confirmed), inactive (MailPoet stopped sending for lack of engagement) and bounced (undeliverable) are no
@@ -98,6 +98,7 @@ TABLES = (  # write order
     "woocommerce_order_items",
     "woocommerce_order_itemmeta",
     "wc_order_product_lookup",
+    "wc_product_meta_lookup",
     "mailpoet_subscribers",
 )
 
@@ -345,6 +346,14 @@ def _consent_status(rng: random.Random, number: int) -> str | None:
     return rng.choices(list(MAILPOET_WEIGHTS), weights=list(MAILPOET_WEIGHTS.values()))[0]
 
 
+def _catalogue(shop: _Shop) -> None:
+    """The products' SKUs, as WooCommerce keeps them for lookups; a variation without a SKU of its own has ''."""
+    for product in CATALOGUE:
+        shop.rows.add("wc_product_meta_lookup", product_id=product.product_id, sku=product.sku)
+        for variant in product.variants:
+            shop.rows.add("wc_product_meta_lookup", product_id=variant, sku="")
+
+
 def generate(
     url: str | URL, customers: int = 200, seed: int = 0, prefix: str = "wp_", *, end=END, days: int = DAYS
 ) -> ShopTruth:
@@ -361,6 +370,7 @@ def generate(
             ddl.load(conn, "woocommerce", prefix)
             conn.commit()
             _staff(shop)
+            _catalogue(shop)
             guests: list[tuple[Person, Identity]] = []
             for first in range(1, customers + 1, BATCH_CUSTOMERS):
                 for number in range(first, min(first + BATCH_CUSTOMERS, customers + 1)):

@@ -15,6 +15,10 @@
 --     plugins/woocommerce/includes/class-wc-install.php, get_schema():
 --       wp_woocommerce_order_items, wp_woocommerce_order_itemmeta, wp_wc_order_product_lookup
 --       (date_created DEFAULT CURRENT_TIMESTAMP: the branch taken on MySQL >= 5.6 and on every MariaDB)
+--   wp_posts (src/wp-admin/includes/schema.php at 01501ab, as above: WordPress's privacy requests are posts of type
+--     user_request) and wp_wc_product_meta_lookup (class-wc-install.php, get_schema(), as copied in
+--     ../shared/platform-schemas at aa094f1b8114883a86120cc48af22ebadd7b0784: a product's SKU), which the
+--     woocommerce preset reads too
 --   github.com/mailpoet/mailpoet @ 102ed8529e2cf5010abc7f57ec9549a0c1a5a945
 --     mailpoet/lib/Migrations/Db/Migration_20221028_105818.php, subscribers() (moved there from
 --     lib/Config/Migrator.php): wp_mailpoet_subscribers
@@ -171,6 +175,63 @@ CREATE TABLE wp_woocommerce_order_itemmeta (
   PRIMARY KEY  (meta_id),
   KEY order_item_id (order_item_id),
   KEY meta_key (meta_key(32))
+) DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci;
+
+CREATE TABLE wp_posts (
+	ID bigint(20) unsigned NOT NULL auto_increment,
+	post_author bigint(20) unsigned NOT NULL default '0',
+	post_date datetime NOT NULL default '0000-00-00 00:00:00',
+	post_date_gmt datetime NOT NULL default '0000-00-00 00:00:00',
+	post_content longtext NOT NULL,
+	post_title text NOT NULL,
+	post_excerpt text NOT NULL,
+	post_status varchar(20) NOT NULL default 'publish',
+	comment_status varchar(20) NOT NULL default 'open',
+	ping_status varchar(20) NOT NULL default 'open',
+	post_password varchar(255) NOT NULL default '',
+	post_name varchar(200) NOT NULL default '',
+	to_ping text NOT NULL,
+	pinged text NOT NULL,
+	post_modified datetime NOT NULL default '0000-00-00 00:00:00',
+	post_modified_gmt datetime NOT NULL default '0000-00-00 00:00:00',
+	post_content_filtered longtext NOT NULL,
+	post_parent bigint(20) unsigned NOT NULL default '0',
+	guid varchar(255) NOT NULL default '',
+	menu_order int(11) NOT NULL default '0',
+	post_type varchar(20) NOT NULL default 'post',
+	post_mime_type varchar(100) NOT NULL default '',
+	comment_count bigint(20) NOT NULL default '0',
+	PRIMARY KEY  (ID),
+	KEY post_name (post_name(191)),
+	KEY type_status_date (post_type,post_status,post_date,ID),
+	KEY post_parent (post_parent),
+	KEY post_author (post_author)
+) DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci;
+
+CREATE TABLE wp_wc_product_meta_lookup (
+  `product_id` bigint(20) NOT NULL,
+  `sku` varchar(100) NULL default '',
+  `global_unique_id` varchar(100) NULL default '',
+  `virtual` tinyint(1) NULL default 0,
+  `downloadable` tinyint(1) NULL default 0,
+  `min_price` decimal(19,4) NULL default NULL,
+  `max_price` decimal(19,4) NULL default NULL,
+  `onsale` tinyint(1) NULL default 0,
+  `stock_quantity` double NULL default NULL,
+  `stock_status` varchar(100) NULL default 'instock',
+  `rating_count` bigint(20) NULL default 0,
+  `average_rating` decimal(3,2) NULL default 0.00,
+  `total_sales` bigint(20) NULL default 0,
+  `tax_status` varchar(100) NULL default 'taxable',
+  `tax_class` varchar(100) NULL default '',
+  PRIMARY KEY  (`product_id`),
+  KEY `virtual` (`virtual`),
+  KEY `downloadable` (`downloadable`),
+  KEY `stock_status` (`stock_status`),
+  KEY `stock_quantity` (`stock_quantity`),
+  KEY `onsale` (`onsale`),
+  KEY min_max_price (`min_price`, `max_price`),
+  KEY sku (sku(50))
 ) DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci;
 
 CREATE TABLE wp_wc_order_product_lookup (
