@@ -9,7 +9,7 @@ demo dev: export DAGSTER_HOME := $(CURDIR)
 # dev server should not launch runs by itself (set CIO_AUTOMATION=on to try them).
 dev: export CIO_AUTOMATION ?= off
 
-.PHONY: install demo dev test lint validate docs bench bench-live reference
+.PHONY: install demo dev test lint validate docs bench bench-live reference doctor
 
 install:
 	@bash scripts/install.sh
@@ -19,6 +19,11 @@ demo: install
 
 dev: install
 	.venv/bin/dagster dev -w workspace.yaml
+
+# What the pipeline will make of the shop (CIO_MYSQL_URL, CIO_SOURCE_MAPPING), before the first sync: concepts,
+# unmapped statuses, duplicate keys, consent, time zones, event families, the hot queries' plans. Read only.
+doctor: install
+	.venv/bin/python -m cio_assets doctor
 
 # The layers' rules, the code location as `dg` loads it, the docs site, then the suite.
 test: install

@@ -1,0 +1,380 @@
+"""`doctor`: what the pipeline will make of a shop, on one screen, before the first sync. It only reads.
+
+    python -m cio_assets doctor        (make doctor)
+
+With the source mapping (CIO_SOURCE_MAPPING, CIO_SOURCE_TABLE_PREFIX) and the shop (CIO_MYSQL_URL; empty: the
+demo's sample shop) it reports
+- each concept: its tables found or missing, its rows, or why the shop has none;
+- the values no entry of the mapping names (order and subscription statuses), with their counts;
+- keys carried by more than one row (set aside as duplicate_key by the pipeline);
+- consent: opted in, opted out, never asked;
+- time-zone sanity: each concept's newest time against now (a time in the future is the signature of a zone
+  mistake);
+- the event families that will be sent, and those that are off with why;
+- the plans of the hot queries (change detection, a day's orders, a person's history, the lines of an order),
+  with a warning and the CREATE INDEX statement for every full scan an index would avoid.
+
+It exits 1 when the pipeline could not run on the shop (a table or column missing, the shop unreachable), else 0;
+warnings do not fail it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Column, Connection, DateTime, Engine, Select, func, literal, make_url, select, text
+from sqlalchemy.exc import DBAPIError
+
+from cio_assets.config import Environment, PipelineSettings, SettingsError
+from cio_assets.lib.engines import DatabaseError, Origin, driver_message, engine_for, shown_url
+from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds, utc_now
+from cio_assets.mapping.check import SourceSchemaError, check_source
+from cio_assets.mapping.compile import UNMAPPED, Relations
+from cio_assets.mapping.spec import MappingError, MappingSpec
+from cio_assets.schema.shop import (
+    CONCEPTS,
+    CONSENT,
+    cart_items,
+    carts,
+    customers,
+    is_paid,
+    order_items,
+    orders,
+    refunds,
+    subscriptions,
+    vocabulary,
+)
+
+OK, WARN, ERROR = "ok", "warn", "error"
+_MARK = {OK: "  ✓", WARN: "  !", ERROR: "  ✗"}
+# A time this far past now is a zone mistake, not a clock skew.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass
+class Section:
+    title: str
+    lines: list[tuple[str, str]] = field(default_factory=list)  # (level, text)
+
+    def add(self, level: str, text_: str) -> None:
+        self.lines.append((level, text_))
+
+
+@dataclass
+class Report:
+    sections: list[Section] = field(default_factory=list)
+
+    def section(self, title: str) -> Section:
+        self.sections.append(Section(title))
+        return self.sections[-1]
+
+    @property
+    def failed(self) -> bool:
+        return any(level == ERROR for section in self.sections for level, _ in section.lines)
+
+    def render(self) -> str:
+        out: list[str] = []
+        for section in self.sections:
+            out.append(section.title)
+            out += [f"{_MARK[level]} {line}" for level, line in section.lines]
+            out.append("")
+        errors = sum(level == ERROR for s in self.sections for level, _ in s.lines)
+        warnings = sum(level == WARN for s in self.sections for level, _ in s.lines)
+        out.append(f"{errors} error(s), {warnings} warning(s).")
+        return "\n".join(out)
+
+
+# --- the diagnosis -----------------------------------------------------------------------------------------
+
+
+def diagnose(engine: Engine, mapping: MappingSpec, settings: PipelineSettings, where: str) -> Report:
+    """Everything `doctor` reports on a shop. Nothing is written."""
+    report = Report()
+    head = report.section(f"Source mapping: {mapping.shown}")
+    head.add(OK, mapping.about or mapping.name)
+    head.add(OK, f"table prefix {mapping.prefix!r}; shop: {where}")
+    try:
+        relations = check_source(engine, mapping, where)
+    except SourceSchemaError as error:
+        report.section("The shop against the mapping").add(ERROR, str(error))
+        return report
+    relations.install(engine)
+    with engine.connect() as conn:
+        _concepts(report, conn, mapping, relations)
+        _unmapped(report, conn)
+        _keys(report, conn, relations)
+        _consent(report, conn)
+        _times(report, conn, mapping, settings, relations)
+        _families(report, mapping, settings)
+        _plans(report, conn, mapping, relations)
+    return report
+
+
+def _concepts(report: Report, conn: Connection, mapping: MappingSpec, relations: Relations) -> None:
+    section = report.section("Concepts")
+    absent = mapping.absent()
+    for name, table in CONCEPTS.items():
+        spec = mapping.concepts.get(name)
+        if name in relations.present and spec is not None:
+            rows = conn.execute(select(func.count()).select_from(table)).scalar_one()
+            tables = ", ".join(dict.fromkeys([spec.table, *(lookup.table for lookup in spec.lookups.values())]))
+            section.add(OK, f"{name}: {rows:,} rows (from {tables})")
+        elif spec is not None:  # optional, and its table is missing
+            section.add(OK, f"{name}: none (the optional table {spec.table} is not in the shop)")
+        else:
+            section.add(OK, f"{name}: none: {absent[name]}")
+
+
+def _unmapped(report: Report, conn: Connection) -> None:
+    section = report.section("Statuses the pipeline has no word for (set aside, listed with their value)")
+    found = False
+    for table in (orders, subscriptions):
+        statement = (
+            select(table.c.status, func.count().label("rows"))
+            .where(table.c.status.is_(None) | table.c.status.not_in(vocabulary(table.c.status) or ()))
+            .group_by(table.c.status)
+            .order_by(func.count().desc())
+        )
+        for status, rows in conn.execute(statement):
+            found = True
+            value = "NULL" if status is None else repr(status.removeprefix(UNMAPPED))
+            section.add(WARN, f"{table.name}.status {value}: {rows:,} rows; map it in a copy of the mapping's values")
+    if not found:
+        section.add(OK, "every order and subscription status maps onto the pipeline's")
+
+
+def _keys(report: Report, conn: Connection, relations: Relations) -> None:
+    section = report.section("Keys")
+    for name in _present(relations):
+        table = CONCEPTS[name]
+        if "id" not in table.c:
+            continue
+        statement = select(func.count(), func.count(table.c.id.distinct()), func.count(table.c.id))
+        rows, distinct, with_key = conn.execute(statement).one()
+        if rows - with_key:
+            section.add(WARN, f"{name}: {rows - with_key:,} rows without an id (set aside)")
+        if with_key - distinct:
+            section.add(
+                WARN, f"{name}: {with_key - distinct:,} rows share an id with another (set aside as duplicate_key)"
+            )
+    if not section.lines:
+        section.add(OK, "every key is carried by one row")
+
+
+def _consent(report: Report, conn: Connection) -> None:
+    section = report.section("E-mail consent")
+    column = customers.c.accepts_email_marketing
+    # Keys come back as 1/0 (MariaDB) or True/False (SQLite): equal in Python, so one lookup each.
+    counts = {
+        None if key is None else bool(key): rows
+        for key, rows in conn.execute(select(column, func.count()).group_by(column))
+    }
+    shown = {CONSENT[0]: counts.get(True, 0), CONSENT[1]: counts.get(False, 0), CONSENT[2]: counts.get(None, 0)}
+    total = sum(shown.values())
+    section.add(OK, ", ".join(f"{state.replace('_', ' ')} {count:,}" for state, count in shown.items()))
+    if total and shown[CONSENT[2]] == total:
+        section.add(WARN, "nobody's consent is known: nobody is unsubscribed, and nobody is e-mail eligible")
+
+
+def _times(report: Report, conn: Connection, mapping: MappingSpec, settings: PipelineSettings, relations: Relations):
+    section = report.section("Time zones (each concept's newest time, read in its zone, against now)")
+    zones = settings.zones(mapping)
+    now = utc_now()
+    for name in _present(relations):
+        table = CONCEPTS[name]
+        zone = zones.of(name)
+        for column in _time_columns(table):
+            newest = conn.execute(
+                select(func.max(column)).where(column <= to_source_naive(now + timedelta(days=365), zone))
+            ).scalar_one_or_none()
+            if newest is None:
+                continue
+            (seconds,) = to_unix_seconds(pd.Series([newest]), zone)
+            ahead = timedelta(seconds=int(seconds) - int(now.timestamp()))
+            if ahead > FUTURE_TOLERANCE:
+                hours = round(ahead / timedelta(hours=1), 1)
+                section.add(
+                    WARN,
+                    f"{name}.{column.name} (zone {zone.key}): the newest is {hours:g} h in the future; if the shop "
+                    "has no such rows, its zone is wrong (the mapping's time_zone, CIO_SOURCE_TZ)",
+                )
+            else:
+                section.add(OK, f"{name}.{column.name} (zone {zone.key}): newest {_ago(-ahead)} ago")
+
+
+def _present(relations: Relations) -> list[str]:
+    """The concepts the shop has, in the pipeline's order."""
+    return [name for name in CONCEPTS if name in relations.present]
+
+
+def _time_columns(table) -> Iterator[Column]:
+    for name in ("updated_at", "paid_at", "created_at", "linked_at", "requested_at"):
+        if name in table.c and isinstance(table.c[name].type, DateTime):
+            yield table.c[name]
+            return
+
+
+def _ago(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes / 60:.1f} h" if minutes < 48 * 60 else f"{minutes / 1440:.0f} days"
+
+
+def _families(report: Report, mapping: MappingSpec, settings: PipelineSettings) -> None:
+    section = report.section("Event families")
+    off = mapping.families_off()
+    sent = [family for family in settings.families if family not in off]
+    section.add(OK, f"sent: {', '.join(sent) or 'none'}")
+    for family, why in off.items():
+        section.add(OK, f"off: {family}: {why}")
+
+
+# --- query plans -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HotQuery:
+    what: str
+    statement: Select
+    column: Column  # the canonical column its predicate is on: the one an index should cover
+
+
+def hot_queries(now: datetime) -> list[HotQuery]:
+    """The queries whose cost must follow the change, not the shop: what the sensor and every run ask."""
+    since = (now - timedelta(hours=1)).replace(tzinfo=None)
+    day = (now - timedelta(days=1)).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+    queries = [
+        HotQuery(
+            "a day's paid orders",
+            select(orders.c.id).where(is_paid(orders), orders.c.paid_at >= day, orders.c.paid_at < day + timedelta(1)),
+            orders.c.paid_at,
+        ),
+        HotQuery("a person's orders by id", select(orders.c.id).where(orders.c.customer_id == 1), orders.c.customer_id),
+        HotQuery(
+            "a person's orders by e-mail",
+            select(orders.c.id).where(orders.c.email == literal("someone@example.com")),
+            orders.c.email,
+        ),
+        HotQuery(
+            "an order's lines", select(order_items.c.id).where(order_items.c.order_id == 1), order_items.c.order_id
+        ),
+        HotQuery("an order's refunds", select(refunds.c.id).where(refunds.c.order_id == 1), refunds.c.order_id),
+        HotQuery("a cart's lines", select(cart_items.c.id).where(cart_items.c.cart_id == 1), cart_items.c.cart_id),
+    ]
+    for table in (customers, orders, carts, cart_items, subscriptions, refunds):
+        column = next(_time_columns(table), None)
+        if column is not None:
+            queries.append(HotQuery(f"changes to {table.name}", select(table.c.id).where(column > since), column))
+    return queries
+
+
+@dataclass(frozen=True)
+class Scan:
+    table: str  # the shop's table read whole
+    detail: str
+
+
+def full_scans(plan: list[dict[str, Any]], dialect: str) -> list[Scan]:
+    """The tables a plan reads whole although an index could be used (MariaDB/MySQL EXPLAIN: type ALL without a
+    possible key, or a whole index read in its order; SQLite EXPLAIN QUERY PLAN: SCAN without an index)."""
+    scans = []
+    for row in plan:
+        if dialect == "sqlite":
+            detail = str(row.get("detail", ""))
+            match = re.match(r"SCAN (?:TABLE )?(\w+)(?: AS \w+)?$", detail)
+            if match:
+                scans.append(Scan(match.group(1), detail))
+        elif str(row.get("type", "")).upper() in ("ALL", "INDEX") and not row.get("possible_keys"):
+            scans.append(Scan(str(row.get("table")), f"{row.get('select_type')} scans about {row.get('rows')} rows"))
+    return scans
+
+
+def explain(conn: Connection, relations: Relations, statement: Select) -> list[dict[str, Any]]:
+    translated = relations.translate(statement)
+    sql = str(translated.compile(conn.engine, compile_kwargs={"literal_binds": True}))
+    prefix = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN "
+    result = conn.execute(text(prefix + sql.replace("%%", "%")))
+    return [dict(row) for row in result.mappings()]
+
+
+def table_of(mapping: MappingSpec, name: str) -> str:
+    """The shop's table behind a name a plan shows: an alias of the mapping's, or the table itself."""
+    for spec in mapping.concepts.values():
+        named = ((spec.alias, spec.table), *((lookup.alias, lookup.table) for lookup in spec.lookups.values()))
+        for alias, table in named:
+            if alias.lower() == name.lower():
+                return table
+    return name
+
+
+def index_advice(mapping: MappingSpec, column: Column, scanned: str) -> str:
+    """The CREATE INDEX that lets the predicate on `column` reach the scanned table, when the mapping reads it as
+    a plain column of that table; else why none can."""
+    spec = mapping.concepts.get(str(column.table.name))
+    sql = spec.columns[column.name].sql if spec and column.name in spec.columns else None
+    plain = re.fullmatch(rf"{re.escape(spec.alias)}\.(\w+)", sql or "") if spec else None
+    if spec and plain and spec.table.lower() == scanned.lower():
+        return f"CREATE INDEX ix_{spec.table}_{plain.group(1)} ON {spec.table} ({plain.group(1)});"
+    return f"{column.table.name}.{column.name} is read as {sql!r}: computed, so no index of {scanned} serves it"
+
+
+def _plans(report: Report, conn: Connection, mapping: MappingSpec, relations: Relations) -> None:
+    section = report.section("Hot queries (their plans on this shop)")
+    for query in hot_queries(utc_now()):
+        if str(query.column.table.name) not in relations.present:
+            continue
+        try:
+            plan = explain(conn, relations, query.statement)
+        except DBAPIError as error:
+            conn.rollback()
+            section.add(WARN, f"{query.what}: could not be explained ({driver_message(error)[1]})")
+            continue
+        scans = full_scans(plan, conn.dialect.name)
+        if not scans:
+            section.add(OK, f"{query.what}: by index")
+        for scan in scans:
+            scanned = table_of(mapping, scan.table)
+            advice = index_advice(mapping, query.column, scanned)
+            section.add(WARN, f"{query.what}: reads all of {scanned} ({scan.detail}). {advice}")
+
+
+# --- the command -------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        env = Environment.read()
+        mapping = env.source.spec()
+    except (SettingsError, MappingError) as error:
+        print(f"doctor: {error}", file=sys.stderr)
+        return 1
+    url = env.source.url or env.demo.shop_url
+    origin = Origin("source database", env.source.variable("url"), shown_url(url))
+    database = make_url(url).database
+    if make_url(url).get_backend_name() == "sqlite" and database and not Path(database).is_file():
+        hint = " (the demo's sample shop: `make demo` makes it)" if url == env.demo.shop_url else ""
+        print(f"doctor: {origin.where}: there is no such file{hint}", file=sys.stderr)
+        return 1
+    engine = engine_for(url, origin)
+    try:
+        with origin.errors_named():
+            report = diagnose(engine, mapping, env.pipeline, origin.where)
+    except DatabaseError as error:
+        print(f"doctor: {error}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(report.render())
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,140 @@
+"""`doctor`: a new user's first command. It reports what the pipeline will make of a shop, on one screen, exits
+non-zero when the pipeline could not run on it, and never writes to the shop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, make_url, text
+
+from cio_assets.demo.platforms import magento2, woocommerce
+from cio_assets.doctor import Scan, full_scans
+from cio_assets_tests.conftest import SERVER_URL
+
+
+@pytest.fixture
+def platform_db() -> Iterator[str]:
+    """An empty throwaway database on the test server, dropped at the end."""
+    server = create_engine(SERVER_URL)
+    name = f"cio_test_{uuid.uuid4().hex[:10]}_doctor"
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    try:
+        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.begin() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        server.dispose()
+
+
+def _doctor(url: str, mapping: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("CIO_")}
+    environment.update(CIO_MYSQL_URL=url, CIO_SOURCE_MAPPING=mapping, **env)
+    return subprocess.run(
+        [sys.executable, "-m", "cio_assets", "doctor"], env=environment, capture_output=True, text=True, timeout=300
+    )
+
+
+def _checksums(url: str) -> dict[str, int]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        tables = [row[0] for row in conn.execute(text("SHOW TABLES"))]
+        sums = {row[0]: row[1] for row in conn.execute(text(f"CHECKSUM TABLE {', '.join(tables)}"))}
+    engine.dispose()
+    return sums
+
+
+def test_doctor_reports_a_woocommerce_shop_and_changes_nothing(platform_db):
+    truth = woocommerce.generate(platform_db)
+    before = _checksums(platform_db)
+
+    done = _doctor(platform_db, "woocommerce")
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    customers = [person for person in truth.people.values() if not person.is_guest]
+    consent = {state: sum(p.consent == state for p in customers) for state in ("opted_in", "opted_out", "unknown")}
+    assert f"customers: {len(customers)} rows" in out
+    assert f"opted in {consent['opted_in']}, opted out {consent['opted_out']}, unknown {consent['unknown']}" in out
+    custom = truth.set_aside["custom_status_orders"]
+    assert f"orders.status '{woocommerce.CUSTOM_STATUS}': {custom} rows; map it" in out
+    assert "sent: order_placed, refund_issued" in out
+    assert "off: cart_abandoned: WooCommerce keeps no carts" in out
+    assert "a day's paid orders: by index" in out
+    assert _checksums(platform_db) == before  # it only reads
+
+
+def test_doctor_names_the_index_a_magento_shop_lacks(platform_db):
+    magento2.generate(platform_db, customers=300)
+
+    done = _doctor(platform_db, "magento2")
+
+    assert done.returncode == 0, done.stderr
+    # Magento declares no index on quote.updated_at: every poll for changed carts reads every quote.
+    assert "changes to carts: reads all of quote" in done.stdout
+    assert "CREATE INDEX ix_quote_updated_at ON quote (updated_at);" in done.stdout
+    assert "a day's paid orders: by index" in done.stdout  # from the invoices' created_at index
+
+
+def test_doctor_fails_naming_what_the_shop_lacks(platform_db):
+    woocommerce.generate(platform_db)
+    engine = create_engine(platform_db)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE wp_wc_order_operational_data"))
+    engine.dispose()
+
+    done = _doctor(platform_db, "woocommerce")
+
+    assert done.returncode == 1
+    assert "through the preset 'woocommerce'" in done.stdout
+    assert "column orders.paid_at" in done.stdout and "wp_wc_order_operational_data" in done.stdout
+
+
+def test_doctor_warns_when_the_newest_times_sit_in_the_future(shop, database_urls):
+    """A change written a minute ago in UTC, read as Honolulu's wall time: ten hours in the future, the signature
+    of a zone mistake."""
+    a_minute_ago = datetime.now(UTC).replace(tzinfo=None, microsecond=0) - timedelta(minutes=1)
+    shop.customer(1, created_at=a_minute_ago, updated_at=a_minute_ago)
+
+    done = _doctor(database_urls[0], "reference", CIO_SOURCE_TZ="Pacific/Honolulu")
+
+    assert done.returncode == 0, done.stderr
+    assert "customers.updated_at (zone Pacific/Honolulu): the newest is 10 h in the future" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("dialect", "plan", "scans"),
+    [
+        # MariaDB reads a table whole with no key it could use
+        (
+            "mysql",
+            [{"table": "quote", "type": "ALL", "possible_keys": None, "select_type": "SIMPLE", "rows": 9}],
+            [Scan("quote", "SIMPLE scans about 9 rows")],
+        ),
+        # a whole index read in its order, again with no usable key
+        (
+            "mysql",
+            [{"table": "o", "type": "index", "possible_keys": None, "select_type": "PRIMARY", "rows": 5}],
+            [Scan("o", "PRIMARY scans about 5 rows")],
+        ),
+        # a small table read whole although an index exists: the optimizer's choice, not a missing index
+        (
+            "mysql",
+            [{"table": "o", "type": "ALL", "possible_keys": "ix_paid_at", "select_type": "SIMPLE", "rows": 5}],
+            [],
+        ),
+        # a keyed lookup
+        ("mysql", [{"table": "o", "type": "ref", "possible_keys": "ix", "select_type": "SIMPLE", "rows": 1}], []),
+        # SQLite: a scan, and a search by index
+        ("sqlite", [{"detail": "SCAN c"}], [Scan("c", "SCAN c")]),
+        ("sqlite", [{"detail": "SEARCH o USING INDEX ix_orders_paid_at (paid_at>? AND paid_at<?)"}], []),
+    ],
+)
+def test_a_plan_reads_a_table_whole_only_without_a_usable_index(dialect, plan, scans):
+    assert full_scans(plan, dialect) == scans
