@@ -14,7 +14,9 @@ dev: export CIO_AUTOMATION ?= off
 install:
 	@bash scripts/install.sh
 
+# A platform preset's sample shop (make demo CIO_SOURCE_MAPPING=magento2) is written in MariaDB: its tables are MySQL's.
 demo: install
+	@case "$$CIO_SOURCE_MAPPING" in woocommerce|magento2) bash scripts/ensure-mariadb.sh;; esac
 	.venv/bin/python -m cio_assets.demo
 
 dev: install

@@ -754,6 +754,11 @@ class DemoSettings(SettingsModel):
     data_dir: Annotated[str, text()] = setting(
         ".cio", "The folder of the demo's SQLite files (shop.sqlite, state.sqlite) and of the dry-run outbox."
     )
+    demo_mysql_url: Annotated[str, database_url(env="CIO_DEMO_MYSQL_URL")] = setting(
+        "mysql+mysqldb://root@127.0.0.1:3306/cio_demo_shop",
+        "The MariaDB/MySQL database `make demo` (re)creates for a platform preset's sample shop "
+        "(CIO_SOURCE_MAPPING=woocommerce or magento2: their tables are MySQL's); never CIO_MYSQL_URL's.",
+    )
 
     @property
     def path(self) -> Path:

@@ -6,31 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 
 from cio_assets.demo.platforms import magento2, woocommerce
 from cio_assets.doctor import Scan, full_scans
-from cio_assets_tests.conftest import SERVER_URL
-
-
-@pytest.fixture
-def platform_db() -> Iterator[str]:
-    """An empty throwaway database on the test server, dropped at the end."""
-    server = create_engine(SERVER_URL)
-    name = f"cio_test_{uuid.uuid4().hex[:10]}_doctor"
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        server.dispose()
 
 
 def _doctor(url: str, mapping: str, **env: str) -> subprocess.CompletedProcess:
@@ -50,11 +32,11 @@ def _checksums(url: str) -> dict[str, int]:
     return sums
 
 
-def test_doctor_reports_a_woocommerce_shop_and_changes_nothing(platform_db):
-    truth = woocommerce.generate(platform_db)
-    before = _checksums(platform_db)
+def test_doctor_reports_a_woocommerce_shop_and_changes_nothing(throwaway_database):
+    truth = woocommerce.generate(throwaway_database)
+    before = _checksums(throwaway_database)
 
-    done = _doctor(platform_db, "woocommerce")
+    done = _doctor(throwaway_database, "woocommerce")
 
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -67,13 +49,13 @@ def test_doctor_reports_a_woocommerce_shop_and_changes_nothing(platform_db):
     assert "sent: order_placed, refund_issued" in out
     assert "off: cart_abandoned: WooCommerce keeps no carts" in out
     assert "a day's paid orders: by index" in out
-    assert _checksums(platform_db) == before  # it only reads
+    assert _checksums(throwaway_database) == before  # it only reads
 
 
-def test_doctor_names_the_index_a_magento_shop_lacks(platform_db):
-    magento2.generate(platform_db, customers=300)
+def test_doctor_names_the_index_a_magento_shop_lacks(throwaway_database):
+    magento2.generate(throwaway_database, customers=300)
 
-    done = _doctor(platform_db, "magento2")
+    done = _doctor(throwaway_database, "magento2")
 
     assert done.returncode == 0, done.stderr
     # Magento declares no index on quote.updated_at: every poll for changed carts reads every quote.
@@ -82,14 +64,14 @@ def test_doctor_names_the_index_a_magento_shop_lacks(platform_db):
     assert "a day's paid orders: by index" in done.stdout  # from the invoices' created_at index
 
 
-def test_doctor_fails_naming_what_the_shop_lacks(platform_db):
-    woocommerce.generate(platform_db)
-    engine = create_engine(platform_db)
+def test_doctor_fails_naming_what_the_shop_lacks(throwaway_database):
+    woocommerce.generate(throwaway_database)
+    engine = create_engine(throwaway_database)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE wp_wc_order_operational_data"))
     engine.dispose()
 
-    done = _doctor(platform_db, "woocommerce")
+    done = _doctor(throwaway_database, "woocommerce")
 
     assert done.returncode == 1
     assert "through the preset 'woocommerce'" in done.stdout

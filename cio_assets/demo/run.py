@@ -1,8 +1,10 @@
 """`make demo`: generate the sample shop, materialise every partition in one run, print a summary.
 
-The demo always uses the embedded SQLite databases under `.cio/` (`CIO_DATA_DIR`; it never writes to the
-database named by `CIO_MYSQL_URL`), and runs against the Dagster instance in `$DAGSTER_HOME`, so `make dev`
-afterwards shows the same materialisations in the UI.
+The demo uses the embedded SQLite databases under `.cio/` (`CIO_DATA_DIR`; it never writes to the database
+named by `CIO_MYSQL_URL`), and runs against the Dagster instance in `$DAGSTER_HOME`, so `make dev` afterwards
+shows the same materialisations in the UI. With a platform preset (`make demo CIO_SOURCE_MAPPING=magento2`), the
+sample shop is that platform's, in its own tables, in the MariaDB database `CIO_DEMO_MYSQL_URL` names (the
+platform's tables are MySQL's), read through the preset.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cio_assets.defs import build_definitions
 from cio_assets.defs.automation.job import refresh
 from cio_assets.defs.partitions import daily_partitions
 from cio_assets.defs.resources import SourceDatabase, StateDatabase
+from cio_assets.demo.platforms import magento2, woocommerce
 from cio_assets.demo.shop import (
     MESSY_CASES,
     NEGATIVE_TOTAL,
@@ -32,6 +35,7 @@ from cio_assets.demo.shop import (
     ShopSize,
     generate_shop,
 )
+from cio_assets.lib.engines import Origin, create_database_if_missing, shown_url
 from cio_assets.schema.state import (
     attribute_snapshot,
     event_log,
@@ -60,28 +64,52 @@ OUTCOMES = {"held": "held back", "clipped": "clipped to fit", "truncated": "trun
 def main() -> None:
     started = time.monotonic()
     env = Environment.read()
-    shop_url, state_url = env.demo.shop_url, env.demo.state_url
+    state_url = env.demo.state_url
     defs = build_definitions(env)
     partitions = daily_partitions(env.partitions)
-    _fresh_sqlite(shop_url)
     _fresh_sqlite(state_url)
-    source = create_engine(shop_url)
     # History ends yesterday (business time), so every partition up to today holds the shop's usual
     # traffic and the volume and freshness checks judge a live-looking shop, not a stale sample.
     yesterday = date.fromisoformat(partitions.get_last_partition_key()) - timedelta(days=1)
-    counts = generate_shop(source, ShopSize(end=yesterday, steady_rates=True))
-    source.dispose()
-    print(f"Generated the sample shop in {_path(shop_url)}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+    platform = PLATFORMS.get(env.source.mapping)
+    if platform is None:
+        shop_url = env.demo.shop_url
+        _fresh_sqlite(shop_url)
+        source = create_engine(shop_url)
+        counts = generate_shop(source, ShopSize(end=yesterday, steady_rates=True))
+        source.dispose()
+        print(f"Generated the sample shop in {_path(shop_url)}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+    else:
+        shop_url = env.demo.demo_mysql_url
+        create_database_if_missing(shop_url, Origin("demo shop", "CIO_DEMO_MYSQL_URL", shown_url(shop_url)))
+        prefix = env.source.table_prefix or None
+        truth = platform.generate(shop_url, customers=PLATFORM_CUSTOMERS, end=yesterday, **_prefix(prefix))
+        print(f"Generated a sample {env.source.mapping} shop in {shown_url(shop_url)}:\n{truth.summary()}")
 
     first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
     print(f"Materialising every partition {first}...{last} in one run (single-run backfill)…")
-    resources = {"source": SourceDatabase(url=shop_url), "state": StateDatabase(url=state_url)}
+    source_resource = SourceDatabase(url=shop_url, mapping=env.source.mapping, table_prefix=env.source.table_prefix)
+    resources = {"source": source_resource, "state": StateDatabase(url=state_url)}
     result = _materialize_everything(defs, first, last, resources)
     if not result.success:
         raise SystemExit("The demo run failed; see the log above.")
-    print(summary(state_url, time.monotonic() - started))
+    print(summary(state_url, time.monotonic() - started, sample_cast=platform is None))
     print(delivery_report(_sync_metadata(result)))
-    print("Open the Dagster UI on the same data with: make dev")
+    if platform is None:
+        print("Open the Dagster UI on the same data with: make dev")
+    else:
+        shop = f"CIO_SOURCE_MAPPING={env.source.mapping} CIO_MYSQL_URL={shown_url(shop_url)}"
+        print(f"Check the shop with: make doctor {shop}")
+        print(f"Open the Dagster UI on the same data with: make dev {shop} CIO_STATE_URL={state_url}")
+
+
+# The platform presets' sample shops: their generators write the platform's own tables (demo/platforms/).
+PLATFORMS = {"woocommerce": woocommerce, "magento2": magento2}
+PLATFORM_CUSTOMERS = 500
+
+
+def _prefix(prefix: str | None) -> dict[str, str]:
+    return {} if prefix is None else {"prefix": prefix}
 
 
 def _materialize_everything(
@@ -121,8 +149,9 @@ def run_refresh(
     )
 
 
-def summary(state_url: str, elapsed: float) -> str:
-    """What the run wrote, read back from the state tables; a missing or empty table shows as "none"."""
+def summary(state_url: str, elapsed: float, sample_cast: bool = True) -> str:
+    """What the run wrote, read back from the state tables; a missing or empty table shows as "none".
+    `sample_cast`: the reference sample shop's bad rows, each with what became of it."""
     state = create_engine(state_url)
     with state.connect() as conn:
         [(people,)] = _query(conn, select(func.count(func.distinct(identity_map.c.person_id)))) or [(0,)]
@@ -143,14 +172,14 @@ def summary(state_url: str, elapsed: float) -> str:
             "",
             "What happened to bad input",
             "--------------------------",
-            *_bad_input(conn),
+            *_bad_input(conn, sample_cast),
             f"Done in {elapsed:.1f} s. Tables are in {_path(state_url)}.",
         ]
     state.dispose()
     return "\n".join(lines)
 
 
-def _bad_input(conn: Connection) -> list[str]:
+def _bad_input(conn: Connection, sample_cast: bool) -> list[str]:
     set_aside = _counted(rejected_rows.c.reason, rejected_rows.c.source_table).where(
         rejected_rows.c.released_at.is_(None)
     )
@@ -176,10 +205,10 @@ def _bad_input(conn: Connection) -> list[str]:
         *_or_none(f"  {reason:<40} {n:>5}" for reason, n in _query(conn, _counted(unresolved_identifiers.c.reason))),
         "Identity conflicts:",
         *_or_none(_conflict_lines(_query(conn, conflicts))),
-        "The sample shop's bad rows:",
+        *(["The sample shop's bad rows:"] if sample_cast else []),
         *(
             _bad_row_line(conn, case, source_id)
-            for case in BAD_ROWS
+            for case in (BAD_ROWS if sample_cast else ())
             for source_id in MESSY_CASES[case][BAD_ROWS[case][0]]
         ),
     ]
@@ -262,6 +291,8 @@ def delivery_report(metadata: dict[str, dict[str, object]]) -> str:
         sent = ", ".join(family if name == family else f"{family} as {name!r}" for family, name in names.items())
         left_out = events.get("events_family_off", 0)
         lines.append(f"  event families sent: {sent}; {left_out} events of families left out (CIO_EVENT_FAMILIES)")
+        for family, why in (events.get("event_families_off") or {}).items():  # the shop has no such concept
+            lines.append(f"  event family off: {family}: {why}")
     dry_run = any(m.get("dry_run", True) for m in metadata.values())
     note = " (dry run: nothing left this machine; the exact request bodies are in the outbox)" if dry_run else ""
     return "\n".join([f"Customer.io delivery{note}:", *lines])
