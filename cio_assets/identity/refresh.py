@@ -135,7 +135,9 @@ def connected_rows(conn: Connection, seeds: Keys) -> tuple[pd.DataFrame, Keys]:
                 matches.append(_read_inputs(conn, INPUTS.c[column].in_(chunk)))
         rows = pd.concat(matches, ignore_index=True) if matches else _no_inputs()
         fresh = [(t, k) not in have for t, k in zip(rows["source_table"], rows["source_key"], strict=True)]
-        rows = rows[fresh].drop_duplicates(["source_table", "source_key"])
+        # A mask, not a list: an empty list would select no columns (a seed matching no kept row, as a customer
+        # set aside without orders leaves).
+        rows = rows[pd.Series(fresh, index=rows.index, dtype=bool)].drop_duplicates(["source_table", "source_key"])
         have.update(zip(rows["source_table"], rows["source_key"], strict=True))
         found.append(rows)
         frontier = seen.add(Keys.of(rows))
