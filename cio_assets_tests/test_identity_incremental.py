@@ -137,6 +137,10 @@ CHANGES: list[tuple[str, Callable[[ShopBuilder], None]]] = [
     ("link deleted", lambda shop: _unlink(shop, "anon-lost", 2)),
     # The customer with no e-mail gets one that a guest order already used.
     ("e-mail added", lambda shop: _set(shop, 7, email="stranger@elsewhere.com")),
+    # A customer's created_at becomes a legacy import's placeholder: listed as an invalid value, the person stays.
+    ("created_at before the floor", lambda shop: _set(shop, 4, created_at=datetime(1970, 1, 1, 0, 0, 1))),
+    # ...and is corrected: the listing goes.
+    ("created_at corrected", lambda shop: _set(shop, 4, created_at=datetime(2026, 10, 1, 9))),
 ]
 
 

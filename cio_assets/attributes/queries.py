@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, FromClause, Select, Table, and_, literal, select
 
 from cio_assets.contract import HELD, quarantine_rows
-from cio_assets.hygiene.rules import row_is_valid, row_rejection
+from cio_assets.hygiene.rules import row_is_valid, row_rejection, valid_value
 from cio_assets.identity.membership import PeopleChunk
 from cio_assets.identity.normalize import normalize_email, normalize_phone
 from cio_assets.identity.resolve import IdentityResolver
@@ -209,7 +209,8 @@ def _customers(conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver,
             customers.c.last_name,
             customers.c.accepts_email_marketing.label("email_opt_in"),
             customers.c.accepts_sms_marketing.label("sms_opt_in"),
-            customers.c.created_at,
+            # Unknown (NULL) when it fails its value rule: the person is sent without it (identity lists it).
+            valid_value(customers, "created_at", clock).label("created_at"),
         ).where(customers.c.id.in_(chunk.customer_ids), row_is_valid(customers, clock)),
     )
     frame["person_id"] = resolver.people_for_customers(frame["customer_id"])

@@ -2,7 +2,9 @@
 
 The inputs are customers, paid guest orders (naming no existing customer), carts that need identity (an
 anonymous id, or no existing customer), identity links, and subscriptions naming no existing customer; only
-rows that pass the hygiene rules. Each read takes an optional extra condition, so a full run reads every
+rows that pass the hygiene rules (a customer whose id another row carries too is not one: `duplicate_key`).
+A customer's `created_at` that fails its value rule is read as unknown, and listed (`bad_created_at`).
+Each read takes an optional extra condition, so a full run reads every
 row and an incremental run reads only the rows that changed, with the same query.
 
 `cio_identity_inputs` keeps every row resolution used, one row per source row with the keys it connects
@@ -18,8 +20,9 @@ from dataclasses import dataclass, fields
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Select, Table, exists, or_, select, true
 
-from cio_assets.hygiene.rules import RULES, rejection_reason, row_is_valid
+from cio_assets.hygiene.rules import rejection_reason, row_is_valid, value_rule
 from cio_assets.identity.normalize import normalize_email, normalize_phone
+from cio_assets.identity.resolve import INVALID_COLUMNS
 from cio_assets.lib.reads import read_frame
 from cio_assets.lib.timestamps import Clock, to_unix_seconds
 from cio_assets.schema.shop import carts, customers, identity_links, is_paid, orders, subscriptions
@@ -122,14 +125,35 @@ def _nullable_ints(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _customers(clock: Clock) -> Select:
-    created_rule = next(r for r in RULES if r.table is customers and r.column == "created_at")
     return select(
         customers.c.id,
         customers.c.email,
         customers.c.phone,
         customers.c.country,
         customers.c.created_at,
-        rejection_reason(created_rule, clock).label("created_at_rejection"),
+        rejection_reason(value_rule(customers, "created_at"), clock).label("created_at_rejection"),
+    ).where(row_is_valid(customers, clock))
+
+
+def bad_created_at(conn: Connection, clock: Clock, where: ColumnElement[bool]) -> pd.DataFrame:
+    """The customers (among those meeting `where`) whose `created_at` fails its value rule, as `cio_invalid_values`
+    rows: the person is resolved and sent without it (unknown), and the value is listed with its reason."""
+    reason = rejection_reason(value_rule(customers, "created_at"), clock)
+    frame = read_frame(
+        conn,
+        select(customers.c.id, customers.c.created_at, reason.label("reason")).where(
+            where, row_is_valid(customers, clock), reason.is_not(None)
+        ),
+    )
+    return pd.DataFrame(
+        {
+            "source_table": CUSTOMERS,
+            "source_key": frame["id"].astype("int64").astype(str),
+            "column_name": "created_at",
+            "raw_value": [None if pd.isna(v) else str(v) for v in frame["created_at"]],
+            "reason": frame["reason"],
+        },
+        columns=INVALID_COLUMNS,
     )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Table, and_, delete, func, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Connection, Table, and_, delete, false, func, or_, select, true, tuple_
 
 from cio_assets.identity.inputs import (
     CARTS,
@@ -37,6 +37,7 @@ from cio_assets.identity.inputs import (
     LINKS,
     SUBSCRIPTIONS,
     IdentityInputs,
+    bad_created_at,
     link_key,
 )
 from cio_assets.identity.resolve import (
@@ -134,7 +135,9 @@ def connected_rows(conn: Connection, seeds: Keys) -> tuple[pd.DataFrame, Keys]:
                 matches.append(_read_inputs(conn, INPUTS.c[column].in_(chunk)))
         rows = pd.concat(matches, ignore_index=True) if matches else _no_inputs()
         fresh = [(t, k) not in have for t, k in zip(rows["source_table"], rows["source_key"], strict=True)]
-        rows = rows[fresh].drop_duplicates(["source_table", "source_key"])
+        # A mask, not a list: an empty list would select no columns (a seed matching no kept row, as a customer
+        # set aside without orders leaves).
+        rows = rows[pd.Series(fresh, index=rows.index, dtype=bool)].drop_duplicates(["source_table", "source_key"])
         have.update(zip(rows["source_table"], rows["source_key"], strict=True))
         found.append(rows)
         frontier = seen.add(Keys.of(rows))
@@ -233,6 +236,7 @@ def _full(
 ) -> RefreshSummary:
     inputs = IdentityInputs.read(src, clock)
     result = _resolve(inputs, canonical_id)
+    result.invalid_values = _with_bad_created_at(result.invalid_values, bad_created_at(src, clock, true()))
     for table, frame in zip(OUTPUTS, _frames(result), strict=True):
         replace_all(dst, table, frame, chunk_size)
     replace_all(dst, INPUTS, inputs.rows(), chunk_size)
@@ -244,6 +248,11 @@ def _incremental(
 ) -> RefreshSummary:
     changed_customers = _changed(customers, src, dst, clock, cursor)
     fresh = IdentityInputs.read(src, clock, only={customers.name: changed_customers})
+    # Changed customers that are no input (now): set aside by the hygiene rules (a duplicated id), so whatever
+    # is kept of them goes, as of a deleted customer.
+    set_aside = sorted(
+        set(src.execute(select(customers.c.id).where(changed_customers)).scalars()) - set(fresh.customers["id"])
+    )
     deleted, missing = _customer_drift(src, dst, fresh)
     if missing:
         more = IdentityInputs.read(src, clock, only={customers.name: customers.c.id.in_(missing)})
@@ -258,7 +267,8 @@ def _incremental(
     changed.customers = fresh.customers
     # The kept rows of every source row read, whether or not it is still an input; a row read again (the
     # look-back window, links without a time) whose kept row says the same is no change.
-    removed, added = _differences(_kept_rows_of(src, dst, only, changed, deleted, reload_links), changed.rows())
+    kept = _kept_rows_of(src, dst, only, changed, [*deleted, *set_aside], reload_links)
+    removed, added = _differences(kept, changed.rows())
     summary = RefreshSummary(
         "incremental",
         "changes since the cursor",
@@ -275,6 +285,7 @@ def _incremental(
     component, keys = connected_rows(dst, seeds)
     existing = set(component.loc[component["source_table"] == CUSTOMERS, "customer_id"].astype(int))
     result = _resolve(IdentityInputs.from_rows(component, existing_customers=existing), canonical_id)
+    result.invalid_values = _with_bad_created_at(result.invalid_values, _bad_created_at_of(src, clock, component))
     _replace_outputs(dst, keys, pd.concat([component, removed], ignore_index=True), result, chunk_size)
     summary.component_rows = len(component)
     return summary
@@ -318,6 +329,19 @@ def _resolve(inputs: IdentityInputs, canonical_id: str) -> IdentityResult:
         policy=canonical_id,
         orphan_subscriptions=inputs.orphan_subscriptions,
     )
+
+
+def _with_bad_created_at(invalid: pd.DataFrame, bad: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([frame for frame in (invalid, bad) if not frame.empty] or [invalid], ignore_index=True)
+
+
+def _bad_created_at_of(src: Connection, clock: Clock, component: pd.DataFrame) -> pd.DataFrame:
+    """The listing of the component's customers whose `created_at` is unknown (kept as NULL): only they can fail
+    its value rule, looked up in the shop by id."""
+    unknown = component[(component["source_table"] == CUSTOMERS) & component["created_at"].isna()]
+    ids = sorted(int(i) for i in unknown["customer_id"])
+    found = [bad_created_at(src, clock, customers.c.id.in_(chunk)) for chunk in chunks(ids, KEYS_PER_STATEMENT)]
+    return pd.concat(found, ignore_index=True) if found else bad_created_at(src, clock, false())
 
 
 def _frames(result: IdentityResult) -> tuple[pd.DataFrame, ...]:
