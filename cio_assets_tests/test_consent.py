@@ -208,6 +208,19 @@ def test_a_never_asked_person_is_never_unsubscribed_and_their_opt_in_is_null(sho
     assert _people_metadata(result)["people_unsubscribed"] == 1  # Bob alone
 
 
+def test_a_guest_only_person_was_never_asked_and_is_not_unsubscribed(shop, pipeline, customerio):
+    shop.customer(1, email="ada@shop.com")
+    shop.order(None, id=30, email="guest@example.com", created_at="2026-10-02 14:00", paid_at="2026-10-02 14:30")
+
+    pipeline.run(
+        partition_range=OCTOBER, assets=SYNC, settings=Settings(canonical_id="email"), customerio=customerio.resource()
+    )
+
+    guest = customerio.fake.people["guest@example.com"]  # no customer record: nobody asked them
+    assert "unsubscribed" not in guest and "email_opt_in" not in guest  # was unsubscribed: true, as an opt-out
+    assert guest["email_eligible"] is False
+
+
 @pytest.mark.parametrize(
     ("unknown_eligible", "email_eligible", "cleo_sms_eligible"),
     [
