@@ -553,8 +553,8 @@ class AutomationSettings(SettingsModel):
 
 CANONICAL_ID_POLICIES = ("customer_id", "email")
 HISTORY_MODES = ("send", "skip")
-# How the shop's e-mail opt-out reaches Customer.io's global `unsubscribed` (delivery/people.py).
-UNSUBSCRIBE_MODES = ("one_way", "mirror", "off")
+# How the shop's e-mail opt-out reaches Customer.io's global `unsubscribed` (delivery/consent.py).
+UNSUBSCRIBE_MODES = ("mirror", "one_way", "off")
 # What Customer.io is told about a person an erasure request names, and about one who vanished from the shop.
 ERASURE_ACTIONS = ("suppress", "delete")
 VANISHED_ACTIONS = ("keep", "delete")
@@ -621,10 +621,17 @@ class PipelineSettings(SettingsModel):
         "journeys trigger twice.",
     )
     unsubscribe: Annotated[str, choice(*UNSUBSCRIBE_MODES)] = setting(
-        "one_way",
-        "'one_way' sends Customer.io's unsubscribed: true when the shop records an e-mail opt-out, and never false; "
-        "'mirror' also sends false to undo a true it sent itself when the shop records a new opt-in (never for "
-        "someone who unsubscribed in Customer.io); 'off' never sends it.",
+        "mirror",
+        "'mirror' sends Customer.io's unsubscribed: true when the shop records an e-mail opt-out (0), and false to "
+        "undo a true it sent itself once the shop no longer records one (an opt-in, or consent now unknown), never "
+        "for someone who unsubscribed in Customer.io; 'one_way' sends true on an opt-out and never false; 'off' "
+        "never sends it. Unknown consent (NULL) never sends true.",
+    )
+    unknown_consent_eligible: Annotated[bool, flag()] = setting(
+        False,
+        "Whether a person whose marketing consent is unknown (NULL: never asked) counts as eligible: email_eligible "
+        "and sms_eligible are then true with a valid e-mail or phone, as for an opt-in. False: only an opt-in makes "
+        "a person eligible. Either way unknown consent never sends unsubscribed, and email_opt_in stays null.",
     )
     merge_duplicates: Annotated[str, choice(*MERGE_MODES)] = setting(
         "apply",

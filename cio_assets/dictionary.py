@@ -34,8 +34,8 @@ from cio_assets.schema.shop import REFERENCE_DDL_PATH, reference_ddl
 from cio_assets.schema.state import ATTRIBUTE_COLUMNS, attribute_snapshot
 
 # Bump when a definition changes, with CONTRACT_DIGEST (the test that compares them says what to set).
-CONTRACT_VERSION = 1
-CONTRACT_DIGEST = "98231f36a23411b0"
+CONTRACT_VERSION = 2
+CONTRACT_DIGEST = "17a29f6ac5f81b8f"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 MARKDOWN_PATH, SCHEMA_PATH = DOCS / "data-contract.md", DOCS / "data-contract.schema.json"
 
@@ -44,8 +44,8 @@ RESERVED_ATTRIBUTES = (
     (
         UNSUBSCRIBED,
         "boolean",
-        "Customer.io's global unsubscribe: true on an e-mail opt-out; false only to undo the pipeline's own true "
-        "(CIO_UNSUBSCRIBE)",
+        "Customer.io's global unsubscribe: true on an explicit e-mail opt-out, never for unknown consent; false "
+        "only to undo the pipeline's own true once the shop no longer records an opt-out (CIO_UNSUBSCRIBE)",
         ("customers",),
     ),
     (

@@ -47,8 +47,8 @@ class ShopBuilder:
         country: str | None = "US",
         first_name: str | None = "Ada",
         last_name: str | None = "Lovelace",
-        email_opt_in: bool = True,
-        sms_opt_in: bool = False,
+        email_opt_in: bool | None = True,  # None: never asked (NULL)
+        sms_opt_in: bool | None = False,
         created_at: str | datetime | None = "2026-10-01 09:00",
         updated_at: str | datetime | None = _UNSET,  # type: ignore[assignment]
     ) -> dict:

@@ -8,8 +8,10 @@ Rules:
 - Order facts count paid orders only, at `paid_at` (a failed payment is never a purchase).
 - `lifetime_value_net` subtracts refunds issued by `as_of`; `is_refunder` is any such refund.
 - Profile values come from the oldest customer record first, falling back to newer duplicates.
-- Consent is conservative across merged duplicates: one opt-out is an opt-out.
-- Eligibility is opt-in plus a valid channel value.
+- Consent has three states: opted in, opted out, unknown (never asked). Across merged duplicates it is
+  conservative: one opt-out is an opt-out; otherwise one opt-in is an opt-in; otherwise it is unknown.
+- Eligibility is a valid channel value plus an opt-in, or plus unknown consent when
+  `CIO_UNKNOWN_CONSENT_ELIGIBLE` says unknown counts; never with an opt-out.
 - Subscription status as of the day: active beats paused beats canceled; no subscription is "none".
 - Free text (names, the last product category) longer than Customer.io's 1000-byte value limit is
   clipped to fit, at a character boundary, and listed: the rest of the person still goes out.
@@ -31,7 +33,11 @@ RANK_STATUS = {rank: status for status, rank in SUBSCRIPTION_RANK.items()}
 
 
 def compute_attributes(
-    requests: pd.DataFrame, history: History, tiers: list[tuple[str, float]], guests_are_people: bool
+    requests: pd.DataFrame,
+    history: History,
+    tiers: list[tuple[str, float]],
+    guests_are_people: bool,
+    unknown_consent_eligible: bool,
 ) -> tuple[pd.DataFrame, int]:
     """One snapshot row per request (person_id, day, as_of), and how many requests had no profile yet.
 
@@ -55,16 +61,23 @@ def compute_attributes(
     if guests.any():
         state.loc[guests, "email"] = state.loc[guests, "person_id"]
         state.loc[guests, "created_at"] = state.loc[guests, "first_order_at"]
-    for flag in ("email_opt_in", "sms_opt_in"):
-        state[flag] = state[flag].astype("boolean").fillna(False).astype(bool)
-    state["email_eligible"] = state["email_opt_in"] & state["email"].notna()
-    state["sms_eligible"] = state["sms_opt_in"] & state["phone"].notna()
+    for flag in ("email_opt_in", "sms_opt_in"):  # a guest-only person was never asked: unknown
+        state[flag] = state[flag].astype("boolean")
+    state["email_eligible"] = eligible(state["email_opt_in"], state["email"], unknown_consent_eligible)
+    state["sms_eligible"] = eligible(state["sms_opt_in"], state["phone"], unknown_consent_eligible)
 
     keep = state["has_profile"].notna() | guests
     without_profile = int((~keep).sum())
     return state[keep].drop(columns=["has_profile", "refunded", "refunds", "cutoff"]).reset_index(
         drop=True
     ), without_profile
+
+
+def eligible(opt_in: pd.Series, channel: pd.Series, unknown_counts: bool) -> pd.Series:
+    """Whether a channel may be marketed to: a valid value (e-mail, phone) and an opt-in, or unknown consent (NA)
+    when `unknown_counts` (CIO_UNKNOWN_CONSENT_ELIGIBLE). An opt-out never is."""
+    consented = opt_in.fillna(unknown_counts).astype(bool)
+    return consented & channel.notna()
 
 
 def _numbers(values: pd.Series) -> pd.Series:
@@ -85,8 +98,9 @@ def _profiles(requests: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
     members = requests.merge(customers, on="person_id", how="left")
     members = members[members["created_at"].isna() | (members["created_at"] <= members["cutoff"])]
     members = members[members["customer_id"].notna()].sort_values(["created_at", "customer_id"], kind="stable")
-    # The left join made the flags objects; as real booleans the group minimum runs in C, not Python.
-    members = members.astype({"email_opt_in": bool, "sms_opt_in": bool})
+    # The left join made the flags objects; as nullable booleans the group minimum runs in C, not Python, and
+    # skips the unknown: one opt-out among duplicates is an opt-out, else one opt-in an opt-in, else unknown.
+    members = members.astype({"email_opt_in": "boolean", "sms_opt_in": "boolean"})
     grouped = members.groupby(["person_id", "day"], sort=False)
     profiles = grouped.agg(
         email=("email", "first"),

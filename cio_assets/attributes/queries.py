@@ -217,8 +217,9 @@ def _customers(conn: Connection, chunk: PeopleChunk, resolver: IdentityResolver,
     frame["email"] = [normalize_email(e).value for e in frame["email"]]
     frame["phone"] = [normalize_phone(p, c).value for p, c in zip(frame["phone"], frame.pop("country"), strict=True)]
     frame["created_at"] = to_unix_seconds(frame["created_at"], clock.zone_of(customers.name))
-    frame["email_opt_in"] = frame["email_opt_in"].astype(bool)
-    frame["sms_opt_in"] = frame["sms_opt_in"].astype(bool)
+    # Consent in three states: True (opted in), False (opted out), NA (NULL: never asked).
+    frame["email_opt_in"] = frame["email_opt_in"].astype("boolean")
+    frame["sms_opt_in"] = frame["sms_opt_in"].astype("boolean")
     return frame
 
 

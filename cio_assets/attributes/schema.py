@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
@@ -35,8 +36,9 @@ class AttributeSnapshotSchema(pa.DataFrameModel):
     is_refunder: Series[bool]
     subscription_status: Series[str] = pa.Field(isin=SNAPSHOT_SUBSCRIPTION_STATUSES)
     vip_tier: Series[str]
-    email_opt_in: Series[bool]
-    sms_opt_in: Series[bool]
+    # Consent in three states: true (opted in), false (opted out), null (unknown: never asked).
+    email_opt_in: Series[pd.BooleanDtype] = pa.Field(nullable=True)
+    sms_opt_in: Series[pd.BooleanDtype] = pa.Field(nullable=True)
     email_eligible: Series[bool]
     sms_eligible: Series[bool]
 
@@ -63,18 +65,34 @@ class AttributeSnapshotSchema(pa.DataFrameModel):
         ordered = (frame["first_order_at"] <= frame["last_order_at"]).fillna(True)
         return (has_orders == dated) & ordered
 
-    @pa.dataframe_check(error="eligible without opt-in or without a valid channel value")
+    @pa.dataframe_check(error="eligible despite an opt-out or without a valid channel value")
     def eligibility_implies_consent_and_channel(cls, frame):
-        email_ok = ~frame["email_eligible"] | (frame["email_opt_in"] & frame["email"].notna())
-        sms_ok = ~frame["sms_eligible"] | (frame["sms_opt_in"] & frame["phone"].notna())
-        return email_ok & sms_ok
+        email_ok = ~frame["email_eligible"] | (frame["email_opt_in"].fillna(True) & frame["email"].notna())
+        sms_ok = ~frame["sms_eligible"] | (frame["sms_opt_in"].fillna(True) & frame["phone"].notna())
+        return (email_ok & sms_ok).astype(bool)
 
 
-def attribute_snapshot_schema(floor_unix: int) -> pa.DataFrameSchema:
-    """The contract with the run's timestamp floor (configuration, so not a static field bound)."""
-    return AttributeSnapshotSchema.to_schema().update_columns(
+def _eligible_only_when_opted_in(frame) -> pd.Series:
+    """With unknown consent not counting as eligible (CIO_UNKNOWN_CONSENT_ELIGIBLE=false): eligible means opted in."""
+    email_ok = ~frame["email_eligible"] | frame["email_opt_in"].fillna(False)
+    sms_ok = ~frame["sms_eligible"] | frame["sms_opt_in"].fillna(False)
+    return (email_ok & sms_ok).astype(bool)
+
+
+def attribute_snapshot_schema(floor_unix: int, unknown_consent_eligible: bool) -> pa.DataFrameSchema:
+    """The contract with the run's settings: the timestamp floor, and whether unknown consent may be eligible
+    (configuration, so not static field bounds)."""
+    schema = AttributeSnapshotSchema.to_schema().update_columns(
         {
             column: {"checks": [pa.Check.ge(floor_unix, error=f"{column} before the timestamp floor")]}
             for column in TIMESTAMP_COLUMNS
         }
     )
+    if unknown_consent_eligible:
+        return schema
+    only_opted_in = pa.Check(
+        _eligible_only_when_opted_in,
+        error="eligible with unknown consent (CIO_UNKNOWN_CONSENT_ELIGIBLE is false)",
+    )
+    schema.checks = [*schema.checks, only_opted_in]  # a new list: update_columns copied the schema, not its checks
+    return schema

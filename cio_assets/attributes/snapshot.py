@@ -26,11 +26,13 @@ from cio_assets.identity.lookup import load_resolver, require_identity
 from cio_assets.identity.membership import chunk_people, guest_spellings
 from cio_assets.identity.resolve import EMAIL
 from cio_assets.lib.days import PartitionRange, on_days
+from cio_assets.lib.failures import StopRun
 from cio_assets.lib.frames import DayFigures
 from cio_assets.lib.timestamps import Clock, unix
 from cio_assets.lib.writes import insert_frame, replace_days
 from cio_assets.schema.shop import customers, order_items, orders, refunds, subscriptions
 from cio_assets.schema.state import attribute_snapshot as SNAPSHOT
+from cio_assets.schema.state import still_not_null
 
 ASSET = "attribute_snapshot"
 SCHEMA_CHECK = "attribute_snapshot_schema"
@@ -61,12 +63,14 @@ def compute_snapshot(
     clock: Clock,
     tiers: list[tuple[str, float]],
     canonical_id: str,
+    unknown_consent_eligible: bool,
     chunk_size: int,
     log: Callable[[str], None],
 ) -> SnapshotRun:
     """Replace the range's days in the snapshot with the rows of the people who changed (in `dst`'s transaction);
     the caller decides, from the returned tally, whether so many rows broke the contract that nothing may stay."""
-    schema = attribute_snapshot_schema(unix(clock.floor))
+    _require_nullable_consent(dst)
+    schema = attribute_snapshot_schema(unix(clock.floor), unknown_consent_eligible)
     as_of = {key: unix(instant) for key, instant in as_of_instants(prange, clock.now).items()}
     run = SnapshotRun(ContractTally(ASSET, SCHEMA_CHECK))
     tally = run.tally
@@ -91,7 +95,9 @@ def compute_snapshot(
     for number, chunk in enumerate(chunk_people(people, resolver, spellings, chunk_size), start=1):
         history = read_history(src, chunk, resolver, clock)
         chunk_requests = requests[requests["person_id"].isin(chunk.person_ids)]
-        rows, without_profile = compute_attributes(chunk_requests, history, tiers, canonical_id == EMAIL)
+        rows, without_profile = compute_attributes(
+            chunk_requests, history, tiers, canonical_id == EMAIL, unknown_consent_eligible
+        )
         rows, clipped = clip_text_attributes(rows[COLUMNS])
         rows, broken = split_by_contract(rows, schema, key_column="person_id")
         tally.note(clipped)
@@ -101,6 +107,20 @@ def compute_snapshot(
         run.without_profile += without_profile
         log(f"chunk {number}: {len(rows)} rows ({tally.written} so far)")
     return run
+
+
+def _require_nullable_consent(dst: Connection) -> None:
+    """Unknown consent is written as NULL. A snapshot table created before consent had three states holds its opt-in
+    columns NOT NULL, where MySQL outside strict mode would store an unknown as 0, an opt-out: stop and say how to
+    fix it instead."""
+    columns = still_not_null(dst, SNAPSHOT)
+    if columns:
+        modify = ", ".join(f"MODIFY {column} BOOLEAN NULL" for column in columns)
+        raise StopRun(
+            f"{SNAPSHOT.name}.{', '.join(columns)} is NOT NULL in the state database: it was created before consent "
+            "had three states (NULL: unknown), and the pipeline never alters a table. Run "
+            f"`ALTER TABLE {SNAPSHOT.name} {modify};` on the state database (CHANGELOG.md, upgrade notes)."
+        )
 
 
 def written_per_day(conn: Connection, days: list[str]) -> DayFigures:

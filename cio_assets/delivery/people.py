@@ -12,7 +12,7 @@ Each identify carries `timestamp` = the snapshot's as_of, so Customer.io orders 
 People refused earlier are retried on every run, until they succeed or a newer snapshot replaces them.
 
 Each identify carries the person's consent as Customer.io's reserved `unsubscribed` attribute, by the rules in
-`consent.py`: it never re-subscribes anyone on its own.
+`consent.py`: only an opt-out unsubscribes, and only the pipeline's own `true` is ever undone.
 
 After the people's identifies come erasures (and vanished people); once those are delivered, merges of
 duplicates and anonymous ids, which need the people they name to be in Customer.io (`profiles.py`).
@@ -178,7 +178,7 @@ class PeopleStream(SyncStream):
                 attributes = {c: _plain(getattr(row, c)) for c in ATTRIBUTE_COLUMNS}
                 delivered = held.get(row.person_id)
                 before = delivered[0].get(UNSUBSCRIBED) if delivered else None
-                opted_in = bool(attributes["email_opt_in"])
+                opted_in = attributes["email_opt_in"]  # True, False, or None: unknown (never asked)
                 attributes[UNSUBSCRIBED] = consent(self.unsubscribe_mode, opted_in, before, row.person_id in themselves)
                 change = plan_change(row.person_id, int(row.as_of), attributes, delivered)
                 self.count(change.kind, row.day)

@@ -167,6 +167,7 @@ def summary(state_url: str, elapsed: float, sample_cast: bool = True) -> str:
                 if people > with_rows
                 else []
             ),
+            *_consent_lines(conn),
             "Events by name:",
             *_or_none(f"  {name:<22} {n:>6}" for name, n in _query(conn, _counted(event_log.c.name))),
             "",
@@ -275,8 +276,9 @@ def delivery_report(metadata: dict[str, dict[str, object]]) -> str:
     if "unsubscribe_mode" in people:  # CIO_UNSUBSCRIBE, as the run applied it
         lines.append(
             f"  consent (CIO_UNSUBSCRIBE={people['unsubscribe_mode']}): unsubscribed: true for "
-            f"{people['people_unsubscribed']} people (an e-mail opt-out), false for {people['people_resubscribed']}, "
-            f"{people['people_resubscribe_withheld']} kept unsubscribed despite a new opt-in"
+            f"{people['people_unsubscribed']} people (an e-mail opt-out; never for unknown consent), false for "
+            f"{people['people_resubscribed']} (undoing the pipeline's own true), "
+            f"{people['people_resubscribe_withheld']} kept unsubscribed without an opt-out on record"
         )
     if "people_erased_in_customerio" in people:  # erasure, merges and anonymous ids (delivery/profiles.py)
         lines.append(
@@ -296,6 +298,27 @@ def delivery_report(metadata: dict[str, dict[str, object]]) -> str:
     dry_run = any(m.get("dry_run", True) for m in metadata.values())
     note = " (dry run: nothing left this machine; the exact request bodies are in the outbox)" if dry_run else ""
     return "\n".join([f"Customer.io delivery{note}:", *lines])
+
+
+def _consent_lines(conn: Connection) -> list[str]:
+    """Each channel's consent in every person's latest snapshot row: opted in, opted out, never asked, eligible."""
+    t = attribute_snapshot
+    if not inspect(conn).has_table(t.name):
+        return []
+    latest = select(t.c.person_id, func.max(t.c.day).label("day")).group_by(t.c.person_id).subquery()
+    joined = t.join(latest, and_(t.c.person_id == latest.c.person_id, t.c.day == latest.c.day))
+    lines = ["Marketing consent (each person's latest snapshot row):"]
+    for label, opt_in, eligible in (
+        ("e-mail", t.c.email_opt_in, t.c.email_eligible),
+        ("SMS", t.c.sms_opt_in, t.c.sms_eligible),
+    ):
+        states = dict(conn.execute(select(opt_in, func.count()).select_from(joined).group_by(opt_in)).all())
+        [(eligible_people,)] = conn.execute(select(func.count()).select_from(joined).where(eligible))
+        lines.append(
+            f"  {label:<7} {states.get(True, 0):>6} opted in, {states.get(False, 0)} opted out, "
+            f"{states.get(None, 0)} never asked (unknown); {eligible_people} eligible"
+        )
+    return lines
 
 
 def _conflict_lines(rows: list[Row]) -> list[str]:

@@ -240,6 +240,10 @@ _PRE_WINDOW_SHARE = 0.25
 # at a uniform moment in it) half of it. Dividing by it keeps the shop's order total with steady rates.
 _MEAN_ACTIVE_SHARE = _PRE_WINDOW_SHARE + (1 - _PRE_WINDOW_SHARE) / 2
 _PROFILE_EDIT_SHARE = 0.30
+# Marketing consent in the reference schema's three states, as (opted in, opted out) shares; the rest were never
+# asked (NULL). SMS is asked only of customers with a phone; without one it is never asked.
+_EMAIL_CONSENT = (0.60, 0.12)
+_SMS_CONSENT = (0.30, 0.15)
 _EMAIL_KINDS = _Mix({"clean": 79, "padded": 20, "invalid": 0.5, "null": 0.5})
 _PHONE_KINDS = _Mix({"none": 30, "national": 64, "e164": 5, "garbage": 1})
 _NEVER_ORDERS_SHARE = 0.20
@@ -478,7 +482,7 @@ class _Rows:
         phone: str | None,
         name: tuple[str, str],
         country: str,
-        accepts: tuple[bool, bool],
+        accepts: tuple[bool | None, bool | None],  # e-mail, SMS: opted in, opted out, or None (never asked)
         created_at: datetime,
         updated_at: datetime,
     ) -> None:
@@ -632,6 +636,14 @@ def _write_cast(rows: _Rows, window: _Window) -> None:
     _cast_subscriptions(rows, window)
 
 
+def _consent(draw: float, shares: tuple[float, float]) -> bool | None:
+    """Opted in, opted out, or never asked (None), from one uniform draw and the (opted in, opted out) shares."""
+    opted_in, opted_out = shares
+    if draw < opted_in:
+        return True
+    return False if draw < opted_in + opted_out else None
+
+
 def _cast_customers(rows: _Rows, window: _Window) -> None:
     at = window.at
     before_window = window.start - timedelta(days=200)
@@ -667,7 +679,11 @@ def _cast_customers(rows: _Rows, window: _Window) -> None:
             phone=phone,
             name=(first, last),
             country=country,
-            accepts=(customer_id % 3 != 0, phone is not None and customer_id % 2 == 0),
+            # e-mail: 3, 9 and 15 opted out, 6, 12 and 18 never asked; SMS: asked only of those with a phone
+            accepts=(
+                None if customer_id % 6 == 0 else customer_id % 3 != 0,
+                None if phone is None else customer_id % 2 == 0,
+            ),
             created_at=created_at,
             updated_at=edited.get(customer_id, created_at),
         )
@@ -885,7 +901,8 @@ class _Crowd:
         updated_at = created_at
         if rng.random() < _PROFILE_EDIT_SHARE:
             updated_at = _between(rng, max(created_at, window.start), window.end)
-        accepts = (rng.random() < 0.6, phone is not None and rng.random() < 0.3)
+        email_consent = _consent(rng.random(), _EMAIL_CONSENT)
+        accepts = (email_consent, None if phone is None else _consent(rng.random(), _SMS_CONSENT))
         self.rows.customer(
             customer_id,
             email=email,

@@ -6,8 +6,8 @@ CREATE TABLE customers (
 	first_name VARCHAR(255) COMMENT 'First name', 
 	last_name VARCHAR(255) COMMENT 'Last name', 
 	country CHAR(2) COMMENT 'ISO 3166 country code, for national phone formats', 
-	accepts_email_marketing BOOL NOT NULL COMMENT 'E-mail marketing consent', 
-	accepts_sms_marketing BOOL NOT NULL COMMENT 'SMS marketing consent', 
+	accepts_email_marketing BOOL COMMENT 'E-mail marketing consent: 1 opted in, 0 opted out, NULL never asked (unknown: never unsubscribes)', 
+	accepts_sms_marketing BOOL COMMENT 'SMS marketing consent: 1 opted in, 0 opted out, NULL never asked (unknown)', 
 	created_at DATETIME(6) COMMENT 'When the account was created', 
 	updated_at DATETIME(6) COMMENT 'Last change to the row (the sensor''s high-water mark)', 
 	PRIMARY KEY (id)

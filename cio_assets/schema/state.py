@@ -11,7 +11,21 @@ partition is replaced with one delete and one bulk insert in a single transactio
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+)
 from sqlalchemy.dialects import mysql
 
 from cio_assets.lib.locks import named_lock
@@ -250,23 +264,30 @@ attribute_snapshot = Table(
     Column(
         "email_opt_in",
         Boolean,
-        nullable=False,
-        comment="Accepts e-mail marketing (one opt-out among merged duplicates is an opt-out)",
+        nullable=True,
+        comment="E-mail marketing consent: true opted in, false opted out, null unknown (never asked); among merged "
+        "duplicates one opt-out is an opt-out, else one opt-in an opt-in",
         info=sources("customers"),
     ),
-    Column("sms_opt_in", Boolean, nullable=False, comment="Accepts SMS marketing", info=sources("customers")),
+    Column(
+        "sms_opt_in",
+        Boolean,
+        nullable=True,
+        comment="SMS marketing consent: true opted in, false opted out, null unknown (never asked)",
+        info=sources("customers"),
+    ),
     Column(
         "email_eligible",
         Boolean,
         nullable=False,
-        comment="Opted in to e-mail and has a valid e-mail",
+        comment="Has a valid e-mail and opted in to e-mail (or consent unknown, under CIO_UNKNOWN_CONSENT_ELIGIBLE)",
         info=sources("customers"),
     ),
     Column(
         "sms_eligible",
         Boolean,
         nullable=False,
-        comment="Opted in to SMS and has a valid phone",
+        comment="Has a valid phone and opted in to SMS (or consent unknown, under CIO_UNKNOWN_CONSENT_ELIGIBLE)",
         info=sources("customers"),
     ),
 )
@@ -444,3 +465,10 @@ def create_state_tables(engine: Engine) -> None:
         return
     with named_lock(engine, "cio_assets_create_state_tables", timeout_seconds=60), engine.begin() as conn:
         state_metadata.create_all(conn)
+
+
+def still_not_null(conn: Connection, table: Table) -> list[str]:
+    """The columns `table` declares nullable that the state database still holds NOT NULL: the table was created by
+    an older version, and the pipeline never alters a table that exists (the changelog's upgrade notes say how)."""
+    held = {column["name"]: column["nullable"] for column in inspect(conn).get_columns(table.name)}
+    return [str(column.name) for column in table.columns if column.nullable and held.get(column.name) is False]

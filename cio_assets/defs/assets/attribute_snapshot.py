@@ -89,7 +89,15 @@ def attribute_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDe
 
         with source.connect() as src, state.begin() as dst, stops_as_failures():
             run = compute_snapshot(
-                src, dst, prange, clock, settings.tiers, settings.canonical_id, settings.chunk_size, context.log.info
+                src,
+                dst,
+                prange,
+                clock,
+                settings.tiers,
+                settings.canonical_id,
+                settings.unknown_consent_eligible,
+                settings.chunk_size,
+                context.log.info,
             )
             tally = run.tally
             if contract_exceeded(tally, settings):
