@@ -98,6 +98,28 @@ def test_source_freshness_judges_the_newest_paid_order(shop, pipeline, orders, s
     assert ("Fresh" if passed else "Stale") in (evaluation.description or "")
 
 
+@pytest.mark.parametrize(
+    ("written_in", "paid_minutes_ago", "ahead", "said"),
+    [
+        # the shop's recent orders written in UTC, read as New York's (UTC-5 in December): five hours ahead
+        ("UTC", [30, 10, 2], 3, "3 paid order(s) are dated up to 5.0 h after now"),
+        # one bad row ten hours ahead among fresh orders: the same warning, which says a bad row is just that
+        ("America/New_York", [-600, 10], 1, "1 paid order(s) are dated up to 10.0 h after now"),
+    ],
+)
+def test_orders_dated_hours_ahead_warn_of_a_wrong_time_zone(shop, pipeline, written_in, paid_minutes_ago, ahead, said):
+    shop.customer(1)
+    for minutes in paid_minutes_ago:
+        shop.order(1, paid_at=_ago(minutes, written_in), created_at=_ago(24 * 60, written_in))
+
+    evaluation = _freshness_check(pipeline, Settings(source_max_lag_minutes=60, source_tz="America/New_York"))
+
+    assert not evaluation.passed
+    assert said in (evaluation.description or "")
+    assert "A bad row or two is just that" in (evaluation.description or "")
+    assert evaluation.metadata["paid_orders_in_future"].value == ahead
+
+
 def test_a_source_without_paid_orders_is_not_fresh(shop, pipeline):
     shop.customer(1)
     shop.order(1, status="pending", paid_at=None)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, and_, func, select
 
 from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds
 from cio_assets.schema.shop import SOURCE_TABLES, is_paid, orders
@@ -75,6 +75,22 @@ def observe_tables(conn: Connection, tables: Iterable[Table], run_id: str | None
     seen = _observed[run_id]
     seen.update(observe_all(conn, [table for table in tables if str(table.name) not in seen]))
     return {str(table.name): seen[str(table.name)] for table in tables}
+
+
+def paid_in_future(conn: Connection, zone: ZoneInfo, now: datetime, within: timedelta) -> tuple[int, datetime | None]:
+    """How many paid orders are dated after `now` (up to `within` later), and the latest of them (aware, UTC): a
+    few are bad rows; the shop's recent orders hours ahead are the signature of a wrong time zone. By the paid_at
+    index, so its cost is the rows in the window."""
+    ahead = and_(
+        is_paid(orders),
+        orders.c.paid_at > to_source_naive(now, zone),
+        orders.c.paid_at <= to_source_naive(now + within, zone),
+    )
+    rows, latest = conn.execute(select(func.count(), func.max(orders.c.paid_at)).where(ahead)).one()
+    if not rows:
+        return 0, None
+    (seconds,) = to_unix_seconds(pd.Series([latest]), zone)
+    return int(rows), datetime.fromtimestamp(int(seconds), UTC)
 
 
 def newest_paid_at(conn: Connection, zone: ZoneInfo, now: datetime) -> datetime | None:

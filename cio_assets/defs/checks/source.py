@@ -1,5 +1,7 @@
 """`paid_orders_fresh` (WARN), on `source/orders`: the newest paid order is recent, so the shop, and the database
-the pipeline reads, are still taking orders.
+the pipeline reads, are still taking orders; and no paid order is dated after now, the signature of a wrong time
+zone when it is the shop's recent orders (an order paid a minute ago, read in a zone five hours off, is five hours
+ahead or behind).
 
 Evaluated by every `refresh` run, and reported by the source sensor's ticks when its outcome changes (so a
 shop that stopped taking orders warns within a minute, though no run is launched).
@@ -8,7 +10,7 @@ shop that stopped taking orders warns within a minute, though no run is launched
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
 from sqlalchemy import Connection
@@ -17,7 +19,7 @@ from cio_assets.defs.catalog import source_key
 from cio_assets.defs.resources import Settings, SourceDatabase
 from cio_assets.lib.timestamps import utc_now
 from cio_assets.schema.shop import orders
-from cio_assets.tracking.marks import newest_paid_at
+from cio_assets.tracking.marks import newest_paid_at, paid_in_future
 
 SOURCE_FRESHNESS_CHECK = "paid_orders_fresh"
 
@@ -30,6 +32,8 @@ class SourceFreshness:
     checked_at: datetime  # aware, UTC
     max_lag_minutes: int
     source: str  # the source database as it may be shown: no password
+    future_paid: int = 0  # paid orders dated after checked_at (within FUTURE_WINDOW)
+    latest_future: datetime | None = None  # aware, UTC: the latest of them
 
     @property
     def lag_minutes(self) -> float | None:
@@ -40,19 +44,40 @@ class SourceFreshness:
     @property
     def passed(self) -> bool:
         lag = self.lag_minutes
-        return lag is not None and lag <= self.max_lag_minutes
+        return lag is not None and lag <= self.max_lag_minutes and not self.future_paid
+
+    @property
+    def zone_hint(self) -> str:
+        """What points at a wrong time zone: orders dated ahead of now, or a lag of whole hours."""
+        variables = f"the source mapping's time_zone, or {Settings.variable('source_tz')}"
+        if self.future_paid and self.latest_future is not None:
+            hours = (self.latest_future - self.checked_at).total_seconds() / 3600
+            return (
+                f" {self.future_paid:,} paid order(s) are dated up to {hours:.1f} h after now; they are set aside "
+                f"until their time comes. A bad row or two is just that; the shop's recent orders hours ahead "
+                f"mean the orders' time zone is wrong ({variables})."
+            )
+        lag = self.lag_minutes
+        if lag is not None and lag > self.max_lag_minutes and lag >= 55 and abs(lag / 60 - round(lag / 60)) < 0.1:
+            return (
+                f" A lag of about {round(lag / 60)} h, whole hours, is also the signature of a time zone read "
+                f"wrong ({variables})."
+            )
+        return ""
 
     @property
     def description(self) -> str:
         allowed = f"{Settings.variable('source_max_lag_minutes')} allows {self.max_lag_minutes:,}"
         if self.newest_paid_at is None:
-            return f"The source ({self.source}) holds no paid order yet; {allowed} minutes."
+            return f"The source ({self.source}) holds no paid order yet; {allowed} minutes.{self.zone_hint}"
         newest = f"newest paid order at {self.newest_paid_at:%Y-%m-%d %H:%M} UTC, {self.lag_minutes:,.0f} minutes ago"
         if self.passed:
             return f"Fresh: {newest} ({allowed})."
+        if self.lag_minutes is not None and self.lag_minutes <= self.max_lag_minutes:
+            return f"Fresh: {newest} ({allowed}), but dated ahead:{self.zone_hint}"
         return (
             f"Stale: {newest}; {allowed}. The shop may have stopped taking orders, or the database the pipeline "
-            f"reads ({self.source}) stopped receiving them (a replica that stopped replicating)."
+            f"reads ({self.source}) stopped receiving them (a replica that stopped replicating).{self.zone_hint}"
         )
 
     @property
@@ -61,6 +86,7 @@ class SourceFreshness:
             "max_lag_minutes": dg.MetadataValue.int(self.max_lag_minutes),
             "source_database": dg.MetadataValue.text(self.source),
         }
+        metadata["paid_orders_in_future"] = dg.MetadataValue.int(self.future_paid)
         if self.newest_paid_at is not None:
             metadata["newest_paid_at"] = dg.MetadataValue.timestamp(self.newest_paid_at)
             metadata["lag_minutes"] = dg.MetadataValue.float(float(self.lag_minutes or 0.0))
@@ -87,13 +113,21 @@ class SourceFreshness:
         )
 
 
+# How far ahead of now a paid order is looked for: a zone is at most 14 h off UTC, so two zones 26 h apart.
+FUTURE_WINDOW = timedelta(hours=26)
+
+
 def read_source_freshness(conn: Connection, source: SourceDatabase, settings: Settings) -> SourceFreshness:
     now = utc_now()
+    zone = settings.zones(source.mapping_spec).of(orders.name)
+    future_paid, latest_future = paid_in_future(conn, zone, now, FUTURE_WINDOW)
     return SourceFreshness(
-        newest_paid_at=newest_paid_at(conn, settings.zones(source.mapping_spec).of(orders.name), now),
+        newest_paid_at=newest_paid_at(conn, zone, now),
         checked_at=now,
         max_lag_minutes=settings.source_max_lag_minutes,
         source=source.origin.url,
+        future_paid=future_paid,
+        latest_future=latest_future,
     )
 
 
@@ -102,7 +136,8 @@ def read_source_freshness(conn: Connection, source: SourceDatabase, settings: Se
     name=SOURCE_FRESHNESS_CHECK,
     description=(
         "The newest paid order is at most CIO_SOURCE_MAX_LAG_MINUTES old: the shop, and the database the "
-        "pipeline reads, are still taking orders. Warns; delivery goes on with what the source holds."
+        "pipeline reads, are still taking orders; and none is dated after now (recent orders hours ahead mean a "
+        "wrong time zone). Warns; delivery goes on with what the source holds."
     ),
 )
 def paid_orders_fresh(source: SourceDatabase, settings: Settings) -> dg.AssetCheckResult:
