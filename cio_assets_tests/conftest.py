@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 
 import dagster as dg
@@ -62,25 +62,9 @@ def database_urls() -> Iterator[tuple[str, str]]:
         server.dispose()
 
 
-@pytest.fixture
-def throwaway_database() -> Iterator[str]:
-    """The URL of an empty database of its own on the test server (a platform's shop), dropped at the end."""
-    server = create_engine(SERVER_URL)
-    name = f"cio_test_{uuid.uuid4().hex[:10]}_own"
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        server.dispose()
-
-
-@pytest.fixture
-def second_state_url(database_urls: tuple[str, str]) -> Iterator[str]:
-    """Another empty state database on the same server, for a second pipeline over the same shop."""
-    name = f"{make_url(database_urls[1]).database}_2"
+@contextmanager
+def own_database(name: str) -> Iterator[str]:
+    """A database of this name on the test server (one left over is dropped first); its URL. Dropped at the end."""
     server = create_engine(SERVER_URL)
     with server.begin() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
@@ -91,6 +75,20 @@ def second_state_url(database_urls: tuple[str, str]) -> Iterator[str]:
         with server.begin() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         server.dispose()
+
+
+@pytest.fixture
+def throwaway_database() -> Iterator[str]:
+    """The URL of an empty database of its own on the test server (a platform's shop), dropped at the end."""
+    with own_database(f"cio_test_{uuid.uuid4().hex[:10]}_own") as url:
+        yield url
+
+
+@pytest.fixture
+def second_state_url(database_urls: tuple[str, str]) -> Iterator[str]:
+    """Another empty state database on the same server, for a second pipeline over the same shop."""
+    with own_database(f"{make_url(database_urls[1]).database}_2") as url:
+        yield url
 
 
 @pytest.fixture

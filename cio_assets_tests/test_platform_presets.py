@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url
 
 from cio_assets.defs.resources import Settings
 from cio_assets.demo.platforms import magento2, woocommerce
 from cio_assets.demo.platforms.truth import Person, ShopTruth
 from cio_assets.schema import state as state_tables
-from cio_assets_tests.conftest import SERVER_URL, SYNC, Pipeline
+from cio_assets_tests.conftest import SYNC, Pipeline, own_database
 
 # The generated shops' window ends on 2026-11-20; the test partitions start on 2026-10-01 (earlier history is
 # the first partition's).
@@ -40,33 +40,20 @@ class PlatformShop:
 
 
 @pytest.fixture
-def platform_shop(request, state_engine, tmp_path) -> Iterator[PlatformShop]:
-    """A throwaway database holding a generated shop: request.param is (platform, session zone of the URL)."""
+def platform_shop(request, tmp_path) -> Iterator[PlatformShop]:
+    """A generated shop in a database of its own: request.param is (platform, the session zone of the URL)."""
     platform, session_zone = request.param
-    server = create_engine(SERVER_URL)
     name = f"cio_test_{uuid.uuid4().hex[:10]}_{platform}"
-    state_name = f"{name}_state"
-    with server.begin() as conn:
-        for db in (name, state_name):
-            conn.execute(text(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
-    base = make_url(SERVER_URL)
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
+    with own_database(name) as url, own_database(f"{name}_state") as state_url:
         truth = {"woocommerce": woocommerce, "magento2": magento2}[platform].generate(url)
         # The pipeline's sessions start in `session_zone` (a server whose default is not UTC); it must not matter.
         read_url = make_url(url).update_query_dict({"init_command": f"SET time_zone = '{session_zone}'"})
-        state_url = base.set(database=state_name).render_as_string(hide_password=False)
         state = create_engine(state_url)
         yield PlatformShop(
             truth,
             Pipeline(read_url.render_as_string(hide_password=False), state_url, state, tmp_path, mapping=platform),
         )
         state.dispose()
-    finally:
-        with server.begin() as conn:
-            for db in (name, state_name):
-                conn.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
-        server.dispose()
 
 
 def _unix(naive_utc: datetime) -> int:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from cio_assets.demo.platforms import ddl, magento2, woocommerce
-from cio_assets_tests.conftest import SERVER_URL
+from cio_assets_tests.conftest import own_database
 
 CUSTOMERS = 40
 
@@ -20,16 +20,8 @@ CUSTOMERS = 40
 @pytest.fixture
 def database() -> Iterator[str]:
     """An empty throwaway database; its URL."""
-    server = create_engine(SERVER_URL)
-    name = f"cio_test_platform_{uuid.uuid4().hex[:10]}"
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    try:
-        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        server.dispose()
+    with own_database(f"cio_test_platform_{uuid.uuid4().hex[:10]}") as url:
+        yield url
 
 
 def _engine(url: str, zone: str = "+00:00") -> Engine:
