@@ -46,7 +46,7 @@ def _resources(pipeline, settings: Settings | None = None) -> dict[str, object]:
 def _freshness_check(pipeline, settings: Settings) -> dg.AssetCheckEvaluation:
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [*source_tables, paid_orders_fresh],
+            [*source_tables(load("reference")), paid_orders_fresh],
             selection=dg.AssetSelection.checks(paid_orders_fresh),
             instance=instance,
             resources={"source": SourceDatabase(url=pipeline.source_url), "settings": settings},

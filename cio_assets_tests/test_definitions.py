@@ -12,6 +12,8 @@ import dagster as dg
 import orjson
 import pytest
 
+from cio_assets.defs.assets.sources import source_tables
+from cio_assets.mapping.spec import load
 from cio_assets_tests.definitions import daily_partitions, defs
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -99,6 +101,23 @@ def test_source_tables_are_external_mysql_assets():
     specs = [s for s in defs.assets if isinstance(s, dg.AssetSpec)]
     assert {s.key.to_user_string() for s in specs} == _sources(*SHOP_TABLES)
     assert all(s.kinds == {"mysql"} for s in specs)
+
+
+@pytest.mark.parametrize(
+    ("preset", "concept", "said"),
+    [
+        # a concept the preset reads, and the platform's tables it reads it from
+        ("woocommerce", "orders", "through the preset 'woocommerce' (cio_assets/mapping/presets/woocommerce.toml)"),
+        ("woocommerce", "orders", "from `wp_wc_orders`"),
+        # a concept the platform does not have: why, in the asset's description
+        ("woocommerce", "carts", "none in this shop (WooCommerce keeps no carts"),
+        ("magento2", "carts", "from `quote`, `quote_address`, `sales_order`"),
+    ],
+)
+def test_each_source_asset_says_where_the_mapping_reads_it_from(preset, concept, said):
+    spec = next(s for s in source_tables(load(preset)) if s.key == dg.AssetKey(["source", concept]))
+
+    assert said in (spec.description or "")
 
 
 def test_every_trigger_launches_the_refresh_job_which_leaves_the_shop_alone():

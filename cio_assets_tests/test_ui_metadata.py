@@ -14,6 +14,7 @@ from cio_assets.defs.assets.sources import source_tables
 from cio_assets.delivery.deliver import DeliveryReport
 from cio_assets.delivery.stream import delivery_summary
 from cio_assets.lib.frames import counts_per_day
+from cio_assets.mapping.spec import load
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.events import EVENT_NAMES
 from cio_assets_tests.conftest import SYNC
@@ -167,10 +168,16 @@ def test_column_schemas_describe_every_owned_table_with_pii_tags():
 
 
 def test_source_columns_have_descriptions_and_pii_tags():
-    customers = next(spec for spec in source_tables if spec.key == dg.AssetKey(["source", "customers"]))
+    customers = next(
+        spec for spec in source_tables(load("reference")) if spec.key == dg.AssetKey(["source", "customers"])
+    )
     columns = customers.metadata["dagster/column_schema"].columns
 
-    assert all(c.description for spec in source_tables for c in spec.metadata["dagster/column_schema"].columns)
+    assert all(
+        c.description
+        for spec in source_tables(load("reference"))
+        for c in spec.metadata["dagster/column_schema"].columns
+    )
     assert {c.name for c in columns if "pii" in c.tags} == PII_COLUMNS
 
 

@@ -36,7 +36,11 @@ def build_definitions(env: Environment) -> dg.Definitions:
     return dg.Definitions(
         # Code references: the catalog links each asset to the function that computes it.
         assets=dg.with_source_code_references(
-            [*source_tables, *pipeline, *with_sync_freshness(syncs, sync_freshness_policy(env.automation))]
+            [
+                *source_tables(env.source.spec()),
+                *pipeline,
+                *with_sync_freshness(syncs, sync_freshness_policy(env.automation)),
+            ]
         ),
         asset_checks=build_checks(partitions, owned=pipeline),
         jobs=[refresh],
