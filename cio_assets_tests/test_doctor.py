@@ -75,7 +75,7 @@ def test_doctor_fails_naming_what_the_shop_lacks(throwaway_database):
 
     assert done.returncode == 1
     assert "through the preset 'woocommerce'" in done.stdout
-    assert "column orders.paid_at" in done.stdout and "wp_wc_order_operational_data" in done.stdout
+    assert "orders: Table" in done.stdout and "wp_wc_order_operational_data' doesn't exist" in done.stdout
 
 
 def test_doctor_warns_when_the_newest_times_sit_in_the_future(shop, database_urls):

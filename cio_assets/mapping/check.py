@@ -8,11 +8,11 @@ installs the mapping on its engine.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, inspect, select
+from sqlalchemy import Connection, Engine, inspect, literal
 from sqlalchemy.exc import DBAPIError
 
 from cio_assets.lib.engines import driver_message
-from cio_assets.mapping.compile import Relations, column_expression, compile_mapping
+from cio_assets.mapping.compile import Relations, compile_mapping
 from cio_assets.mapping.spec import MappingSpec
 from cio_assets.schema.shop import CONCEPTS
 
@@ -40,17 +40,19 @@ def mismatches(conn: Connection, mapping: MappingSpec, relations: Relations, fou
         if missing:
             problems += [f"table {table}" + ("" if table == name else f" ({name})") for table in dict.fromkeys(missing)]
             continue
-        if _refused(conn, relations.selects[name]) is None:
+        statement = relations.selects[name]
+        if _refused(conn, statement) is None:
             continue
-        table = CONCEPTS[name]
+        rows = _refused(conn, statement.with_only_columns(literal(1)))
+        if rows is not None:  # the tables, joins, lookups or row filter
+            problems.append(f"{name}: {rows}")
+            continue
         per_column = []
-        for column in table.columns:
-            probe = select(column_expression(table, spec, column.name, found).label(column.name))
-            probe = relations.selects[name].with_only_columns(*probe.selected_columns)
-            refused = _refused(conn, probe)
+        for column in CONCEPTS[name].columns:
+            refused = _refused(conn, statement.with_only_columns(statement.selected_columns[column.name]))
             if refused is not None:
                 per_column.append(f"column {name}.{column.name}: {refused}")
-        problems += per_column or [f"{name}: {_refused(conn, relations.selects[name])}"]
+        problems += per_column or [f"{name}: {_refused(conn, statement)}"]
     return problems
 
 

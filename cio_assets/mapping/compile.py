@@ -8,9 +8,11 @@ replaced by those SELECTs.
         FROM wp_wc_orders AS o LEFT JOIN wp_wc_order_operational_data AS od ON od.order_id = o.id
         WHERE o.type = 'shop_order') AS orders WHERE orders.paid_at >= ?
 
-MariaDB and MySQL merge such a derived table into the outer query (as SQLite flattens it), so a predicate on a
-column that is a base column reaches that column's index: a keyed lookup stays a keyed lookup. `doctor` shows the
-plans. A concept the mapping leaves out (or an optional one whose table is missing) is a SELECT of no rows.
+MariaDB and MySQL merge such a derived table into the outer query (as SQLite flattens it: it has joins and WHERE
+conditions, never a subquery in its SELECT list, aggregates or LIMIT, which would stop MySQL merging it), so a
+predicate on a column that is a base column reaches that column's index: a keyed lookup stays a keyed lookup.
+`doctor` shows the plans. A concept the mapping leaves out (or an optional one whose table is missing) is a
+SELECT of no rows.
 
 The stages never see any of this: `install` hooks the translation into the source engine, so they keep naming
 the concepts, and read results by canonical names only.
@@ -42,7 +44,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import ClauseElement
 
-from cio_assets.mapping.spec import PLACEHOLDER, ConceptSpec, MappingSpec
+from cio_assets.mapping.spec import PLACEHOLDER, ConceptSpec, Lookup, MappingSpec
 from cio_assets.schema.shop import CONCEPTS, vocabulary
 
 # The status a source value no mapping entry names becomes: the hygiene rules set the row aside as an unknown
@@ -105,10 +107,15 @@ def compile_mapping(mapping: MappingSpec, tables_found: set[str] | None = None) 
 
 def concept_select(table: Table, spec: ConceptSpec, tables_found: set[str] | None = None) -> Select:
     """The concept's rows, each canonical column under its own name and type."""
-    columns = [column_expression(table, spec, column.name, tables_found).label(column.name) for column in table.columns]
-    source = " ".join([f"{spec.table} AS {spec.alias}", *spec.joins])
-    statement = select(*columns).select_from(text(source))
+    lookups = Lookups(spec, tables_found)
+    columns = [column_expression(table, spec, column.name, lookups).label(column.name) for column in table.columns]
+    statement = select(*columns).select_from(text(" ".join(from_clause(spec, lookups))))
     return statement.where(text(spec.where)) if spec.where else statement
+
+
+def from_clause(spec: ConceptSpec, lookups: Lookups) -> list[str]:
+    """The base table, the mapping's own joins, then one join per lookup the columns use."""
+    return [f"{spec.table} AS {spec.alias}", *spec.joins, *lookups.joins]
 
 
 def empty_select(table: Table) -> Select:
@@ -116,15 +123,13 @@ def empty_select(table: Table) -> Select:
     return select(*(type_coerce(null(), column.type).label(column.name) for column in table.columns)).where(false())
 
 
-def column_expression(
-    table: Table, spec: ConceptSpec, name: str, tables_found: set[str] | None = None
-) -> ColumnElement:
+def column_expression(table: Table, spec: ConceptSpec, name: str, lookups: Lookups) -> ColumnElement:
     """SQL for one canonical column of the concept (NULL when the mapping leaves it out)."""
     column = table.c[name]
     column_spec = spec.columns.get(name)
     if column_spec is None:
         return type_coerce(null(), column.type)
-    raw: ColumnElement = literal_column(f"({_with_lookups(column_spec.sql, spec, tables_found)})")
+    raw: ColumnElement = literal_column(f"({lookups.resolve(column_spec.sql)})")
     value = raw
     if column_spec.null_if:
         value = case(*((raw == literal(v), null()) for v in column_spec.null_if), else_=raw)
@@ -135,26 +140,59 @@ def column_expression(
     return type_coerce(value, column.type)
 
 
-def _with_lookups(sql: str, spec: ConceptSpec, tables_found: set[str] | None, depth: int = 0) -> str:
-    """The SQL with each {lookup} or {lookup:key} replaced by its correlated subquery (LIMIT 1 reads the same in
-    MariaDB, MySQL and SQLite), or NULL for an optional lookup whose table the shop lacks. A lookup's own SQL may
-    use other lookups (a product's SKU by the line's _product_id), a few levels deep."""
-    if depth > MAX_LOOKUP_DEPTH:
-        raise ValueError(f"{spec.name}: lookups nest more than {MAX_LOOKUP_DEPTH} deep (one refers to itself?)")
+class Lookups:
+    """A concept's lookups as LEFT JOINs, one per lookup and key its SQL uses, each joining at most one row: the
+    first (or latest) by the lookup's order, the others excluded by NOT EXISTS.
 
-    def subquery(match: re.Match[str]) -> str:
-        lookup = spec.lookups[match.group(1)]
-        if lookup.optional and tables_found is not None and lookup.table.lower() not in tables_found:
+    Joins rather than subqueries in the SELECT list, because MySQL will not merge a derived table with those
+    (it materialises it, the whole shop, for every query); a join merges in MySQL, MariaDB and SQLite alike, so a
+    predicate on the concept's base columns still reaches their index. A lookup's own SQL may use other lookups
+    (a product's SKU by the line's _product_id): their joins come first."""
+
+    def __init__(self, spec: ConceptSpec, tables_found: set[str] | None) -> None:
+        self.spec = spec
+        self.tables_found = tables_found
+        self.joins: list[str] = []
+        self._aliases: dict[tuple[str, str | None], str] = {}
+
+    def resolve(self, sql: str, depth: int = 0) -> str:
+        """The SQL with each {lookup} or {lookup:key} replaced by the joined row's value (NULL for an optional
+        lookup whose table the shop lacks)."""
+        if depth > MAX_LOOKUP_DEPTH:
+            raise ValueError(f"{self.spec.name}: lookups nest more than {MAX_LOOKUP_DEPTH} deep (one uses itself?)")
+        return PLACEHOLDER.sub(lambda found: self._value(found.group(1), found.group(2), depth), sql)
+
+    def _value(self, name: str, key: str | None, depth: int) -> str:
+        lookup = self.spec.lookups[name]
+        if lookup.optional and self.tables_found is not None and lookup.table.lower() not in self.tables_found:
             return "NULL"
-        where = f"({lookup.match})"
-        if lookup.key is not None:
-            quoted = match.group(2).replace("'", "''")
-            where += f" AND {lookup.key} = '{quoted}'"
-        order = f" ORDER BY {lookup.order} {'DESC' if lookup.latest else 'ASC'}" if lookup.order else ""
-        found = f"(SELECT {lookup.value} FROM {lookup.table} AS {lookup.alias} WHERE {where}{order} LIMIT 1)"
-        return _with_lookups(found, spec, tables_found, depth + 1)
+        alias = self._aliases.get((name, key))
+        if alias is None:
+            alias = f"{lookup.alias}_{len(self._aliases) + 1}"
+            self._aliases[(name, key)] = alias  # before the lookups it uses take their own
+            own = self._row(lookup, key, alias, depth)
+            other = self._row(lookup, key, f"{alias}_x", depth)
+            order = self.resolve(lookup.order or "", depth + 1)
+            before = "<" if not lookup.latest else ">"
+            preferred = f"{_renamed(order, lookup.alias, alias + '_x')} {before} {_renamed(order, lookup.alias, alias)}"
+            self.joins.append(
+                f"LEFT JOIN {lookup.table} AS {alias} ON {own} AND NOT EXISTS "
+                f"(SELECT 1 FROM {lookup.table} AS {alias}_x WHERE {other} AND {preferred})"
+            )
+        return _renamed(self.resolve(lookup.value, depth + 1), lookup.alias, alias)
 
-    return PLACEHOLDER.sub(subquery, sql)
+    def _row(self, lookup: Lookup, key: str | None, alias: str, depth: int) -> str:
+        """SQL: a row of the lookup's table, under `alias`, that belongs to the concept's row (and holds `key`)."""
+        condition = f"({self.resolve(lookup.match, depth + 1)})"
+        if lookup.key is not None:
+            quoted = (key or "").replace("'", "''")
+            condition += f" AND {lookup.key} = '{quoted}'"
+        return _renamed(condition, lookup.alias, alias)
+
+
+def _renamed(sql: str, alias: str, to: str) -> str:
+    """The SQL with the table alias `alias` (as in `um.meta_value`) renamed `to`."""
+    return re.sub(rf"(?<![\w.]){re.escape(alias)}\.", f"{to}.", sql)
 
 
 def _mapped(value: ColumnElement, values: dict[Any, Any], allowed: tuple[str, ...] | None) -> ColumnElement:

@@ -28,7 +28,7 @@ tables. Read from TOML and checked at load; every error names the file, the key 
     match = "m.order_id = o.id"
     key = "m.meta_key"                         # key/value tables: the key column (the column gives `key = …`)
     value = "m.meta_value"
-    order = "m.id"
+    order = "m.id"                             # unique: of the rows that match, one wins
     pick = "latest"                            # or "first"
     optional = false                           # true: NULL when the table is missing (a plugin's)
 
@@ -66,15 +66,16 @@ class MappingError(ValueError):
 
 @dataclass(frozen=True)
 class Lookup:
-    """A correlated lookup: one value from the rows of `table` that `match` the concept's row, the first or the
-    latest by `order`; for key/value tables, the row whose `key` column holds the column's key."""
+    """A lookup: one value from the rows of `table` that `match` the concept's row, the first or the latest by
+    `order` (a unique column, so one row wins); for key/value tables, of the rows whose `key` column holds the key
+    the column asks for. Compiled to a LEFT JOIN (`compile.Lookups`)."""
 
     table: str
     alias: str
     match: str
     value: str
     key: str | None
-    order: str | None
+    order: str
     latest: bool
     optional: bool  # a missing table makes the lookup NULL (a plugin's table: MailPoet's subscribers)
 
@@ -213,6 +214,9 @@ class _Reader:
             lookup: self.lookup(f"{name}.lookups.{lookup}", value)
             for lookup, value in self.table(raw.get("lookups", {}), f"{name}.lookups", None).items()
         }
+        aliases = [raw.get("alias", name), *(lookup.alias for lookup in lookups.values())]
+        if len(set(aliases)) < len(aliases):
+            raise self.fail(name, f"aliases {', '.join(aliases)}: the concept's and each lookup's must differ")
         canonical = CONCEPTS[name]
         columns_raw = self.table(raw.get("columns", {}), f"{name}.columns", None)
         for column in columns_raw:
@@ -255,6 +259,10 @@ class _Reader:
         value = self.sql(raw, key, "value")
         if value is None:
             raise self.fail(key, "lacks value: the SQL of the value it looks up")
+        if "order" not in raw:
+            raise self.fail(
+                key, "lacks order: a unique column (the table's key) that picks one row of those that match"
+            )
         optional = raw.get("optional", False)
         if not isinstance(optional, bool):
             raise self.fail(key, "optional: expected true or false")
@@ -264,7 +272,7 @@ class _Reader:
             match=match,
             value=value,
             key=self.sql(raw, key, "key"),
-            order=self.sql(raw, key, "order"),
+            order=self.sql(raw, key, "order") or "",
             latest=pick == "latest",
             optional=optional,
         )
