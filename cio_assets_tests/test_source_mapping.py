@@ -216,6 +216,24 @@ def test_queries_name_concepts_and_read_the_shops_own_tables_through_the_mapping
     ]
 
 
+@pytest.mark.parametrize(
+    ("where", "found"),
+    [
+        # compared on the shop's own column (its index serves): the guest's 0 still means no customer
+        (orders.c.customer_id.in_([1, 0]), [10]),
+        (orders.c.customer_id == 0, []),
+        # a join on it, the same
+        (customers.c.id == orders.c.customer_id, [10, 12]),
+        # anything else is asked of the canonical value
+        (orders.c.customer_id.is_(None), [11]),
+    ],
+)
+def test_a_guest_id_compares_as_no_customer_on_the_shops_own_column(renamed_shop, where, found):
+    statement = select(orders.c.id).select_from(orders.outerjoin(customers, customers.c.id == orders.c.customer_id))
+    with renamed_shop.connect() as conn:
+        assert list(conn.execute(statement.where(where).order_by(orders.c.id)).scalars()) == found
+
+
 def test_a_concept_the_mapping_leaves_out_reads_as_no_rows(renamed_shop):
     from cio_assets.schema.shop import carts, refunds
 

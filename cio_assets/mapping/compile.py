@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Subquery,
     Table,
+    and_,
     case,
     event,
     false,
@@ -40,9 +41,9 @@ from sqlalchemy import (
     text,
     type_coerce,
 )
-from sqlalchemy.sql import visitors
+from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.elements import BinaryExpression, ClauseElement
 
 from cio_assets.mapping.spec import PLACEHOLDER, ConceptSpec, Lookup, MappingSpec
 from cio_assets.schema.shop import CONCEPTS, vocabulary
@@ -50,6 +51,8 @@ from cio_assets.schema.shop import CONCEPTS, vocabulary
 # The status a source value no mapping entry names becomes: the hygiene rules set the row aside as an unknown
 # status, and `rejected_rows` lists it with this value, e.g. 'unmapped:wc-shipped'.
 UNMAPPED = "unmapped:"
+# The suffix of a column that carries the shop's own value beside a canonical one computed from it.
+RAW = "__raw"
 MAX_LOOKUP_DEPTH = 3
 
 
@@ -68,14 +71,33 @@ class Relations:
         """The statement with every concept table replaced by its SELECT over the shop."""
         by_table = self._by_table
 
+        def concept_column(element: Any) -> Any:
+            table = getattr(element, "table", None)
+            if element.__visit_name__ == "column" and isinstance(table, Table) and table in by_table:
+                return by_table[table].c[element.key]
+            return None
+
         def replace(element: Any) -> Any:
             if isinstance(element, Table):
                 return by_table.get(element)
-            if element.__visit_name__ == "column":
-                table = getattr(element, "table", None)
-                if isinstance(table, Table) and table in by_table:
-                    return by_table[table].c[element.key]
-            return None
+            if isinstance(element, BinaryExpression):
+                return keyed(element)
+            return concept_column(element)
+
+        def keyed(comparison: BinaryExpression) -> Any:
+            """`customer_id = ?` or `customer_id IN (…)` on a column whose mapping turns some values into NULL (a
+            guest's 0): compared on the shop's own column, so that its index serves, minus the values that mean
+            none. The same rows: a value that means none is NULL, which equals nothing."""
+            if comparison.operator not in (operators.eq, operators.in_op):
+                return None
+            column = concept_column(comparison.left)
+            raw = None if column is None else column.table.c.get(column.key + RAW)
+            if raw is None:
+                return None
+            right = visitors.replacement_traverse(comparison.right, {}, replace)
+            spec = self.mapping.concepts[column.table.name].columns[column.key]
+            same = BinaryExpression(raw, right, comparison.operator, type_=comparison.type)
+            return and_(same, raw.not_in(list(spec.null_if)))
 
         return visitors.replacement_traverse(statement, {}, replace)
 
@@ -106,9 +128,15 @@ def compile_mapping(mapping: MappingSpec, tables_found: set[str] | None = None) 
 
 
 def concept_select(table: Table, spec: ConceptSpec, tables_found: set[str] | None = None) -> Select:
-    """The concept's rows, each canonical column under its own name and type."""
+    """The concept's rows, each canonical column under its own name and type; beside a column whose `null_if` makes
+    it an expression, the shop's own value under the name + RAW, for comparisons to reach its index."""
     lookups = Lookups(spec, tables_found)
     columns = [column_expression(table, spec, column.name, lookups).label(column.name) for column in table.columns]
+    columns += [
+        literal_column(f"({lookups.resolve(column.sql)})", table.c[name].type).label(name + RAW)
+        for name, column in spec.columns.items()
+        if column.null_if and column.sign == 1 and column.values is None
+    ]
     statement = select(*columns).select_from(text(" ".join(from_clause(spec, lookups))))
     return statement.where(text(spec.where)) if spec.where else statement
 
