@@ -10,11 +10,13 @@ from cio_assets.defs.checks.attribute_snapshot import (
     NULL_RATES,
     ONE_ROW,
     VOLUME,
+    judged_rates,
     null_rates_result,
     one_row_result,
 )
 from cio_assets.defs.checks.days import EvaluatedDays
 from cio_assets.defs.resources import Settings
+from cio_assets.mapping.spec import load
 from cio_assets_tests.checks_runner import evaluations, value
 from cio_assets_tests.conftest import PIPELINE
 from cio_assets_tests.definitions import attribute_snapshot_checks
@@ -53,11 +55,27 @@ def test_one_row_per_person_and_day(repeated, passed):
 def test_null_rates_among_people_with_orders(rows, passed, email_rate):
     nulls = pd.DataFrame(rows, columns=["day", "people", "email"]).astype({"people": "int64", "email": "int64"})
 
-    result = null_rates_result(nulls, {"email": 0.05}, DAYS)
+    result = null_rates_result(nulls, {"email": 0.05}, DAYS, unjudged={})
 
     assert (result.passed, result.severity) == (passed, dg.AssetCheckSeverity.WARN)
     assert result.metadata["null_rate_email"].value == email_rate
     assert result.metadata["max_null_rate_email"].value == 0.05
+
+
+@pytest.mark.parametrize(
+    ("preset", "judged", "not_judged"),
+    [
+        # the reference schema has every column the default rates judge
+        ("reference", {"email", "first_name", "last_product_category"}, set()),
+        # WooCommerce keeps no product category: its null rate would warn for everyone, so it is not judged
+        ("woocommerce", {"email", "first_name"}, {"last_product_category"}),
+    ],
+)
+def test_an_attribute_the_mapping_cannot_fill_is_not_judged_and_said_so(preset, judged, not_judged):
+    rates, unjudged = judged_rates(Settings().max_null_rates, load(preset))
+
+    assert (set(rates), set(unjudged)) == (judged, not_judged)
+    assert all("does not map order_items.category" in why for why in unjudged.values())
 
 
 @pytest.mark.parametrize(

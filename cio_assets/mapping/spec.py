@@ -138,6 +138,12 @@ class MappingSpec:
             if name not in self.concepts
         }
 
+    def maps(self, concept: str, column: str) -> bool:
+        """Whether the mapping gives the concept's column a value (an absent concept, or a column it leaves out,
+        is NULL for every row)."""
+        spec = self.concepts.get(concept)
+        return spec is not None and column in spec.columns
+
     def families_off(self) -> dict[str, str]:
         """Event families this shop cannot have, each with why: their concept is absent."""
         absent = self.absent()

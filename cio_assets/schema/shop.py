@@ -1,11 +1,14 @@
-"""The reference source schema: every source table and column name the pipeline reads.
+"""The concepts the pipeline reads (customers, orders, …), as tables: their names, columns and types; and the
+reference schema, which is the same tables as a shop's own.
 
-Point the pipeline at a shop with another schema by editing these definitions (names, or a
-`Table(..., schema="shop")`); every query is built from them. `reference_schema.sql` beside this file
-is the same schema as MySQL/MariaDB DDL, generated from these definitions (`make reference`).
+The pipeline's queries name these tables and read results by these column names only. A source mapping
+(`cio_assets/mapping/`, `CIO_SOURCE_MAPPING`) says how a shop's own tables make each concept; the `reference` preset
+maps each to the table of the same name. `reference_schema.sql` beside this file is the same schema as
+MySQL/MariaDB DDL, generated from these definitions (`make reference`); the demo and the tests build their shops
+from it.
 
-DATETIME columns are naive: their time zone is configuration (CIO_SOURCE_TZ and CIO_SOURCE_TZ_OVERRIDES, read
-as `lib.timestamps.SourceZones`).
+DATETIME columns are naive: their time zone is the mapping's (`time_zone`), or configuration where it says
+"source" (CIO_SOURCE_TZ and CIO_SOURCE_TZ_OVERRIDES, read as `lib.timestamps.SourceZones`).
 """
 
 from __future__ import annotations

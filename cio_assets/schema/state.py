@@ -197,29 +197,32 @@ attribute_snapshot = Table(
     Column(
         "email",
         String(ID_WIDTH),
-        info=sources("customers", **PII),
+        info=sources("customers", copies="customers.email", **PII),
         comment="Normalised e-mail, or null when missing or invalid",
     ),
     Column(
-        "phone", String(32), info=sources("customers", **PII), comment="E.164 phone, or null when missing or invalid"
+        "phone",
+        String(32),
+        info=sources("customers", copies="customers.phone", **PII),
+        comment="E.164 phone, or null when missing or invalid",
     ),
     Column(
         "first_name",
         String(ATTRIBUTE_TEXT_WIDTH),
-        info=sources("customers", **PII),
+        info=sources("customers", copies="customers.first_name", **PII),
         comment="First name, clipped to Customer.io's 1000-byte value limit",
     ),
     Column(
         "last_name",
         String(ATTRIBUTE_TEXT_WIDTH),
-        info=sources("customers", **PII),
+        info=sources("customers", copies="customers.last_name", **PII),
         comment="Last name, clipped to Customer.io's 1000-byte value limit",
     ),
     Column(
         "created_at",
         BigInteger,
         comment="Unix seconds: when the customer record was created",
-        info=sources("customers"),
+        info=sources("customers", copies="customers.created_at"),
     ),
     Column("first_order_at", BigInteger, comment="Unix seconds: the first paid order", info=sources("orders")),
     Column("last_order_at", BigInteger, comment="Unix seconds: the latest paid order", info=sources("orders")),
@@ -242,7 +245,7 @@ attribute_snapshot = Table(
         "last_product_category",
         String(ATTRIBUTE_TEXT_WIDTH),
         comment="Category of the latest paid order's most valuable line",
-        info=sources("orders", "order_items"),
+        info=sources("orders", "order_items", copies="order_items.category"),
     ),
     Column(
         "is_refunder", Boolean, nullable=False, comment="Has had at least one refund", info=sources("orders", "refunds")

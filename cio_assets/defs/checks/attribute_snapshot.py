@@ -26,9 +26,11 @@ from cio_assets.defs.checks.days import (
     volume_result,
 )
 from cio_assets.defs.metadata import markdown_table
-from cio_assets.defs.resources import Settings, StateDatabase
+from cio_assets.defs.resources import Settings, SourceDatabase, StateDatabase
 from cio_assets.lib.chunking import chunks
 from cio_assets.lib.timestamps import utc_now
+from cio_assets.mapping.spec import MappingSpec
+from cio_assets.schema.columns import copied_column
 from cio_assets.schema.state import attribute_snapshot as snapshot_table
 
 ASSET = "attribute_snapshot"
@@ -106,7 +108,22 @@ def one_row_result(repeated: pd.DataFrame, days: EvaluatedDays) -> dg.AssetCheck
     )
 
 
-def null_rates_result(nulls: pd.DataFrame, max_rates: Mapping[str, float], days: EvaluatedDays) -> dg.AssetCheckResult:
+def judged_rates(max_rates: Mapping[str, float], mapping: MappingSpec) -> tuple[dict[str, float], dict[str, str]]:
+    """The attributes whose null rate means something in this shop, and those left unjudged with why: one that
+    copies a source column the mapping leaves out is null for everyone (WooCommerce keeps no product category)."""
+    judged, unjudged = {}, {}
+    for attribute, rate in max_rates.items():
+        copied = copied_column(snapshot_table.c[attribute])
+        if copied is not None and not mapping.maps(*copied):
+            unjudged[attribute] = f"{mapping.shown} does not map {'.'.join(copied)}"
+        else:
+            judged[attribute] = rate
+    return judged, unjudged
+
+
+def null_rates_result(
+    nulls: pd.DataFrame, max_rates: Mapping[str, float], days: EvaluatedDays, unjudged: Mapping[str, str]
+) -> dg.AssetCheckResult:
     """WARN when an attribute's null share among people with paid orders, over the days, passes its maximum."""
     people = int(nulls["people"].sum())
     rates = {a: (int(nulls[a].sum()) / people if people else 0.0) for a in max_rates}
@@ -135,6 +152,7 @@ def null_rates_result(nulls: pd.DataFrame, max_rates: Mapping[str, float], days:
             **{f"max_null_rate_{a}": float(max_rates[a]) for a in max_rates},
             "attributes_over": len(over),
             "days_over": markdown_table(worst_days),
+            "not_judged": dict(unjudged),
         },
     )
 
@@ -171,10 +189,12 @@ def attribute_snapshot_checks(partitions: dg.TimeWindowPartitionsDefinition) -> 
         ],
         name="attribute_snapshot_checks",
     )
-    def attribute_snapshot_checks(context: dg.AssetCheckExecutionContext, state: StateDatabase, settings: Settings):
+    def attribute_snapshot_checks(
+        context: dg.AssetCheckExecutionContext, state: StateDatabase, settings: Settings, source: SourceDatabase
+    ):
         asset = dg.AssetKey(ASSET)
         days = evaluated_days(context, asset, partitions)
-        max_rates = settings.max_null_rates
+        max_rates, unjudged = judged_rates(settings.max_null_rates, source.mapping_spec)
         baseline = Baseline.from_settings(settings)
         window = days_around(days.keys, baseline.trailing_days)
         with state.connect() as conn:
@@ -183,7 +203,7 @@ def attribute_snapshot_checks(partitions: dg.TimeWindowPartitionsDefinition) -> 
             counts = read_people_per_day(conn, window)
             present = days_present(conn, snapshot_table, window)
         yield one_row_result(repeated, days)
-        yield null_rates_result(nulls, max_rates, days)
+        yield null_rates_result(nulls, max_rates, days, unjudged)
         judged = judge_days(counts, days, present, context.instance, asset, baseline, partitions, utc_now())
         yield volume_result(VOLUME, ASSET, judged, days, "people changed")
 
