@@ -115,7 +115,10 @@ def _assert_people_consent_orders_and_refunds(shop: PlatformShop, fake) -> None:
 def test_a_woocommerce_shop_is_read_as_it_is(platform_shop, customerio):
     shop = platform_shop
 
-    result = shop.pipeline.run(partition_range=RANGE, assets=SYNC, customerio=customerio.resource())
+    # The README used to set CIO_SOURCE_TZ to the shop's zone: WooCommerce's *_gmt columns are UTC all the same.
+    settings = Settings(source_tz="America/New_York")
+
+    result = shop.pipeline.run(partition_range=RANGE, assets=SYNC, customerio=customerio.resource(), settings=settings)
 
     _assert_people_consent_orders_and_refunds(shop, customerio.fake)
     # A plugin's status no entry of the preset names is set aside and listed with its value, never dropped.
