@@ -59,17 +59,48 @@ MAX_LOOKUP_DEPTH = 3
 class Relations:
     """Each concept's SELECT over the shop, and the translation of the pipeline's statements into them."""
 
-    def __init__(self, mapping: MappingSpec, selects: dict[str, Select], present: frozenset[str]) -> None:
+    def __init__(self, mapping: MappingSpec, tables_found: set[str] | None = None) -> None:
+        """`tables_found` (lower-case names in the shop) decides whether an optional concept is present; None:
+        all are."""
         self.mapping = mapping
-        self.selects = selects  # concept → its SELECT (no rows for an absent concept)
-        self.present = present  # the concepts the shop has
-        self._by_table: dict[Table, Subquery] = {
-            CONCEPTS[name]: statement.subquery(name) for name, statement in selects.items()
-        }
+        self.tables_found = tables_found
+        self.present = frozenset(
+            name
+            for name, spec in mapping.concepts.items()
+            if not spec.optional or tables_found is None or spec.table.lower() in tables_found
+        )
+        # Each concept whole (the source check and doctor read these), and as each query reads it.
+        self.selects = {name: self._select(name, None) for name in CONCEPTS}
+        self._narrow: dict[tuple[str, frozenset[str]], Subquery] = {}
+
+    def _select(self, name: str, columns: frozenset[str] | None) -> Select:
+        spec = self.mapping.concepts.get(name)
+        if name not in self.present or spec is None:
+            return empty_select(CONCEPTS[name])
+        return concept_select(CONCEPTS[name], spec, self.tables_found, columns)
+
+    def narrow(self, name: str, columns: frozenset[str]) -> Subquery:
+        """The concept with only the columns a query reads, so that only their lookups are joined: a count or a
+        list of ids costs no key/value lookup at all."""
+        key = (name, columns)
+        if key not in self._narrow:
+            self._narrow[key] = self._select(name, columns).subquery(name)
+        return self._narrow[key]
 
     def translate(self, statement: ClauseElement) -> ClauseElement:
-        """The statement with every concept table replaced by its SELECT over the shop."""
-        by_table = self._by_table
+        """The statement with every concept table replaced by its SELECT over the shop, narrowed to the columns
+        the statement reads."""
+        used: dict[Table, set[str]] = {}
+        for element in visitors.iterate(statement):
+            if isinstance(element, Table) and CONCEPTS.get(str(element.name)) is element:
+                used.setdefault(element, set())
+            # select(table) names the table, not its columns: they come from the selected columns
+            columns = element.selected_columns if isinstance(element, Select) else [element]
+            for column in columns:
+                table = _concept_of(getattr(column, "table", None)) if column.__visit_name__ == "column" else None
+                if table is not None:
+                    used.setdefault(table, set()).add(column.key)
+        by_table = {table: self.narrow(str(table.name), frozenset(columns)) for table, columns in used.items()}
 
         def concept_column(element: Any) -> Any:
             table = getattr(element, "table", None)
@@ -112,30 +143,35 @@ class Relations:
             return clauseelement, multiparams, params
 
 
+def _concept_of(table: Any) -> Table | None:
+    """The concept table a column belongs to, directly or through an alias of it (hygiene's key rule)."""
+    while table is not None and not isinstance(table, Table):
+        table = getattr(table, "element", None)
+    return table if table is not None and CONCEPTS.get(str(table.name)) is table else None
+
+
 def compile_mapping(mapping: MappingSpec, tables_found: set[str] | None = None) -> Relations:
     """Every concept's SELECT. `tables_found` (lower-case names in the shop) decides whether an optional concept
     is present; None: all are."""
-    selects: dict[str, Select] = {}
-    present: set[str] = set()
-    for name, table in CONCEPTS.items():
-        spec = mapping.concepts.get(name)
-        if spec is not None and (not spec.optional or tables_found is None or spec.table.lower() in tables_found):
-            selects[name] = concept_select(table, spec, tables_found)
-            present.add(name)
-        else:
-            selects[name] = empty_select(table)
-    return Relations(mapping, selects, frozenset(present))
+    return Relations(mapping, tables_found)
 
 
-def concept_select(table: Table, spec: ConceptSpec, tables_found: set[str] | None = None) -> Select:
-    """The concept's rows, each canonical column under its own name and type; beside a column whose `null_if` makes
-    it an expression, the shop's own value under the name + RAW, for comparisons to reach its index."""
+def concept_select(
+    table: Table, spec: ConceptSpec, tables_found: set[str] | None = None, only: frozenset[str] | None = None
+) -> Select:
+    """The concept's rows, each canonical column under its own name and type (`only` those, when given: at least
+    one); beside a column whose `null_if` makes it an expression, the shop's own value under the name + RAW, for
+    comparisons to reach its index."""
     lookups = Lookups(spec, tables_found)
-    columns = [column_expression(table, spec, column.name, lookups).label(column.name) for column in table.columns]
+    names = [c.name for c in table.columns if only is None or c.name in only] or [next(iter(table.columns)).name]
+    columns = [column_expression(table, spec, name, lookups).label(name) for name in names]
     columns += [
-        literal_column(f"({lookups.resolve(column.sql)})", table.c[name].type).label(name + RAW)
-        for name, column in spec.columns.items()
-        if column.null_if and column.sign == 1 and column.values is None
+        literal_column(f"({lookups.resolve(spec.columns[name].sql)})", table.c[name].type).label(name + RAW)
+        for name in names
+        if name in spec.columns
+        and spec.columns[name].null_if
+        and spec.columns[name].sign == 1
+        and spec.columns[name].values is None
     ]
     statement = select(*columns).select_from(text(" ".join(from_clause(spec, lookups))))
     return statement.where(text(spec.where)) if spec.where else statement
