@@ -24,8 +24,10 @@ import re
 from typing import Any
 
 from sqlalchemy import (
+    Alias,
     ColumnElement,
     Engine,
+    FromClause,
     Select,
     String,
     Subquery,
@@ -89,28 +91,33 @@ class Relations:
 
     def translate(self, statement: ClauseElement) -> ClauseElement:
         """The statement with every concept table replaced by its SELECT over the shop, narrowed to the columns
-        the statement reads."""
-        used: dict[Table, set[str]] = {}
+        the statement reads from it; an alias of a concept (hygiene's key rule probes its own table under
+        another name) gets its own, narrowed to what is read through the alias."""
+        used: dict[FromClause, set[str]] = {}
         for element in visitors.iterate(statement):
-            if isinstance(element, Table) and CONCEPTS.get(str(element.name)) is element:
+            if _concept_of(element) is not None:
                 used.setdefault(element, set())
             # select(table) names the table, not its columns: they come from the selected columns
             columns = element.selected_columns if isinstance(element, Select) else [element]
             for column in columns:
-                table = _concept_of(getattr(column, "table", None)) if column.__visit_name__ == "column" else None
-                if table is not None:
-                    used.setdefault(table, set()).add(column.key)
-        by_table = {table: self.narrow(str(table.name), frozenset(columns)) for table, columns in used.items()}
+                source = getattr(column, "table", None) if column.__visit_name__ == "column" else None
+                if _concept_of(source) is not None:
+                    used.setdefault(source, set()).add(column.key)
+        by_from: dict[FromClause, FromClause] = {}
+        for source, columns in used.items():
+            table = _concept_of(source)
+            narrowed = self.narrow(str(table.name), frozenset(columns))
+            by_from[source] = narrowed if source is table else narrowed.alias(source.name)
 
         def concept_column(element: Any) -> Any:
-            table = getattr(element, "table", None)
-            if element.__visit_name__ == "column" and isinstance(table, Table) and table in by_table:
-                return by_table[table].c[element.key]
+            source = getattr(element, "table", None)
+            if element.__visit_name__ == "column" and source in by_from:
+                return by_from[source].c[element.key]
             return None
 
         def replace(element: Any) -> Any:
-            if isinstance(element, Table):
-                return by_table.get(element)
+            if element in by_from:
+                return by_from[element]
             if isinstance(element, BinaryExpression):
                 return keyed(element)
             return concept_column(element)
@@ -126,7 +133,8 @@ class Relations:
             if raw is None:
                 return None
             right = visitors.replacement_traverse(comparison.right, {}, replace)
-            spec = self.mapping.concepts[column.table.name].columns[column.key]
+            concept = _concept_of(comparison.left.table)
+            spec = self.mapping.concepts[str(concept.name)].columns[column.key]  # type: ignore[union-attr]
             same = BinaryExpression(raw, right, comparison.operator, type_=comparison.type)
             return and_(same, raw.not_in(list(spec.null_if)))
 
@@ -143,11 +151,10 @@ class Relations:
             return clauseelement, multiparams, params
 
 
-def _concept_of(table: Any) -> Table | None:
-    """The concept table a column belongs to, directly or through an alias of it (hygiene's key rule)."""
-    while table is not None and not isinstance(table, Table):
-        table = getattr(table, "element", None)
-    return table if table is not None and CONCEPTS.get(str(table.name)) is table else None
+def _concept_of(source: Any) -> Table | None:
+    """The concept table `source` is, or is an alias of (hygiene's key rule probes one under another name)."""
+    table = source.element if isinstance(source, Alias) else source
+    return table if isinstance(table, Table) and CONCEPTS.get(str(table.name)) is table else None
 
 
 def compile_mapping(mapping: MappingSpec, tables_found: set[str] | None = None) -> Relations:
