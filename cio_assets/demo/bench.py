@@ -2,7 +2,11 @@
 
 Generates 100,000 customers with about 500,000 orders over 365 days (override with BENCH_CUSTOMERS,
 BENCH_ORDERS_PER_CUSTOMER and BENCH_DAYS) into throwaway databases on `CIO_TEST_MYSQL_URL`, with the daily
-partitions starting where its history starts (`CIO_START_DATE`, set here unless given), then measures:
+partitions starting where its history starts (`CIO_START_DATE`, set here unless given). BENCH_PLATFORM=woocommerce
+or magento2 generates the shop in that platform's own tables instead (`cio_assets/demo/platforms/`: its own mix of
+about 1.6 orders per customer, guests and unpaid orders included; BENCH_ORDERS_PER_CUSTOMER does not apply), and
+every step reads it through the preset of that name (`CIO_SOURCE_MAPPING`; `cio_assets/demo/writers.py`). It then
+measures:
 1. the initial sync: every partition in one run, delivered over real HTTP; then two of its lower bounds: the
    server copying every row it wrote (INSERT ... SELECT), and Dagster's own bookkeeping for four daily assets
    that do nothing over the same range and over its last BENCH_FEW_PARTITIONS days;
@@ -40,18 +44,18 @@ from functools import cache
 from pathlib import Path
 
 import dagster as dg
-from sqlalchemy import Engine, create_engine, func, make_url, select, text
+from sqlalchemy import create_engine, make_url, text
 
 from cio_assets.config import Environment, PipelineSettings
 from cio_assets.defs import build_definitions
 from cio_assets.defs.partitions import daily_partitions
 from cio_assets.defs.resources import CustomerIO, SourceDatabase, StateDatabase
 from cio_assets.demo import floor
-from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows
+from cio_assets.demo.shop import ShopSize
 from cio_assets.demo.sink import serve_sink
+from cio_assets.demo.writers import ShopWriter, platform, writer_for
 from cio_assets.events.log import PARALLEL_CHUNK_DAYS
 from cio_assets.schema import state as state_tables
-from cio_assets.schema.shop import customers, order_items, orders
 
 DAYS = int(os.environ.get("BENCH_DAYS", "365"))
 SHOP_END = date(2026, 11, 20)  # the generated shop's last day of history (ShopSize's default)
@@ -61,7 +65,6 @@ os.environ.setdefault("CIO_START_DATE", (SHOP_END - timedelta(days=DAYS - 1)).is
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 NEW_ORDER_SHARE = float(os.environ.get("BENCH_NEW_ORDER_SHARE", "0.01"))
-BENCH_PRODUCT = {"sku": "SKU-BENCH", "product_name": "Bench coffee", "category": "coffee"}
 
 
 FEW_PARTITIONS = int(os.environ.get("BENCH_FEW_PARTITIONS", "54"))
@@ -83,6 +86,12 @@ def _definitions() -> dg.Definitions:
     return build_definitions(_environment())
 
 
+@cache
+def _mapping() -> str:
+    """BENCH_PLATFORM: the mapping the shop is written for and every step reads it through."""
+    return platform()
+
+
 def main() -> None:
     customer_count = int(os.environ.get("BENCH_CUSTOMERS", "100000"))
     orders_per_customer = float(os.environ.get("BENCH_ORDERS_PER_CUSTOMER", "5"))
@@ -90,12 +99,15 @@ def main() -> None:
     source_url, state_url = _database_url(f"{name}_shop"), _database_url(f"{name}_state")
     server = create_engine(SERVER_URL)
     _create_database(source_url)
+    writer = writer_for(_mapping(), source_url)
     try:
         started = time.monotonic()
-        engine = create_engine(source_url)
+        if writer.mapping != "reference":
+            print(f"shop: {writer.mapping}'s own tables, read through the preset {writer.mapping!r}", flush=True)
         size = ShopSize(customers=customer_count, orders_per_customer=orders_per_customer, days=DAYS, end=SHOP_END)
-        counts = generate_shop(engine, size)
+        counts = writer.generate(size)
         print(f"generated {counts} in {time.monotonic() - started:.1f} s", flush=True)
+        order_count = writer.order_count()
         with server.connect() as conn:  # the figures below depend on it: what fits in memory is not read from disk
             pool = int(conn.execute(text("SELECT @@innodb_buffer_pool_size")).scalar_one())
         print(f"MariaDB/MySQL buffer pool (innodb_buffer_pool_size): {pool / 2**20:,.0f} MiB", flush=True)
@@ -119,7 +131,7 @@ def main() -> None:
             if MULTIPROCESS:  # before _end_to_end adds orders: the same shop as the in-process initial sync
                 multi = _initial_end_to_end(source_url, _database_url(f"{name}_multi"), sink_url, (first, last))
                 print(f"  against {initial:.1f} s in process ({multi / initial - 1:+.0%})", flush=True)
-            _end_to_end(engine, source_url, state_url, sink_url, day, last, counts[orders.name])
+            _end_to_end(writer, state_url, sink_url, day, last, order_count)
         if FEW_PARTITIONS:  # BENCH_FEW_PARTITIONS=0 leaves this step out
             few = _initial_in_a_process(source_url, _database_url(f"{name}_few"), FEW_PARTITIONS)
             print(
@@ -127,11 +139,11 @@ def main() -> None:
                 f"as {partitions} partitions: {initial:.1f} s ({initial / few - 1:+.0%})",
                 flush=True,
             )
-        engine.dispose()
         print(f"\npeak memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"largest command (max RSS of a child process): {children:.0f} MiB")
     finally:
+        writer.dispose()
         with server.begin() as conn:
             for db in (f"{name}_shop", f"{name}_state", f"{name}_few", f"{name}_multi"):
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
@@ -188,12 +200,10 @@ def _bookkeeping(first: str, last: str) -> None:
     print(f"Dagster's bookkeeping alone, four daily assets that do nothing, one run: {' against '.join(timings)}")
 
 
-def _end_to_end(
-    engine: Engine, source_url: str, state_url: str, sink_url: str, day: str, today: str, order_count: int
-) -> None:
+def _end_to_end(writer: ShopWriter, state_url: str, sink_url: str, day: str, today: str, order_count: int) -> None:
     """Times `dagster asset materialize` as a command: the floor, a day with nothing new, today with 1% new."""
     with tempfile.TemporaryDirectory(prefix="cio-bench-home-") as home:
-        env = _command_env(home, source_url, state_url, sink_url)
+        env = _command_env(home, writer.url, state_url, sink_url)
         # The best of three: the first command of a session also warms the disk cache for the others.
         floor = min(_materialize("cio_assets.demo.floor", "floor", None, env) for _ in range(3))
         print(f"\nend to end, floor (one trivial asset, the same imports; best of 3): {floor:.1f} s", flush=True)
@@ -210,7 +220,7 @@ def _end_to_end(
             f"of {', '.join(f'{s:.1f}' for s in steady)} s); the first on this instance {first:.1f} s "
             f"({first - floor:+.1f} s)"
         )
-        added = _add_paid_orders(engine, max(1, round(order_count * NEW_ORDER_SHARE)))
+        added = _add_paid_orders(writer, max(1, round(order_count * NEW_ORDER_SHARE)))
         changed = _materialize("cio_assets.definitions", "*", today, env)
         print(
             f"end to end, today ({today}) after {added:,} new paid orders ({NEW_ORDER_SHARE:.0%} of the shop's): "
@@ -241,6 +251,7 @@ def _command_env(home: str, source_url: str, state_url: str, sink_url: str) -> d
         **os.environ,
         "DAGSTER_HOME": home,
         "CIO_MYSQL_URL": source_url,
+        "CIO_SOURCE_MAPPING": _mapping(),
         "CIO_STATE_URL": state_url,
         "CIO_SITE_ID": "bench",
         "CIO_API_KEY": "bench",
@@ -304,31 +315,13 @@ def _materialize(
     return elapsed
 
 
-def _add_paid_orders(engine: Engine, count: int) -> int:
-    """`count` orders paid in the last minutes, by existing customers, each with one line."""
+def _add_paid_orders(writer: ShopWriter, count: int) -> int:
+    """`count` orders paid in the last minutes, by existing customers, written in the shop's own tables."""
     rng = random.Random(11)
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    with engine.begin() as conn:
-        first_id = int(conn.execute(select(func.max(orders.c.id))).scalar_one()) + 1
-        first_item = int(conn.execute(select(func.max(order_items.c.id))).scalar_one()) + 1
-        buyers = list(conn.execute(select(customers.c.id).order_by(func.rand()).limit(count)).scalars())
-        rows, lines = [], []
-        for n in range(count):
-            paid = now - timedelta(seconds=rng.randint(60, 600))
-            order, line = paid_order_rows(
-                first_id + n,
-                first_item + n,
-                buyers[n % len(buyers)],
-                paid,
-                BENCH_PRODUCT,
-                1,
-                round(rng.uniform(15, 120), 2),
-            )
-            rows.append(order)
-            lines.append(line)
-        conn.execute(orders.insert(), rows)
-        conn.execute(order_items.insert(), lines)
-    return count
+    buyers = writer.random_customers(count)
+    sales = [(buyers[n % len(buyers)], now - timedelta(seconds=rng.randint(60, 600))) for n in range(count)]
+    return len(writer.add_paid_orders(sales, rng))
 
 
 def _timed_run(
@@ -345,7 +338,7 @@ def _timed_run(
             partition_key=partition,
             tags=tags,
             resources={
-                "source": SourceDatabase(url=source_url),
+                "source": SourceDatabase(url=source_url, mapping=_mapping()),
                 "state": StateDatabase(url=state_url),
                 "customerio": customerio,
             },

@@ -2,6 +2,10 @@
 
 1. Generates a shop (100,000 customers, about 5 orders each; BENCH_CUSTOMERS and BENCH_ORDERS_PER_CUSTOMER
    override) into throwaway databases on `CIO_TEST_MYSQL_URL`, its history ending at today's midnight (UTC).
+   BENCH_PLATFORM=woocommerce or magento2 generates it in that platform's own tables (its own mix of orders:
+   BENCH_ORDERS_PER_CUSTOMER does not apply), and the backfill and the daemon read it through the preset of that
+   name (`CIO_SOURCE_MAPPING`); the orders, new customers' accounts and the cart below are written in the
+   platform's tables too (`cio_assets/demo/writers.py`).
 2. Backfills it once in-process, delivered to a local recording sink, so the sync ledger is warm.
 3. Starts `dagster-daemon run` on a throwaway instance (DAGSTER_HOME in a temporary folder) with the
    project's definitions, CIO_AUTOMATION=on and Customer.io's track URL pointing at the sink.
@@ -10,7 +14,8 @@
    For each, from its commit to the arrival at the sink of (a) its `order_placed` event and (b) an
    identify of its person carrying the order's `last_order_at` and a `total_orders`.
 5. Writes one cart with items and changes nothing else: from the moment it crosses the idle window
-   (CIO_CART_IDLE_MINUTES, 1 here unless BENCH_CART_IDLE_MINUTES says otherwise) to its `cart_abandoned`.
+   (CIO_CART_IDLE_MINUTES, 1 here unless BENCH_CART_IDLE_MINUTES says otherwise) to its `cart_abandoned`. A
+   shop that keeps no carts (WooCommerce) skips this step, and says so.
 
 It checks that each new person's identify (with e-mail) arrived before their first event and that no
 event id arrived twice, prints p50/p95/max and per-order figures, then the daemon's runs: when each was
@@ -39,21 +44,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-from sqlalchemy import Engine, create_engine, func, make_url, select, text
+from sqlalchemy import create_engine, make_url, text
 
 from cio_assets.config import Environment
 from cio_assets.defs import build_definitions
 from cio_assets.defs.partitions import daily_partitions
 from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
-from cio_assets.demo.shop import ShopSize, generate_shop, paid_order_rows
+from cio_assets.demo.shop import ShopSize
 from cio_assets.demo.sink import Arrival, RecordingSink, serve_recording
-from cio_assets.schema.shop import cart_items, carts, customers, order_items, orders
+from cio_assets.demo.writers import ShopWriter, platform, writer_for
 
 SERVER_URL = os.environ.get("CIO_TEST_MYSQL_URL", "mysql+mysqldb://root@127.0.0.1:3306/")
 SITE_ID, API_KEY = "bench", "bench"
 KEEP = ("order_id", "cart_id", "email", "last_order_at", "total_orders")
-PRODUCT = {"sku": "BEAN-HOUSE-250", "product_name": "House blend 250 g", "category": "coffee beans"}
-PRICE = 14.5
 
 
 @dataclass
@@ -90,32 +93,39 @@ def main() -> None:
     server = create_engine(SERVER_URL)
     with server.begin() as conn:
         conn.execute(text(f"CREATE DATABASE `{name}_shop` CHARACTER SET utf8mb4"))
+    writer = writer_for(platform(), source_url)
     sink = RecordingSink(keep=KEEP)
     try:
         with tempfile.TemporaryDirectory(prefix="cio-live-") as tmp, serve_recording(sink) as sink_url:
-            engine = create_engine(source_url)
             started = time.monotonic()
+            if writer.mapping != "reference":
+                print(f"shop: {writer.mapping}'s own tables, read through the preset {writer.mapping!r}", flush=True)
             yesterday = datetime.now(UTC).date() - timedelta(days=1)
             size = ShopSize(customers=customers_n, orders_per_customer=per_customer, end=yesterday, steady_rates=True)
-            counts = generate_shop(engine, size)
+            counts = writer.generate(size)
             print(f"generated {counts} in {time.monotonic() - started:.0f} s", flush=True)
             settings = Settings(cart_idle_minutes=idle_minutes)
-            _backfill(source_url, state_url, sink_url, settings)
+            _backfill(source_url, state_url, sink_url, settings, writer.mapping)
 
             home = Path(tmp)
-            env = _daemon_env(home, source_url, state_url, sink_url, idle_minutes)
+            env = _daemon_env(home, source_url, state_url, sink_url, idle_minutes, writer.mapping)
             sink.start()
             with _daemon(home, env) as log_path:
                 print(f"daemon started (log: {log_path}); waiting for its first run to finish", flush=True)
                 _wait_for_quiet(home, timeout)
-                measured = _write_orders(engine, rng, order_count, max_gap)
+                measured = _write_orders(writer, rng, order_count, max_gap)
                 _wait_for(lambda: all(_match(o, sink.arrivals()) for o in measured), timeout)
-                cart_id, crossing = _write_cart(engine, rng, measured, idle_minutes)
-                cart = _wait_for(lambda: _cart_event(cart_id, sink.arrivals()), crossing - time.time() + timeout)
-                _report(measured, cart, crossing, sink.arrivals())
+                no_carts = writer.carts_absent()
+                if no_carts:
+                    print(f"  no cart written: {writer.mapping} keeps none ({no_carts})", flush=True)
+                    cart, crossing = None, 0.0
+                else:
+                    cart_id, crossing = _write_cart(writer, rng, measured, idle_minutes)
+                    cart = _wait_for(lambda: _cart_event(cart_id, sink.arrivals()), crossing - time.time() + timeout)
+                _report(measured, cart, crossing, sink.arrivals(), no_carts)
                 _report_runs(home)
-            engine.dispose()
     finally:
+        writer.dispose()
         with server.begin() as conn:
             for db in (f"{name}_shop", f"{name}_state"):
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
@@ -129,7 +139,7 @@ def _database_url(database: str) -> str:
     return make_url(SERVER_URL).set(database=database).render_as_string(hide_password=False)
 
 
-def _backfill(source_url: str, state_url: str, sink_url: str, settings: Settings) -> None:
+def _backfill(source_url: str, state_url: str, sink_url: str, settings: Settings, mapping: str) -> None:
     env = Environment.read()
     partitions = daily_partitions(env.partitions)
     first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
@@ -142,7 +152,7 @@ def _backfill(source_url: str, state_url: str, sink_url: str, settings: Settings
                 instance=instance,
                 tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
                 resources={
-                    "source": SourceDatabase(url=source_url),
+                    "source": SourceDatabase(url=source_url, mapping=mapping),
                     "state": StateDatabase(url=state_url),
                     "settings": settings,
                     "customerio": CustomerIO(
@@ -154,7 +164,9 @@ def _backfill(source_url: str, state_url: str, sink_url: str, settings: Settings
     print(f"backfill {first}...{last}: {time.monotonic() - started:.0f} s, success={result.success}", flush=True)
 
 
-def _daemon_env(home: Path, source_url: str, state_url: str, sink_url: str, idle_minutes: int) -> dict[str, str]:
+def _daemon_env(
+    home: Path, source_url: str, state_url: str, sink_url: str, idle_minutes: int, mapping: str
+) -> dict[str, str]:
     (home / "dagster.yaml").write_text(
         f"storage:\n  sqlite:\n    base_dir: {home / 'storage'}\n"
         "telemetry:\n  enabled: false\n"
@@ -169,6 +181,7 @@ def _daemon_env(home: Path, source_url: str, state_url: str, sink_url: str, idle
         "DAGSTER_HOME": str(home),
         "CIO_AUTOMATION": "on",
         "CIO_MYSQL_URL": source_url,
+        "CIO_SOURCE_MAPPING": mapping,
         "CIO_STATE_URL": state_url,
         "CIO_SITE_ID": SITE_ID,
         "CIO_API_KEY": API_KEY,
@@ -244,82 +257,29 @@ def _unix(moment: datetime) -> int:
     return int(moment.replace(tzinfo=UTC).timestamp())
 
 
-def _next_id(conn, table) -> int:
-    return int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()) + 1
-
-
-def _existing_customers(engine: Engine, rng: random.Random, count: int) -> list[int]:
-    """Customers with a plain, unique e-mail (so Customer.io knows them and no merge is involved)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT MIN(id) FROM customers WHERE id >= 20 AND email LIKE '%@example.%' "
-                "AND email = LOWER(TRIM(email)) GROUP BY email HAVING COUNT(*) = 1 LIMIT 5000"
-            )
-        ).all()
-    return rng.sample([int(r[0]) for r in rows], count)
-
-
-def _write_orders(engine: Engine, rng: random.Random, count: int, max_gap: float) -> list[Order]:
-    existing = iter(_existing_customers(engine, rng, count))
+def _write_orders(writer: ShopWriter, rng: random.Random, count: int, max_gap: float) -> list[Order]:
+    existing = iter(writer.plain_customers(rng, count))
     kinds = [i % 2 == 1 for i in range(count)]
     rng.shuffle(kinds)
     written = []
-    for number, new_customer in enumerate(kinds, start=1):
+    for new_customer in kinds:
         time.sleep(rng.uniform(0, max_gap))
-        with engine.begin() as conn:
-            now = _now()
-            order_id = _next_id(conn, orders)
-            if new_customer:
-                customer_id = _next_id(conn, customers)
-                conn.execute(
-                    customers.insert(),
-                    {
-                        "id": customer_id,
-                        "email": f"live-{customer_id}@example.com",
-                        "first_name": "Live",
-                        "last_name": f"Buyer {number}",
-                        "country": "US",
-                        "accepts_email_marketing": True,
-                        "accepts_sms_marketing": False,
-                        "created_at": now - timedelta(minutes=2),
-                        "updated_at": now,
-                    },
-                )
-            else:
-                customer_id = next(existing)
-            order, line = paid_order_rows(order_id, _next_id(conn, order_items), customer_id, now, PRODUCT, 2, PRICE)
-            conn.execute(orders.insert(), order)
-            conn.execute(order_items.insert(), line)
+        now = _now()
+        # A new customer's account is written with the order, in the same transaction.
+        [(order_id, customer_id)] = writer.add_paid_orders([(None if new_customer else next(existing), now)], rng)
         written.append(Order(order_id, customer_id, new_customer, _unix(now), time.time()))
         kind = "new customer" if new_customer else "existing customer"
         print(f"  order {order_id} committed ({kind} {customer_id})", flush=True)
     return written
 
 
-def _write_cart(engine: Engine, rng: random.Random, measured: list[Order], idle_minutes: int) -> tuple[int, float]:
-    """A cart with one line for an existing customer who has not just ordered; returns its id and the moment
-    it crosses the idle window (Unix seconds)."""
+def _write_cart(writer: ShopWriter, rng: random.Random, measured: list[Order], idle_minutes: int) -> tuple[int, float]:
+    """A cart with items for an existing customer who has not just ordered; returns its id and the moment it
+    crosses the idle window (Unix seconds)."""
     taken = {o.customer_id for o in measured}
-    customer_id = next(c for c in _existing_customers(engine, rng, 50) if c not in taken)
-    with engine.begin() as conn:
-        now = _now()
-        cart_id = _next_id(conn, carts)
-        conn.execute(
-            carts.insert(),
-            {"id": cart_id, "customer_id": customer_id, "created_at": now, "updated_at": now},
-        )
-        conn.execute(
-            cart_items.insert(),
-            {
-                "id": _next_id(conn, cart_items),
-                "cart_id": cart_id,
-                **PRODUCT,
-                "quantity": 1,
-                "unit_price": PRICE,
-                "updated_at": now,
-            },
-        )
+    customer_id = next(c for c in writer.plain_customers(rng, 50) if c not in taken)
+    now = _now()
+    cart_id = writer.add_cart(customer_id, now, rng)
     crossing = _unix(now) + idle_minutes * 60
     print(f"  cart {cart_id} committed (customer {customer_id}); idle window crossed in {idle_minutes} min", flush=True)
     return cart_id, float(crossing)
@@ -376,7 +336,9 @@ def _percentiles(label: str, values: list[float]) -> None:
     )
 
 
-def _report(measured: list[Order], cart: Arrival | None, crossing: float, arrivals: list[Arrival]) -> None:
+def _report(
+    measured: list[Order], cart: Arrival | None, crossing: float, arrivals: list[Arrival], no_carts: str | None
+) -> None:
     print(f"\nsensor interval: {os.environ.get('CIO_SENSOR_INTERVAL_SECONDS') or 'default'}")
     print(f"{'order':>8} {'customer':>9} {'kind':<9} {'event':>8} {'identify':>9}  identify-before-event")
     problems = []
@@ -410,7 +372,9 @@ def _report(measured: list[Order], cart: Arrival | None, crossing: float, arriva
         if o.event_seconds is not None and o.identify_seconds is not None
     ]
     _percentiles("both (the order fully in Customer.io)", both)
-    if cart is None:
+    if no_carts:
+        print(f"cart_abandoned: not measured, the shop keeps no carts ({no_carts})")
+    elif cart is None:
         print("cart_abandoned: did not arrive within the timeout")
         problems.append("cart_abandoned did not arrive")
     else:

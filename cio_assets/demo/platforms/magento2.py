@@ -21,15 +21,19 @@ Magento's default being none) and fills them deterministically. The quirks a map
 * `newsletter_subscriber` with every status (`CONSENT`), per store; customers with no row; guest subscribers
   (`customer_id` 0); subscribers of no account and no order (not people).
 
+`add_paid_orders(conn, sales)` and `add_cart(conn, customer_id, at)` add paid orders (and new customers' accounts)
+and open carts to a generated shop with the same row builders, as the benchmarks do.
+
 Every TIMESTAMP is written in UTC by a session whose time zone is '+00:00', as Magento's own connections do.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import URL, create_engine
+from sqlalchemy import URL, Connection, bindparam, create_engine, text
 
 from cio_assets.demo.platforms import ddl
 from cio_assets.demo.platforms.common import (
@@ -44,6 +48,7 @@ from cio_assets.demo.platforms.common import (
     window,
 )
 from cio_assets.demo.platforms.truth import Cart, Consent, PaidOrder, Person, Refund, ShopTruth, money
+from cio_assets.demo.platforms.writing import Sale, next_id, stop_after, utc_session
 
 # (state, status) pairs: every state, Magento's default status for it, and the merchant's own `packed`.
 ORDER_KINDS = {
@@ -103,7 +108,12 @@ class _Shop:
 
     # --- customers ---------------------------------------------------------------------------------------
     def customer(
-        self, who: Identity, website: int, created: datetime, address: str
+        self,
+        who: Identity,
+        website: int,
+        created: datetime,
+        address: str,
+        updated: datetime | None = None,  # the account's last save; default: an hour after it was created
     ) -> tuple[int, str | None, str | None]:
         """`address`: "billing" (a default billing address), "none", or "both" (plus a non-default one)."""
         customer_id = self.next("customer")
@@ -122,7 +132,7 @@ class _Shop:
             group_id=1,
             store_id=website,
             created_at=created,
-            updated_at=created + timedelta(hours=1),
+            updated_at=created + timedelta(hours=1) if updated is None else updated,
             is_active=1,
             created_in="Default Store View" if website == 1 else "EU Store View",
             firstname=who.first_name,
@@ -295,9 +305,18 @@ class _Shop:
             person.carts.append(Cart(quote_id, updated, money(total)))
 
     # --- orders ------------------------------------------------------------------------------------------
-    def order(self, person: Person, who: Identity, customer_id: int | None, store: int, created: datetime) -> None:
+    def order(
+        self,
+        person: Person,
+        who: Identity,
+        customer_id: int | None,
+        store: int,
+        created: datetime,
+        kind: tuple[str, str] | None = None,  # (state, status); default: every kind once, then ORDER_KINDS' weights
+        paid: datetime | None = None,  # the first invoice's time when invoiced; default: within 20 min of created
+    ) -> None:
         rng = self.rng
-        state, status = self.kind()
+        state, status = self.kind() if kind is None else kind
         self.orders_made += 1
         lines = self.lines()
         subtotal = sum(p.price_cents * qty for p, _, qty in lines)
@@ -319,7 +338,9 @@ class _Shop:
         )
         invoices: list[tuple[datetime, int]] = []
         if state in INVOICED_STATES:
-            first = between(rng, created + timedelta(seconds=30), created + timedelta(minutes=20))
+            first = paid
+            if first is None:
+                first = between(rng, created + timedelta(seconds=30), created + timedelta(minutes=20))
             if not self.double_invoiced:  # two partial invoices: paid at the first
                 self.double_invoiced = True
                 invoices = [(first, total // 2), (first + timedelta(hours=26), total - total // 2)]
@@ -623,3 +644,107 @@ def _strangers(shop: _Shop, customers: int) -> None:
         who = Identity.invent(shop.rng, customers + 1 + number, "form.example.org", phone_share=0)
         shop.newsletter(who.email, 0, 1, 1, between(shop.rng, shop.start, shop.stop))
         shop.set_aside["consent_only_subscribers"] += 1
+
+
+# --- writing into a generated shop (the benchmarks) ------------------------------------------------------------
+
+
+def add_paid_orders(
+    conn: Connection, sales: Sequence[Sale], *, prefix: str = "", rng: random.Random | None = None
+) -> list[tuple[int, int]]:
+    """Paid orders written into a generated shop, one per (customer ID, paid time in UTC), and committed together.
+
+    Each is the generator's order (`_Shop.order`: its converted quote, a parent `sales_order_item` per product
+    with a configurable product's child line, addresses) in state and status `processing`, created a minute before
+    its payment, with one paid invoice (`sales_invoice.state` 2) created at the paid time, and `updated_at` the
+    paid time. A customer ID of None is a new customer of the main website, whose account comes with the order:
+    `customer_entity` with a default billing address, created with the order and saved at the paid time. Returns
+    each order's (ID, customer ID)."""
+    utc_session(conn)
+    stop = stop_after(paid for _, paid in sales)
+    shop = _continuing(conn, rng or random.Random(0), prefix, stop)
+    known = _identities(conn, prefix, {customer for customer, _ in sales if customer is not None})
+    written = []
+    for customer_id, paid in sales:
+        created = paid - timedelta(minutes=1)
+        if customer_id is None:
+            # Numbered by the next customer ID, past every generated customer's number: an e-mail no one has.
+            who = Identity.invent(shop.rng, shop.ids["customer"] + 1, "example.com")
+            website = 1
+            customer_id, _, _ = shop.customer(who, website, created, "billing", updated=paid)
+        else:
+            who, website = known[customer_id]
+        person = Person(who.email, who.first_name, who.last_name, who.phone, who.country, "unknown", (customer_id,))
+        written.append((shop.ids["order"] + 1, customer_id))
+        # Each website has one store, of the same id (`_stores`).
+        shop.order(person, who, customer_id, website, created, kind=("processing", "processing"), paid=paid)
+    shop.rows.flush(conn, TABLES)
+    return written
+
+
+def add_paid_order(
+    conn: Connection, customer_id: int | None, paid: datetime, *, prefix: str = "", rng: random.Random | None = None
+) -> tuple[int, int]:
+    """One paid order (`add_paid_orders`), committed; returns its (ID, customer ID)."""
+    return add_paid_orders(conn, [(customer_id, paid)], prefix=prefix, rng=rng)[0]
+
+
+def add_cart(
+    conn: Connection, customer_id: int, at: datetime, *, prefix: str = "", rng: random.Random | None = None
+) -> int:
+    """An open cart of an existing customer, last changed at `at` (UTC), committed: the generator's active quote
+    (`_Shop.quote`) with its `quote_item`s (a configurable product's parent and child) and the customer's e-mail
+    and billing address. Returns its ID."""
+    utc_session(conn)
+    shop = _continuing(conn, rng or random.Random(0), prefix, stop_after([at]))
+    who, website = _identities(conn, prefix, {customer_id})[customer_id]
+    quote_id, _, _ = shop.quote(
+        store=website,
+        customer_id=customer_id,
+        email=who.email,
+        who=who,
+        created=at,
+        updated=at,
+        active=True,
+        lines=shop.lines(),
+    )
+    shop.rows.flush(conn, TABLES)
+    return quote_id
+
+
+def _continuing(conn: Connection, rng: random.Random, prefix: str, stop: datetime) -> _Shop:
+    """The generator's row builders, with ids continuing the shop's."""
+    shop = _Shop(rng, prefix, stop, stop)  # the row builders alone: no history to spread
+    shop.double_invoiced = True  # one invoice per order
+    for name, table, column in (
+        ("customer", "customer_entity", "entity_id"),
+        ("address", "customer_address_entity", "entity_id"),
+        ("quote", "quote", "entity_id"),
+        ("quote_item", "quote_item", "item_id"),
+        ("order", "sales_order", "entity_id"),
+        ("item", "sales_order_item", "item_id"),
+    ):
+        shop.ids[name] = next_id(conn, prefix + table, column) - 1
+    # Invoices and credit memos share one sequence of ids here (`_Shop.order`).
+    shop.ids["doc"] = max(next_id(conn, prefix + t, "entity_id") for t in ("sales_invoice", "sales_creditmemo")) - 1
+    return shop
+
+
+def _identities(conn: Connection, prefix: str, customer_ids: set[int]) -> dict[int, tuple[Identity, int]]:
+    """The customers' e-mails, names, default billing country and phone, and website."""
+    if not customer_ids:
+        return {}
+    rows = conn.execute(
+        text(
+            "SELECT c.entity_id, c.firstname, c.lastname, c.email, a.country_id, NULLIF(a.telephone, ''), "
+            f"c.website_id FROM `{prefix}customer_entity` AS c "
+            f"LEFT JOIN `{prefix}customer_address_entity` AS a ON a.entity_id = c.default_billing "
+            "WHERE c.entity_id IN :ids"
+        ).bindparams(bindparam("ids", expanding=True)),
+        {"ids": sorted(customer_ids)},
+    ).all()
+    found = {int(row[0]): (Identity(row[1], row[2], row[3], row[4], row[5], None), int(row[6])) for row in rows}
+    missing = customer_ids - set(found)
+    if missing:
+        raise ValueError(f"no {prefix}customer_entity row for the customer IDs {sorted(missing)}")
+    return found

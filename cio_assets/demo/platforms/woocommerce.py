@@ -19,6 +19,9 @@ deterministically. The quirks a mapping must handle, each present whatever the s
 * MailPoet rows with every status (`CONSENT`), customers with none (never asked), guests subscribed at
   checkout, and form signups with no account and no order (not people).
 
+`add_paid_orders(conn, sales)` adds paid orders (and new customers' accounts) to a generated shop with the same row
+builders, as the benchmarks do.
+
 All `*_gmt` and MailPoet TIMESTAMP values are UTC; the writing session's time zone is set to '+00:00' so that
 TIMESTAMP columns store what is written whatever the server's or the URL's zone.
 """
@@ -26,10 +29,11 @@ TIMESTAMP columns store what is written whatever the server's or the URL's zone.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import URL, create_engine
+from sqlalchemy import URL, Connection, bindparam, create_engine, text
 
 from cio_assets.demo.platforms import ddl
 from cio_assets.demo.platforms.common import (
@@ -45,6 +49,7 @@ from cio_assets.demo.platforms.common import (
     window,
 )
 from cio_assets.demo.platforms.truth import Consent, PaidOrder, Person, Refund, ShopTruth, money
+from cio_assets.demo.platforms.writing import Sale, next_id, stop_after, utc_session
 
 # Core statuses, and the one a plugin adds (a mapping that does not map it must set those orders aside).
 CORE_STATUSES = (
@@ -116,7 +121,15 @@ class _Shop:
         self.mailpoet_made = 0
 
     # --- users -------------------------------------------------------------------------------------------
-    def user(self, user_id: int, who: Identity, role: str, registered: datetime, phone_twice: str | None = None):
+    def user(
+        self,
+        user_id: int,
+        who: Identity,
+        role: str,
+        registered: datetime,
+        phone_twice: str | None = None,
+        saved: datetime | None = None,  # when WooCommerce last saved the customer (last_update); default: registered
+    ):
         login = who.email.split("@")[0]
         self.rows.add(
             "users",
@@ -144,7 +157,8 @@ class _Shop:
         if phone_twice:  # a plugin's add_user_meta() after WooCommerce's: a second row, read after the first
             meta.append(("billing_phone", phone_twice))
             self.set_aside["duplicate_usermeta"] += 1
-        meta.append(("last_update", str(int((registered - datetime(1970, 1, 1)).total_seconds()))))
+        last_update = registered if saved is None else saved
+        meta.append(("last_update", str(int((last_update - datetime(1970, 1, 1)).total_seconds()))))
         for key, value in meta:
             self.rows.add("usermeta", user_id=user_id, meta_key=key, meta_value=value)
 
@@ -174,7 +188,15 @@ class _Shop:
             return statuses[self.orders_made]
         return weighted(self.rng, STATUS_WEIGHTS)
 
-    def order(self, person: Person, who: Identity, customer_id: int, created: datetime, status: str) -> None:
+    def order(
+        self,
+        person: Person,
+        who: Identity,
+        customer_id: int,
+        created: datetime,
+        status: str,
+        paid: datetime | None = None,  # the payment's time for a paid status; default: within 30 min of created
+    ) -> None:
         rng = self.rng
         self.orders_made += 1
         order_id = self.next_order
@@ -187,7 +209,8 @@ class _Shop:
         discount = subtotal // 10 if rng.random() < 0.25 else 0
         shipping = 0 if subtotal >= 5000 else 595
         total = subtotal - discount + shipping
-        paid = between(rng, created + timedelta(seconds=20), created + timedelta(minutes=30))
+        if paid is None:
+            paid = between(rng, created + timedelta(seconds=20), created + timedelta(minutes=30))
         paid_at = paid if status in (*PAID_STATUSES, CUSTOM_STATUS) else None
         completed = None
         if status in ("wc-completed", CUSTOM_STATUS):
@@ -440,3 +463,82 @@ def _form_signups(shop: _Shop, customers: int) -> None:
         who = Identity.invent(shop.rng, customers + 1 + number, "form.example.org", phone_share=0)
         shop.mailpoet(who, "subscribed", between(shop.rng, shop.start, shop.stop), None, "form")
         shop.set_aside["consent_only_subscribers"] += 1
+
+
+# --- writing into a generated shop (the benchmarks) ------------------------------------------------------------
+
+
+def add_paid_orders(
+    conn: Connection, sales: Sequence[Sale], *, prefix: str = "wp_", rng: random.Random | None = None
+) -> list[tuple[int, int]]:
+    """Paid orders written into a generated shop, one per (customer ID, paid time in UTC), and committed together.
+
+    Each is the generator's order (`_Shop.order`: its lines with their itemmeta, addresses, product lookups) in
+    `wc-processing`, created a minute before its payment, with `date_paid_gmt` and `date_updated_gmt` the paid
+    time. A customer ID of None is a new customer, registered with the order: a `users` row with the customer role
+    in `{prefix}capabilities`, billing usermeta, and `last_update` the paid time. Returns each order's (ID,
+    customer ID)."""
+    utc_session(conn)
+    stop = stop_after(paid for _, paid in sales)
+    shop = _Shop(rng or random.Random(0), prefix, stop, stop)  # the row builders alone: no history to spread
+    shop.next_order = next_id(conn, f"{prefix}wc_orders", "id")
+    shop.next_item = next_id(conn, f"{prefix}woocommerce_order_items", "order_item_id")
+    next_user = next_id(conn, f"{prefix}users", "ID")
+    known = _identities(conn, prefix, {customer for customer, _ in sales if customer is not None})
+    written = []
+    for customer_id, paid in sales:
+        created = paid - timedelta(minutes=1)
+        if customer_id is None:
+            customer_id, next_user = next_user, next_user + 1
+            # Numbered by the user ID, past every generated customer's number: an e-mail no one has.
+            who = Identity.invent(shop.rng, customer_id, "example.com")
+            shop.user(customer_id, who, "customer", created, saved=paid)
+        else:
+            who = known[customer_id]
+        person = Person(who.email, who.first_name, who.last_name, who.phone, who.country, "unknown", (customer_id,))
+        written.append((shop.next_order, customer_id))
+        shop.order(person, who, customer_id, created, "wc-processing", paid=paid)
+    shop.rows.flush(conn, TABLES)
+    return written
+
+
+def add_paid_order(
+    conn: Connection, customer_id: int | None, paid: datetime, *, prefix: str = "wp_", rng: random.Random | None = None
+) -> tuple[int, int]:
+    """One paid order (`add_paid_orders`), committed; returns its (ID, customer ID)."""
+    return add_paid_orders(conn, [(customer_id, paid)], prefix=prefix, rng=rng)[0]
+
+
+def _identities(conn: Connection, prefix: str, user_ids: set[int]) -> dict[int, Identity]:
+    """The customers' e-mails, and their billing names, country and phone as WordPress reads them (a key's first
+    usermeta row)."""
+    if not user_ids:
+        return {}
+    keys = {"billing_first_name", "billing_last_name", "billing_country", "billing_phone"}
+    found: dict[int, dict[str, str]] = {}
+    rows = conn.execute(
+        text(
+            f"SELECT u.ID, u.user_email, m.meta_key, m.meta_value FROM `{prefix}users` AS u "
+            f"LEFT JOIN `{prefix}usermeta` AS m ON m.user_id = u.ID AND m.meta_key IN :keys "
+            "WHERE u.ID IN :ids ORDER BY m.umeta_id"
+        ).bindparams(bindparam("keys", expanding=True), bindparam("ids", expanding=True)),
+        {"keys": sorted(keys), "ids": sorted(user_ids)},
+    )
+    for user_id, email, key, value in rows:
+        meta = found.setdefault(int(user_id), {"email": email})
+        if key is not None:
+            meta.setdefault(key, value)
+    missing = user_ids - set(found)
+    if missing:
+        raise ValueError(f"no {prefix}users row for the customer IDs {sorted(missing)}")
+    return {
+        user_id: Identity(
+            meta.get("billing_first_name", ""),
+            meta.get("billing_last_name", ""),
+            meta["email"],
+            meta.get("billing_country", ""),
+            meta.get("billing_phone"),
+            None,
+        )
+        for user_id, meta in found.items()
+    }
