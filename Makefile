@@ -49,12 +49,14 @@ validate: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 
+# The pipeline at scale on the local MariaDB (BENCH_PLATFORM=woocommerce|magento2: the shop in that platform's
+# own tables, read through its preset).
 bench: install
 	@bash scripts/ensure-mariadb.sh
 	.venv/bin/python -m cio_assets.demo.bench
 
 # Live latency: the daemon with the sensor on, paid orders and an idle cart written to the shop, timed to
-# their arrival at a local sink (BENCH_CUSTOMERS=20000 for a quicker run).
+# their arrival at a local sink (BENCH_CUSTOMERS=20000 for a quicker run; BENCH_PLATFORM as for bench).
 bench-live: install
 	@bash scripts/ensure-mariadb.sh
 	.venv/bin/python -m cio_assets.demo.latency
