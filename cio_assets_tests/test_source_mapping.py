@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import create_engine, func, insert, select, text
 
 from cio_assets.config import PipelineSettings, SettingsError, SourceSettings
 from cio_assets.lib.engines import Database, Origin
@@ -232,6 +232,32 @@ def test_a_guest_id_compares_as_no_customer_on_the_shops_own_column(renamed_shop
     statement = select(orders.c.id).select_from(orders.outerjoin(customers, customers.c.id == orders.c.customer_id))
     with renamed_shop.connect() as conn:
         assert list(conn.execute(statement.where(where).order_by(orders.c.id)).scalars()) == found
+
+
+@pytest.mark.parametrize(
+    ("reads", "meta_joins"),
+    [
+        # ids and counts join no key/value row at all
+        (lambda: select(customers.c.id), 0),
+        (lambda: select(func.count()).select_from(customers), 0),
+        # the phone is a usermeta-like lookup: one join, for the one key
+        (lambda: select(customers.c.id, customers.c.phone), 1),
+        # an alias of the concept (hygiene's key rule) reads only what is read through it: no second join
+        (lambda: _probed_through_an_alias(), 1),
+    ],
+)
+def test_a_query_joins_only_the_lookups_of_the_columns_it_reads(tmp_path, reads, meta_joins):
+    relations = compile_mapping(load(_file(tmp_path, RENAMED)))
+
+    sql = str(relations.translate(reads()).compile(compile_kwargs={"literal_binds": True}))
+
+    assert sql.count("JOIN people_meta AS") == meta_joins
+
+
+def _probed_through_an_alias():
+    same = customers.alias("customers_same_id")
+    probe = select(func.count()).select_from(same).where(same.c.id == customers.c.id).scalar_subquery()
+    return select(customers.c.phone).where(probe == 1)
 
 
 def test_a_concept_the_mapping_leaves_out_reads_as_no_rows(renamed_shop):
