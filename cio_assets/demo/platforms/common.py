@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -15,6 +15,15 @@ from cio_assets.demo.shop import _COUNTRIES, _FIRST_NAMES, _LAST_NAMES, _valid_n
 
 # Customers generated and written per transaction: bounds memory whatever the shop size.
 BATCH_CUSTOMERS = 2000
+
+
+def customer_batches(customers: int) -> Iterator[range]:
+    """The customers' numbers, 1 to `customers`, BATCH_CUSTOMERS at a time: each batch is written before the next
+    is made, so memory follows the batch, not the shop."""
+    for first in range(1, customers + 1, BATCH_CUSTOMERS):
+        yield range(first, min(first + BATCH_CUSTOMERS, customers + 1))
+
+
 # The last day of history (exclusive end: the next midnight, UTC) and how many days it spans.
 END = date(2026, 11, 20)
 DAYS = 90

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from typing import Literal
 
-from sqlalchemy import Connection
+from sqlalchemy import URL, Connection, create_engine
 
 Platform = Literal["woocommerce", "magento2"]
 
@@ -41,3 +43,20 @@ def load(conn: Connection, platform: Platform, prefix: str | None = None) -> lis
     for statement in statements(platform, prefix):
         conn.exec_driver_sql(statement)
     return names
+
+
+@contextmanager
+def fresh_tables(url: str | URL, platform: Platform, prefix: str, *session: str) -> Iterator[Connection]:
+    """A connection to `url` with the platform's tables (re)created empty under `prefix`, in a UTC session (what is
+    written to a TIMESTAMP column is stored as written) with the `session` statements run first."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET time_zone = '+00:00'")
+            for statement in session:
+                conn.exec_driver_sql(statement)
+            load(conn, platform, prefix)
+            conn.commit()
+            yield conn
+    finally:
+        engine.dispose()

@@ -33,17 +33,17 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import URL, Connection, bindparam, create_engine, text
+from sqlalchemy import URL, Connection, bindparam, text
 
 from cio_assets.demo.platforms import ddl
 from cio_assets.demo.platforms.common import (
-    BATCH_CUSTOMERS,
     CATALOGUE,
     DAYS,
     END,
     Identity,
     Rows,
     between,
+    customer_batches,
     weighted,
     window,
 )
@@ -524,23 +524,16 @@ def generate(
     rng = random.Random(seed)
     start, stop = window(end, days)
     shop = _Shop(rng, prefix, start, stop)
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SET time_zone = '+00:00'")  # TIMESTAMP columns store what is written: UTC
-            # Website 0 and store 0 (admin) are real rows: Magento's installer writes them with this mode too.
-            conn.exec_driver_sql("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')")
-            ddl.load(conn, "magento2", prefix)
-            conn.commit()
-            _stores(shop)
-            for first in range(1, customers + 1, BATCH_CUSTOMERS):
-                for number in range(first, min(first + BATCH_CUSTOMERS, customers + 1)):
-                    _customer(shop, number)
-                shop.rows.flush(conn, TABLES)
-            _strangers(shop, customers)
+    # Website 0 and store 0 (admin) are real rows: Magento's installer writes them with this mode too.
+    zero_ids = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')"
+    with ddl.fresh_tables(url, "magento2", prefix, zero_ids) as conn:
+        _stores(shop)
+        for batch in customer_batches(customers):
+            for number in batch:
+                _customer(shop, number)
             shop.rows.flush(conn, TABLES)
-    finally:
-        engine.dispose()
+        _strangers(shop, customers)
+        shop.rows.flush(conn, TABLES)
     for person in shop.people.values():
         person.orders.sort(key=lambda o: o.order_id)
         person.refunds.sort(key=lambda r: r.refund_id)

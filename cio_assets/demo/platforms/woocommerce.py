@@ -33,17 +33,17 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import URL, Connection, bindparam, create_engine, text
+from sqlalchemy import URL, Connection, bindparam, text
 
 from cio_assets.demo.platforms import ddl
 from cio_assets.demo.platforms.common import (
-    BATCH_CUSTOMERS,
     CATALOGUE,
     DAYS,
     END,
     Identity,
     Rows,
     between,
+    customer_batches,
     token,
     weighted,
     window,
@@ -386,23 +386,16 @@ def generate(
     rng = random.Random(seed)
     start, stop = window(end, days)
     shop = _Shop(rng, prefix, start, stop)
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SET time_zone = '+00:00'")
-            ddl.load(conn, "woocommerce", prefix)
-            conn.commit()
-            _staff(shop)
-            _catalogue(shop)
-            guests: list[tuple[Person, Identity]] = []
-            for first in range(1, customers + 1, BATCH_CUSTOMERS):
-                for number in range(first, min(first + BATCH_CUSTOMERS, customers + 1)):
-                    _customer(shop, number, guests)
-                shop.rows.flush(conn, TABLES)
-            _form_signups(shop, customers)
+    with ddl.fresh_tables(url, "woocommerce", prefix) as conn:
+        _staff(shop)
+        _catalogue(shop)
+        guests: list[tuple[Person, Identity]] = []
+        for batch in customer_batches(customers):
+            for number in batch:
+                _customer(shop, number, guests)
             shop.rows.flush(conn, TABLES)
-    finally:
-        engine.dispose()
+        _form_signups(shop, customers)
+        shop.rows.flush(conn, TABLES)
     for person in shop.people.values():
         person.orders.sort(key=lambda o: o.order_id)
         person.refunds.sort(key=lambda r: r.refund_id)
