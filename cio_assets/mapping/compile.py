@@ -243,7 +243,7 @@ class Lookups:
             self._aliases[(name, key)] = alias  # before the lookups it uses take their own
             own = self._row(lookup, key, alias, depth)
             other = self._row(lookup, key, f"{alias}_x", depth)
-            order = self.resolve(lookup.order or "", depth + 1)
+            order = self.resolve(lookup.order, depth + 1)
             before = "<" if not lookup.latest else ">"
             preferred = f"{_renamed(order, lookup.alias, alias + '_x')} {before} {_renamed(order, lookup.alias, alias)}"
             self.joins.append(

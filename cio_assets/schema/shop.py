@@ -218,13 +218,6 @@ erasure_requests = Table(
     comment="Right-to-erasure requests (GDPR/CCPA), by customer id or e-mail; optional",
 )
 
-# The concepts a source mapping makes from a shop's own tables (`cio_assets/mapping/`), by name. These tables are
-# their shape: the pipeline's queries name them, and the mapping compiles each into SQL over the shop's tables.
-CONCEPTS: dict[str, Table] = {
-    table.name: table
-    for table in (customers, orders, order_items, carts, cart_items, refunds, subscriptions, identity_links)
-}
-CONCEPTS[erasure_requests.name] = erasure_requests
 REQUIRED_CONCEPTS = ("customers", "orders")
 
 # Consent as a mapping writes it (`values = { subscribed = "opted_in" }`): true, false, or NULL for never asked.
@@ -259,8 +252,12 @@ SOURCE_TABLES: tuple[Table, ...] = (
 )
 
 
-# Tables a shop may lack: the schema check does not ask for them, and their readers treat them as empty.
+# Tables a shop may lack: the reference preset marks them optional, and a shop without them reads them as empty.
 OPTIONAL_TABLES: tuple[Table, ...] = (erasure_requests,)
+
+# The concepts a source mapping makes from a shop's own tables (`cio_assets/mapping/`), by name. These tables are
+# their shape: the pipeline's queries name them, and the mapping compiles each into SQL over the shop's tables.
+CONCEPTS: dict[str, Table] = {str(table.name): table for table in (*SOURCE_TABLES, *OPTIONAL_TABLES)}
 
 
 REFERENCE_DDL_PATH = Path(__file__).with_name("reference_schema.sql")
