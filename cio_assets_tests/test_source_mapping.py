@@ -4,16 +4,18 @@ and the key; compiled into the pipeline's queries so that they read a shop's own
 from __future__ import annotations
 
 import textwrap
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import create_engine, event, func, insert, select, text
 
 from cio_assets.config import PipelineSettings, SettingsError, SourceSettings
 from cio_assets.lib.engines import Database, Origin
 from cio_assets.mapping.compile import UNMAPPED, compile_mapping
 from cio_assets.mapping.spec import PRESETS, MappingError, load
 from cio_assets.schema.shop import CONCEPTS, SOURCE_TABLES, customers, orders
+from cio_assets.tracking.marks import observe_table
 
 MINIMAL = """
 [customers]
@@ -66,6 +68,18 @@ def _file(tmp_path: Path, body: str) -> str:
         ),
         # a concept without its key
         ("[carts]\ntable = 'c'\n[carts.columns]\nemail = 'c.e'\n", "[carts.columns] lacks id"),
+        # where a change shows, on a column that is no time
+        (
+            "[refunds]\ntable = 'r'\n[refunds.columns]\nid = 'r.id'\n"
+            "amount = { sql = 'r.a', seen_in = [{ table = 'x', alias = 'x', key = 'x.r', at = 'x.t' }] }\n",
+            "[refunds.columns] [amount] seen_in: refunds.amount is not a time",
+        ),
+        # a place a change shows without the concept's id in it
+        (
+            "[refunds]\ntable = 'r'\n[refunds.columns]\nid = 'r.id'\n"
+            "created_at = { sql = 'r.c', seen_in = [{ table = 'x', alias = 'x', at = 'x.t' }] }\n",
+            "[refunds.columns] [created_at] [seen_in 1] lacks key",
+        ),
     ],
 )
 def test_a_mapping_that_cannot_be_used_is_refused_naming_the_file_and_the_key(tmp_path, added, said):
@@ -287,3 +301,111 @@ def test_every_mysql_session_reads_timestamps_in_utc(database_urls):
 
 def test_the_reference_tables_are_the_concepts():
     assert {table.name for table in SOURCE_TABLES} <= set(CONCEPTS)
+
+
+# --- where a change shows ----------------------------------------------------------------------------------------
+
+SEEN = """
+[mapping]
+time_zone = "UTC"
+
+[customers]
+table = "people"
+alias = "p"
+joins = ["LEFT JOIN addresses AS a ON a.aid = p.billing"]
+
+[customers.lookups.consent]
+table = "consents"
+alias = "c"
+match = "c.person = p.pid"
+value = "c.changed"
+order = "c.cid"
+
+[customers.columns]
+id = "p.pid"
+email = "p.mail"
+country = "a.country"
+# A person changed when their row, their billing address or their consent did: the latest of the three.
+updated_at = { sql = "GREATEST(p.edited, COALESCE(a.edited, p.edited), COALESCE({consent}, p.edited))", seen_in = [
+    { table = "people", alias = "sp", key = "sp.pid", at = "sp.edited" },
+    { table = "addresses", alias = "sa", key = "sa.person", at = "sa.edited" },
+    { table = "consents", alias = "sc", key = "sc.person", at = "sc.changed" },
+] }
+
+[orders]
+table = "sales"
+alias = "s"
+[orders.columns]
+id = "s.sid"
+"""
+
+
+@pytest.fixture
+def seen_shop(throwaway_database, tmp_path):
+    """A MariaDB shop whose people change in three tables, read through SEEN; the statements it ran."""
+    engine = create_engine(throwaway_database)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE people (pid INT PRIMARY KEY, mail TEXT, billing INT, edited DATETIME(6))"))
+        conn.execute(text("CREATE TABLE addresses (aid INT PRIMARY KEY, person INT, country TEXT, edited DATETIME(6))"))
+        conn.execute(text("CREATE TABLE consents (cid INT PRIMARY KEY, person INT, changed DATETIME(6))"))
+        conn.execute(text("CREATE TABLE sales (sid INT PRIMARY KEY)"))
+        conn.execute(
+            text(
+                "INSERT INTO people VALUES (1, 'ada@example.com', 10, '2026-01-01'), "
+                "(2, 'bob@example.com', 20, '2026-01-01'), (3, 'cy@example.com', NULL, '2026-03-01')"
+            )
+        )
+        # Ada's address changed in February; Bob's consent in April; Cy's own row in March.
+        conn.execute(text("INSERT INTO addresses VALUES (10, 1, 'DE', '2026-02-01'), (20, 2, 'FR', '2026-01-01')"))
+        conn.execute(text("INSERT INTO consents VALUES (100, 2, '2026-04-01')"))
+    compile_mapping(load(_file(tmp_path, SEEN))).install(engine)
+    ran: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: ran.append(statement))
+    yield engine, ran
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("where", "found"),
+    [
+        # a change in a child table (Bob's consent, Ada's address) is a change of its person
+        (customers.c.updated_at > datetime(2026, 1, 15), [1, 2, 3]),
+        (customers.c.updated_at >= datetime(2026, 3, 1), [2, 3]),
+        # a range: found by both bounds, each person at the latest of their times
+        ((customers.c.updated_at >= datetime(2026, 2, 1)) & (customers.c.updated_at < datetime(2026, 3, 1)), [1]),
+        (customers.c.updated_at > datetime(2026, 4, 1), []),
+    ],
+)
+def test_a_change_is_found_where_the_mapping_says_it_shows_then_read_by_id(seen_shop, where, found):
+    engine, ran = seen_shop
+
+    with engine.connect() as conn:
+        ids = sorted(conn.execute(select(customers.c.id).where(where)).scalars())
+
+    assert ids == found
+    # Each place was asked for its ids in the range; the people were then read by those ids (none: no read).
+    places = [s for s in ran if "customers" not in s]
+    assert {s.split(" FROM ")[1].split()[0] for s in places} == {"people", "addresses", "consents"}
+    read = [s for s in ran if "customers" in s]
+    assert len(read) == 1 and ("customers.id IN (" in read[0] or "WHERE false" in read[0]), read
+
+
+def test_the_latest_change_is_the_latest_of_the_places_it_shows(seen_shop):
+    engine, _ = seen_shop
+
+    with engine.connect() as conn:
+        marks = observe_table(conn, customers)
+
+    assert marks == {"row_count": 3, "max_id": 3, "max_updated_at": "2026-04-01T00:00:00"}
+
+
+def test_a_join_nothing_read_names_is_left_out(seen_shop):
+    engine, ran = seen_shop
+
+    with engine.connect() as conn:
+        conn.execute(select(func.count()).select_from(customers)).scalar_one()
+        conn.execute(select(customers.c.country)).all()
+
+    counted, countries = ran
+    assert "addresses" not in counted  # a LEFT JOIN adds no row and filters none: a count needs no address
+    assert "LEFT JOIN addresses" in countries

@@ -14,6 +14,14 @@ predicate on a column that is a base column reaches that column's index: a keyed
 `doctor` shows the plans. A concept the mapping leaves out (or an optional one whose table is missing) is a
 SELECT of no rows.
 
+A column computed from several tables (WooCommerce's customer change time: the user's usermeta last_update,
+its MailPoet subscriber's updated_at) is read whole when a query asks for a range of it, unless the mapping says
+where its changes are seen (`seen_in`): then a lower bound on it (`updated_at > :since`, alone or with an upper
+bound) is answered in two steps. First each place it is seen gives the ids whose time falls in the range, each
+through its own index, on a connection of its own; then the concept's rows are read by those ids, the range
+itself still applied to them. `MAX()` of such a column is the latest of its places'. So finding what changed
+costs what changed, not the shop.
+
 The stages never see any of this: `install` hooks the translation into the source engine, so they keep naming
 the concepts, and read results by canonical names only.
 """
@@ -25,7 +33,9 @@ from typing import Any
 
 from sqlalchemy import (
     Alias,
+    BindParameter,
     ColumnElement,
+    Connection,
     Engine,
     FromClause,
     Select,
@@ -45,9 +55,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.sql.elements import BinaryExpression, ClauseElement
+from sqlalchemy.sql.elements import BinaryExpression, BooleanClauseList, ClauseElement
 
-from cio_assets.mapping.spec import PLACEHOLDER, ConceptSpec, Lookup, MappingSpec
+from cio_assets.mapping.spec import PLACEHOLDER, ColumnSpec, ConceptSpec, Lookup, MappingSpec, Seen
 from cio_assets.schema.shop import CONCEPTS, vocabulary
 
 # The status a source value no mapping entry names becomes: the hygiene rules set the row aside as an unknown
@@ -56,6 +66,11 @@ UNMAPPED = "unmapped:"
 # The suffix of a column that carries the shop's own value beside a canonical one computed from it.
 RAW = "__raw"
 MAX_LOOKUP_DEPTH = 3
+# More ids than this from the places a change is seen, and the range is read as it is: a scan is then cheaper.
+MOST_SEEN_IDS = 20_000
+_LOWER = (operators.gt, operators.ge)
+_UPPER = (operators.lt, operators.le)
+_SQL_OF = {operators.gt: ">", operators.ge: ">=", operators.lt: "<", operators.le: "<="}
 
 
 class Relations:
@@ -89,10 +104,11 @@ class Relations:
             self._narrow[key] = self._select(name, columns).subquery(name)
         return self._narrow[key]
 
-    def translate(self, statement: ClauseElement) -> ClauseElement:
+    def translate(self, statement: ClauseElement, conn: Connection | None = None) -> ClauseElement:
         """The statement with every concept table replaced by its SELECT over the shop, narrowed to the columns
         the statement reads from it; an alias of a concept (hygiene's key rule probes its own table under
-        another name) gets its own, narrowed to what is read through the alias."""
+        another name) gets its own, narrowed to what is read through the alias. With `conn`, a range of a column
+        with `seen_in` is found through the places it is seen (each read on a connection of its own)."""
         used: dict[FromClause, set[str]] = {}
         for element in visitors.iterate(statement):
             if _concept_of(element) is not None:
@@ -118,9 +134,78 @@ class Relations:
         def replace(element: Any) -> Any:
             if element in by_from:
                 return by_from[element]
+            if conn is not None and isinstance(element, BooleanClauseList | BinaryExpression):
+                found = seen_range(element)
+                if found is not None:
+                    return found
+            if isinstance(element, BinaryExpression):
+                return keyed(element)
+            if isinstance(element, Select):
+                return latest_seen(element)
+            return concept_column(element)
+
+        def seen_bounds(comparison: Any) -> tuple[Any, str, Any] | None:
+            """(concept column, SQL operator, bound) of `column > :bound` and the like, on a column with seen_in."""
+            if not isinstance(comparison, BinaryExpression) or comparison.operator not in _SQL_OF:
+                return None
+            left = comparison.left
+            concept = _concept_of(getattr(left, "table", None))
+            if concept is None or getattr(left, "__visit_name__", None) != "column" or "id" not in concept.c:
+                return None
+            spec = self.mapping.concepts.get(str(concept.name))
+            column_spec = spec.columns.get(left.key) if spec else None
+            if column_spec is None or not column_spec.seen_in or not isinstance(comparison.right, BindParameter):
+                return None
+            return left, _SQL_OF[comparison.operator], comparison.right.effective_value
+
+        def seen_range(clause: Any) -> Any:
+            """A lower bound on a column with seen_in (with the upper bounds beside it in an AND): the concept's
+            ids seen changing in that range AND the range itself; None to translate it as it is."""
+            parts = list(clause.clauses) if isinstance(clause, BooleanClauseList) else [clause]
+            if isinstance(clause, BooleanClauseList) and clause.operator is not operators.and_:
+                return None
+            bounds = [seen_bounds(part) for part in parts]
+            lower = next((b for b in bounds if b is not None and b[1] in (">", ">=")), None)
+            if lower is None:
+                return None
+            column = lower[0]
+            on_column = [b for b in bounds if b is not None and b[0] is column]
+            spec = self.mapping.concepts[str(_concept_of(column.table).name)].columns[column.key]
+            ids = self._seen_ids(conn, spec, [(op, value) for _, op, value in on_column])
+            if ids is None:
+                return None
+            rest = [visitors.replacement_traverse(part, {}, plain) for part in parts]
+            identity = by_from[column.table].c["id"]
+            return and_(identity.in_(sorted(ids)) if ids else false(), *rest)
+
+        def plain(element: Any) -> Any:
+            """`replace` without the range rewrite (for the range itself, kept as the check on the rows read)."""
+            if element in by_from:
+                return by_from[element]
             if isinstance(element, BinaryExpression):
                 return keyed(element)
             return concept_column(element)
+
+        def latest_seen(statement: Select) -> Any:
+            """The latest value of a column with seen_in (`SELECT column … ORDER BY column DESC LIMIT 1`, as
+            `tracking/marks.py` asks for it): the latest time its places hold, each read through its index."""
+            columns = list(statement.selected_columns)
+            orders = statement._order_by_clauses
+            if len(columns) != 1 or len(orders) != 1 or statement._limit != 1 or statement._group_by_clauses:
+                return None
+            column = columns[0]
+            if getattr(orders[0], "modifier", None) is not operators.desc_op or orders[0].element is not column:
+                return None
+            concept = _concept_of(getattr(column, "table", None))
+            spec = self.mapping.concepts.get(str(concept.name)) if concept is not None else None
+            column_spec = spec.columns.get(column.key) if spec else None
+            if column_spec is None or not column_spec.seen_in:
+                return None
+            places = [seen.latest() for seen in self.places(column_spec)]
+            if not places:
+                return select(type_coerce(null(), column.type).label(column.key))
+            latest = f"(SELECT MAX(latest) FROM ({' UNION ALL '.join(f'({p})' for p in places)}) AS seen)"
+            return select(literal_column(latest, column.type).label(column.key))
 
         def keyed(comparison: BinaryExpression) -> Any:
             """`customer_id = ?` or `customer_id IN (…)` on a column whose mapping turns some values into NULL (a
@@ -140,6 +225,28 @@ class Relations:
 
         return visitors.replacement_traverse(statement, {}, replace)
 
+    def places(self, column: ColumnSpec) -> list[Seen]:
+        """The column's seen_in places whose tables the shop has (an optional one may be missing)."""
+        return [
+            seen
+            for seen in column.seen_in
+            if not seen.optional or self.tables_found is None or seen.table.lower() in self.tables_found
+        ]
+
+    def _seen_ids(self, conn: Connection, column: ColumnSpec, bounds: list[tuple[str, Any]]) -> set[int] | None:
+        """The ids whose change time meets `bounds`, from each place the column is seen; None when there are
+        more than MOST_SEEN_IDS (the range is then read as it is)."""
+        params = {f"seen_{n}": value for n, (_, value) in enumerate(bounds)}
+        ids: set[int] = set()
+        with conn.engine.connect() as own:
+            for seen in self.places(column):
+                condition = " AND ".join(f"{seen.at} {op} :seen_{n}" for n, (op, _) in enumerate(bounds))
+                found = own.execute(text(seen.select(condition)), params).scalars()
+                ids.update(int(key) for key in found if key is not None)
+                if len(ids) > MOST_SEEN_IDS:
+                    return None
+        return ids
+
     def install(self, engine: Engine) -> None:
         """Translate every query the engine runs (stages name concepts; the shop has its own tables). Writes are
         left as they are: the pipeline never writes to the shop, and the demo and the tests write its tables."""
@@ -147,7 +254,7 @@ class Relations:
         @event.listens_for(engine, "before_execute", retval=True)
         def _translate(conn, clauseelement, multiparams, params, execution_options):
             if isinstance(clauseelement, ClauseElement) and not isinstance(clauseelement, UpdateBase):
-                clauseelement = self.translate(clauseelement)
+                clauseelement = self.translate(clauseelement, conn)
             return clauseelement, multiparams, params
 
 
@@ -180,13 +287,30 @@ def concept_select(
         and spec.columns[name].sign == 1
         and spec.columns[name].values is None
     ]
-    statement = select(*columns).select_from(text(" ".join(from_clause(spec, lookups))))
+    used = " ".join([*(str(column) for column in columns), spec.where or ""])
+    statement = select(*columns).select_from(text(" ".join(from_clause(spec, lookups, used))))
     return statement.where(text(spec.where)) if spec.where else statement
 
 
-def from_clause(spec: ConceptSpec, lookups: Lookups) -> list[str]:
-    """The base table, the mapping's own joins, then one join per lookup the columns use."""
-    return [f"{spec.table} AS {spec.alias}", *spec.joins, *lookups.joins]
+_LEFT_JOIN = re.compile(r"\s*LEFT\s+(?:OUTER\s+)?JOIN\s+\w+\s+(?:AS\s+)?(\w+)", re.IGNORECASE)
+
+
+def from_clause(spec: ConceptSpec, lookups: Lookups, used: str | None = None) -> list[str]:
+    """The base table, the mapping's own joins, then one join per lookup the columns use. With `used` (the SQL of
+    what is read), a LEFT JOIN of the mapping's whose alias nothing read names is left out: it adds no row and
+    filters none (a concept's join matches at most one row), so a count or a list of ids skips it (Magento's
+    paid invoice)."""
+    joins = list(spec.joins)
+    if used is not None:
+        needed = " ".join([used, *lookups.joins])
+        kept: list[str] = []
+        for join in reversed(joins):  # a later join may name an earlier one's alias
+            left = _LEFT_JOIN.match(join)
+            if left is None or re.search(rf"(?<![\w.]){re.escape(left.group(1))}\.", needed):
+                kept.insert(0, join)
+                needed += " " + join
+        joins = kept
+    return [f"{spec.table} AS {spec.alias}", *joins, *lookups.joins]
 
 
 def empty_select(table: Table) -> Select:

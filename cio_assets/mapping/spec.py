@@ -21,6 +21,10 @@ tables. Read from TOML and checked at load; every error names the file, the key 
     status = { sql = "o.status", values = { "wc-completed" = "paid" } }  # unmapped: set aside with the value
     phone = { lookup = "meta", key = "billing_phone" }                 # a key/value table, latest row wins
     subtotal = "o.total_amount - {meta:_shipping}"                     # or inside SQL, as {lookup:key}
+    updated_at = { sql = "GREATEST(o.date_updated_gmt, {note_at})", seen_in = [   # where its changes are indexed
+        { table = "{prefix}wc_orders", alias = "so", key = "so.id", at = "so.date_updated_gmt" },
+        { table = "{prefix}comments", alias = "sc", key = "sc.comment_post_ID", at = "sc.comment_date_gmt" },
+    ] }
 
     [orders.lookups.meta]                      # a correlated lookup into a child or key/value table
     table = "{prefix}wc_orders_meta"
@@ -35,6 +39,13 @@ tables. Read from TOML and checked at load; every error names the file, the key 
 A concept the file leaves out is absent from the shop: it reads as empty, and the event families that need it are
 off (`[mapping] absent = { carts = "why" }` says why, in the run's metadata). A canonical column a concept leaves
 out is NULL. `optional = true` makes a concept absent when its base table is.
+
+`seen_in` says how a change shows when the column is computed from several tables (the latest of a row's and
+its child rows' times): each entry names a table, the concept's id in it (`key`) and a time (`at`), ideally an
+indexed column, optionally with `where` and `joins`. The column's value must be the latest of the times its
+entries hold for that row (in the concept's zone), so that a range of the column is found through them: the rows
+whose change falls in a range are looked up by id instead of computing the column for every row
+(`compile.Relations`).
 """
 
 from __future__ import annotations
@@ -46,7 +57,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table
+from sqlalchemy import DateTime, Table
 
 from cio_assets.schema.events import DECLARED
 from cio_assets.schema.shop import CONCEPTS, REQUIRED_CONCEPTS, vocabulary
@@ -57,7 +68,8 @@ SOURCE_ZONE = "source"  # a concept whose naive timestamps are in CIO_SOURCE_TZ 
 CONSENT_STATES = {"opted_in": True, "opted_out": False, "unknown": None}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]+))?\}")  # {lookup} or {lookup:key} in SQL
-_COLUMN_FORMS = {"sql", "null_if", "sign", "values", "lookup", "key"}
+_COLUMN_FORMS = {"sql", "null_if", "sign", "values", "lookup", "key", "seen_in"}
+_SEEN_KEYS = {"table", "alias", "key", "at", "where", "joins", "optional"}
 
 
 class MappingError(ValueError):
@@ -81,6 +93,34 @@ class Lookup:
 
 
 @dataclass(frozen=True)
+class Seen:
+    """A place where a change to a computed column shows, through an index: rows of `table` (under `alias`, with
+    `joins`, filtered by `where`) whose `key` is the concept row's id and whose `at` is when it changed."""
+
+    table: str
+    alias: str
+    key: str
+    at: str
+    where: str | None = None
+    joins: tuple[str, ...] = ()
+    optional: bool = False  # a missing table (a plugin's) shows nothing
+
+    def select(self, bounds: str) -> str:
+        """SQL: the keys of its rows whose time meets `bounds` (SQL over `at`, with binds): not DISTINCT, which made
+        MariaDB read a whole index in key order rather than the rows in the range."""
+        where = " AND ".join(f"({part})" for part in (self.where, bounds) if part)
+        return f"SELECT {self.key} FROM {self._from()} WHERE {where}"
+
+    def latest(self) -> str:
+        """SQL: the latest time it holds, as `latest`."""
+        where = f" WHERE {self.where}" if self.where else ""
+        return f"SELECT MAX({self.at}) AS latest FROM {self._from()}{where}"
+
+    def _from(self) -> str:
+        return " ".join([f"{self.table} AS {self.alias}", *self.joins])
+
+
+@dataclass(frozen=True)
 class ColumnSpec:
     """One canonical column: SQL, in which `{lookup}` or `{lookup:key}` stands for a lookup's value, then the
     conventions applied to its value, in this order: values in `null_if` become NULL, `sign` -1 flips it, `values`
@@ -90,6 +130,7 @@ class ColumnSpec:
     null_if: tuple[Any, ...] = ()
     sign: int = 1
     values: dict[Any, Any] | None = None
+    seen_in: tuple[Seen, ...] = ()  # where a change to it shows, through an index (a computed change time)
 
 
 @dataclass(frozen=True)
@@ -315,7 +356,42 @@ class _Reader:
         values = raw.get("values")
         if values is not None:
             values = self.values(where, canonical, name, values)
-        return ColumnSpec(sql=sql, null_if=tuple(null_if), sign=sign, values=values)
+        seen_in = raw.get("seen_in", [])
+        if not isinstance(seen_in, list) or (not seen_in and "seen_in" in raw):
+            raise self.fail(where, "seen_in: expected a list of tables, each with table, alias, key and at")
+        if seen_in and not isinstance(canonical.c[name].type, DateTime):
+            raise self.fail(where, f"seen_in: {canonical.name}.{name} is not a time; only a change time is seen")
+        seen = tuple(self.seen(f"{where}] [seen_in {n + 1}", entry) for n, entry in enumerate(seen_in))
+        return ColumnSpec(sql=sql, null_if=tuple(null_if), sign=sign, values=values, seen_in=seen)
+
+    def seen(self, where: str, raw: Any) -> Seen:
+        raw = self.table(raw, where, _SEEN_KEYS)
+        for required in ("key", "at"):
+            if required not in raw:
+                raise self.fail(
+                    where,
+                    f"lacks {required}: "
+                    + (
+                        "the SQL of the concept's id in this table"
+                        if required == "key"
+                        else "the SQL of when it changed"
+                    ),
+                )
+        joins = raw.get("joins", [])
+        if not isinstance(joins, list) or not all(isinstance(join, str) for join in joins):
+            raise self.fail(where, "joins: expected a list of SQL JOIN clauses")
+        optional = raw.get("optional", False)
+        if not isinstance(optional, bool):
+            raise self.fail(where, "optional: expected true or false")
+        return Seen(
+            table=self.identifier(raw, where, "table"),
+            alias=self.identifier(raw, where, "alias"),
+            key=self.sql(raw, where, "key") or "",
+            at=self.sql(raw, where, "at") or "",
+            where=self.sql(raw, where, "where"),
+            joins=tuple(self.sub(join) for join in joins),
+            optional=optional,
+        )
 
     def values(self, where: str, canonical: Table, name: str, raw: Any) -> dict[Any, Any]:
         allowed = vocabulary(canonical.c[name])
