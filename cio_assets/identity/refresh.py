@@ -58,6 +58,7 @@ from cio_assets.lib.writes import KEYS_PER_STATEMENT, insert_frame, replace_all
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import carts, customers, identity_links, orders, subscriptions
 from cio_assets.tracking.cursors import IDENTITY_CURSOR, Cursor, changed, changed_links, read_marks
+from cio_assets.tracking.marks import observe_tables
 
 INPUTS = state_tables.identity_inputs
 OUTPUTS = (
@@ -215,7 +216,8 @@ def refresh_identity(
     if reason is not None or cursor is None:
         summary = _full(src, dst, clock, canonical_id, chunk_size, reason or "")
     else:
-        summary = _incremental(src, dst, clock, canonical_id, chunk_size, cursor)
+        in_shop = int(observe_tables(src, [customers], run_id)[str(customers.name)]["row_count"])  # type: ignore[call-overload]
+        summary = _incremental(src, dst, clock, canonical_id, chunk_size, cursor, in_shop)
     now = unix(clock.now)
     changed_at = (
         now if summary.mode == "full" or summary.component_rows or cursor is None else cursor.details["changed_at"]
@@ -244,8 +246,9 @@ def _full(
 
 
 def _incremental(
-    src: Connection, dst: Connection, clock: Clock, canonical_id: str, chunk_size: int, cursor: Cursor
+    src: Connection, dst: Connection, clock: Clock, canonical_id: str, chunk_size: int, cursor: Cursor, in_shop: int
 ) -> RefreshSummary:
+    """`in_shop`: how many customers the shop held when the run observed it (before reading any row)."""
     changed_customers = _changed(customers, src, dst, clock, cursor)
     fresh = IdentityInputs.read(src, clock, only={customers.name: changed_customers})
     # Changed customers that are no input (now): set aside by the hygiene rules (a duplicated id), so whatever
@@ -253,7 +256,7 @@ def _incremental(
     set_aside = sorted(
         set(src.execute(select(customers.c.id).where(changed_customers)).scalars()) - set(fresh.customers["id"])
     )
-    deleted, missing = _customer_drift(src, dst, fresh)
+    deleted, missing = _customer_drift(src, dst, fresh, in_shop)
     if missing:
         more = IdentityInputs.read(src, clock, only={customers.name: customers.c.id.in_(missing)})
         fresh.customers = pd.concat([fresh.customers, more.customers], ignore_index=True)
@@ -351,7 +354,7 @@ def _frames(result: IdentityResult) -> tuple[pd.DataFrame, ...]:
 def _changed(table: Table, src: Connection, dst: Connection, clock: Clock, cursor: Cursor) -> ColumnElement[bool]:
     """SQL: the rows of `table` changed since the cursor (`tracking/cursors.py`); for customers also those
     whose `created_at` stopped being in the future, found among the kept inputs (the shop does not index it)."""
-    condition = changed(table, cursor, clock)
+    condition = changed(src, table, cursor, clock)
     if table is not customers:
         return condition
     raw = INPUTS.c.created_at_raw
@@ -369,10 +372,12 @@ def _naming(table: Table, customer_ids: list[int]) -> list[ColumnElement[bool]]:
     return [table.c.customer_id.in_(chunk) for chunk in chunks(customer_ids, KEYS_PER_STATEMENT)]
 
 
-def _customer_drift(src: Connection, dst: Connection, fresh: IdentityInputs) -> tuple[list[int], list[int]]:
+def _customer_drift(
+    src: Connection, dst: Connection, fresh: IdentityInputs, in_shop: int
+) -> tuple[list[int], list[int]]:
     """Customers deleted from the shop, and customers the kept inputs miss (added without an id or
-    `updated_at` past the cursor). Compared by count first: ids are read only when the counts disagree."""
-    in_shop = src.execute(select(func.count()).select_from(customers)).scalar_one()
+    `updated_at` past the cursor). Compared by count first (`in_shop`, as the run observed the shop: a customer
+    deleted since is then found by the next run): ids are read only when the counts disagree."""
     kept = dst.execute(select(func.count()).where(INPUTS.c.source_table == CUSTOMERS)).scalar_one()
     fresh_ids = [int(i) for i in fresh.customers["id"]]
     already = set()

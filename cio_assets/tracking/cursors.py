@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy import Column, ColumnElement, Connection, Table, and_, or_, select, true
+from sqlalchemy import Column, ColumnElement, Connection, Table, and_, false, or_, select, true
 
 from cio_assets.lib.timestamps import Clock, to_source_naive
 from cio_assets.lib.writes import upsert
@@ -89,11 +89,18 @@ def read_marks(conn: Connection, run_id: str | None = None) -> dict[str, dict[st
     return marks
 
 
-def changed(table: Table, cursor: Cursor, clock: Clock, crossing: bool = True) -> ColumnElement[bool]:
-    """SQL: the rows of `table` (one of `TRACKED`) changed since `cursor`, or (with `crossing`) whose
-    timestamps stopped being in the future."""
-    clauses = _changed_clauses(table, cursor, clock, crossing)
-    return true() if clauses is None else or_(*clauses)
+# More changed rows than this, and every row is read again: one read of the table is then cheaper than the keys.
+MOST_CHANGED_KEYS = 50_000
+
+
+def changed(conn: Connection, table: Table, cursor: Cursor, clock: Clock) -> ColumnElement[bool]:
+    """SQL: the rows of `table` (one of `TRACKED`) changed since `cursor`, or whose timestamps stopped being in the
+    future, by id: found first, one query per reason (`changed_keys`), so that no reason without an index makes
+    the read that follows a scan of the table with everything it computes."""
+    keys = changed_keys(conn, table.c.id, cursor, clock)
+    if keys is None or len(keys) > MOST_CHANGED_KEYS:
+        return true()
+    return table.c.id.in_(sorted(keys)) if keys else false()
 
 
 def changed_keys(conn: Connection, key: Column, cursor: Cursor, clock: Clock, crossing: bool = True) -> set[int] | None:
@@ -119,14 +126,21 @@ def _changed_clauses(table: Table, cursor: Cursor, clock: Clock, crossing: bool)
     until = to_source_naive(clock.now, zone)
     clauses: list[ColumnElement[bool]] = []
     if "updated_at" in table.c:
-        if mark.get("updated_at") is not None:
-            clauses.append(table.c.updated_at > datetime.fromisoformat(str(mark["updated_at"])))
-        clauses.append(table.c.updated_at >= since - LOOKBACK)
+        clauses.append(_changed_after(table.c.updated_at, mark.get("updated_at"), since - LOOKBACK))
     if mark.get("id") is not None:
         clauses.append(table.c.id > int(mark["id"]))  # type: ignore[call-overload]
     if crossing:
         clauses.extend(and_(table.c[column] > since, table.c[column] <= until) for column in TRACKED[table])
     return clauses
+
+
+def _changed_after(column: Column, newest_seen: object, window: datetime) -> ColumnElement[bool]:
+    """SQL: `column` after the newest value seen, or within the look-back window: one lower bound, the earlier of
+    the two (a change time computed from several tables is then looked up once, `mapping/compile.py`)."""
+    if newest_seen is None:
+        return column >= window
+    newest = datetime.fromisoformat(str(newest_seen))
+    return column > newest if newest < window else column >= window
 
 
 def changed_links(cursor: Cursor, clock: Clock) -> ColumnElement[bool]:

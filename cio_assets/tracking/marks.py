@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Connection, Table, and_, func, select
+from sqlalchemy import Column, Connection, Select, Table, and_, func, select
 
 from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds
 from cio_assets.schema.shop import SOURCE_TABLES, is_paid, orders
@@ -29,17 +29,32 @@ def high_water_marks(table: Table) -> list:
     the whole of cart_items) and only the count reads an index through."""
     marks = [select(func.count()).select_from(table).scalar_subquery().label("row_count")]
     if "id" in table.c:
-        marks.append(select(func.max(table.c.id)).scalar_subquery().label("max_id"))
-    for column in ("updated_at", "linked_at", "created_at"):
-        if column in table.c:
-            marks.append(select(func.max(table.c[column])).scalar_subquery().label(f"max_{column}"))
+        # The last id by walking the key backwards, not MAX(): on a mapped shop whose concept filters rows (a user
+        # with the customer role) MAX() checked every row, the walk stops at the first that qualifies.
+        last = select(table.c.id).order_by(table.c.id.desc()).limit(1)
+        marks.append(last.scalar_subquery().label("max_id"))
+    for name in ("updated_at", "linked_at", "created_at"):
+        if name in table.c:
+            marks.append(latest(table.c[name]).scalar_subquery().label(f"max_{name}"))
             break
     return marks
 
 
+def latest(column: Column) -> Select:
+    """SQL: the column's latest value, by walking its index backwards (as the last id: MAX() of a concept that
+    filters its rows read every row). On a mapped shop, a change time computed from several tables is the latest
+    of the places it is seen (`mapping/compile.py`)."""
+    return select(column).where(column.is_not(None)).order_by(column.desc()).limit(1)
+
+
 def observe_table(conn: Connection, table: Table) -> Marks:
-    row = conn.execute(select(*high_water_marks(table))).mappings().one()
-    return {key: (value.isoformat() if hasattr(value, "isoformat") else value) for key, value in row.items()}
+    """The table's marks, each read by a statement of its own: on a mapped shop each then reads only its own
+    column of the concept (a count costs no lookup that the latest change time needs)."""
+    marks = {}
+    for mark in high_water_marks(table):
+        value = conn.execute(select(mark.element)).scalar_one()
+        marks[mark.name] = value.isoformat() if hasattr(value, "isoformat") else value
+    return marks
 
 
 def observe_all(conn: Connection, tables: Iterable[Table] = SOURCE_TABLES) -> dict[str, Marks]:
