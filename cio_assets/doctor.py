@@ -37,7 +37,7 @@ from cio_assets.lib.engines import DatabaseError, Origin, driver_message, engine
 from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds, utc_now
 from cio_assets.mapping.check import SourceSchemaError, check_source
 from cio_assets.mapping.compile import UNMAPPED, Relations
-from cio_assets.mapping.spec import ConceptSpec, MappingError, MappingSpec
+from cio_assets.mapping.spec import ColumnSpec, ConceptSpec, MappingError, MappingSpec
 from cio_assets.schema.shop import (
     CONCEPTS,
     CONSENT,
@@ -245,6 +245,7 @@ class HotQuery:
     what: str
     statement: Select
     column: Column  # the canonical column its predicate is on: the one an index should cover
+    after: datetime | None = None  # a change query's lower bound: where the mapping says changes show, asked there
 
 
 def hot_queries(now: datetime) -> list[HotQuery]:
@@ -272,7 +273,9 @@ def hot_queries(now: datetime) -> list[HotQuery]:
     for table in (customers, orders, carts, cart_items, subscriptions, refunds):
         column = next(_time_columns(table), None)
         if column is not None:
-            queries.append(HotQuery(f"changes to {table.name}", select(table.c.id).where(column > since), column))
+            queries.append(
+                HotQuery(f"changes to {table.name}", select(table.c.id).where(column > since), column, since)
+            )
     return queries
 
 
@@ -385,6 +388,10 @@ def _plans(report: Report, conn: Connection, mapping: MappingSpec, relations: Re
     for query in hot_queries(utc_now()):
         if str(query.column.table.name) not in relations.present:
             continue
+        spec = mapping.concepts[str(query.column.table.name)].columns.get(query.column.name)
+        if query.after is not None and spec is not None and spec.seen_in:
+            _places(section, conn, relations, query, spec, sizes)
+            continue
         try:
             plan = explain(conn, relations, query.statement)
         except DBAPIError as error:
@@ -398,6 +405,33 @@ def _plans(report: Report, conn: Connection, mapping: MappingSpec, relations: Re
             scanned = table_of(mapping, scan.table)
             advice = index_advice(mapping, query.column, scanned)
             section.add(WARN, f"{query.what}: reads {scanned} ({scan.detail}). {advice}")
+
+
+def _places(
+    section: Section, conn: Connection, relations: Relations, query: HotQuery, column: ColumnSpec, sizes: dict[str, int]
+) -> None:
+    """A change time the mapping says where it shows (`seen_in`): each place's plan, as the pipeline asks it."""
+    for seen in relations.places(column):
+        what = f"{query.what}, seen in {seen.table}"
+        sql = seen.select(f"{seen.at} > :after")
+        prefix = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN "
+        try:
+            plan = [dict(row) for row in conn.execute(text(prefix + sql), {"after": query.after}).mappings()]
+        except DBAPIError as error:
+            conn.rollback()
+            section.add(WARN, f"{what}: could not be explained ({driver_message(error)[1]})")
+            continue
+        scans = full_scans(plan, conn.dialect.name, {seen.alias.lower(): sizes.get(seen.table.lower(), 0), **sizes})
+        if not scans:
+            section.add(OK, f"{what}: by index")
+        for scan in scans:
+            plain = re.fullmatch(rf"{re.escape(seen.alias)}\.(\w+)", seen.at.strip())
+            advice = (
+                f"CREATE INDEX ix_{seen.table}_{plain.group(1)} ON {seen.table} ({plain.group(1)});"
+                if plain
+                else f"its time is read as {seen.at!r}: computed, so no index serves it"
+            )
+            section.add(WARN, f"{what}: reads {seen.table} ({scan.detail}). {advice}")
 
 
 # --- the command -------------------------------------------------------------------------------------------

@@ -14,18 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine, make_url
+from sqlalchemy import create_engine, make_url, text
 
 from cio_assets.defs.resources import Settings
 from cio_assets.demo.platforms import magento2, woocommerce
 from cio_assets.demo.platforms.truth import Person, ShopTruth
 from cio_assets.schema import state as state_tables
 from cio_assets_tests.conftest import SYNC, Pipeline, own_database
+from cio_assets_tests.definitions import daily_partitions
 
 # The generated shops' window ends on 2026-11-20; the test partitions start on 2026-10-01 (earlier history is
 # the first partition's).
 RANGE = ("2026-10-01", "2026-11-20")
 RANGE_END = datetime(2026, 11, 21)  # naive UTC, as the truth's times
+TODAY = daily_partitions.get_last_partition_key()
 
 
 @dataclass
@@ -167,3 +169,40 @@ def test_a_magento_shop_is_read_as_it_is(platform_shop, customerio):
         and not any(cart.updated_at < order.paid_at <= cart.updated_at + idle for order in person.orders)
     }
     assert expected and abandoned == expected
+
+
+# An unsubscribe, as each platform records it: in a table of its own, without touching the customer's row.
+UNSUBSCRIBE = {
+    "woocommerce": "UPDATE wp_mailpoet_subscribers SET status = 'unsubscribed' WHERE email = :email",
+    "magento2": (
+        "UPDATE newsletter_subscriber SET subscriber_status = 3, change_status_at = CURRENT_TIMESTAMP "
+        "WHERE customer_id = :customer_id"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "platform_shop",
+    [("woocommerce", "+00:00"), ("magento2", "+00:00")],
+    indirect=True,
+    ids=["woocommerce", "magento2"],
+)
+def test_an_unsubscribe_reaches_customerio_with_the_next_run_not_the_nightly_refresh(platform_shop, customerio):
+    shop = platform_shop
+    shop.pipeline.run(partition_range=RANGE, assets=SYNC, customerio=customerio.resource())
+    email, person = next((e, p) for e, p in sorted(shop.customers().items()) if p.consent == "opted_in")
+    assert _by_email(customerio.fake)[email].get("email_opt_in") is True
+
+    # MailPoet stamps its subscriber's updated_at, Magento the subscription's change_status_at; neither touches the
+    # customer's own row (WooCommerce's usermeta last_update, Magento's customer_entity.updated_at).
+    writer = create_engine(shop.pipeline.source_url)
+    with writer.begin() as conn:
+        changed = conn.execute(
+            text(UNSUBSCRIBE[shop.truth.platform]), {"email": email, "customer_id": person.customer_ids[0]}
+        )
+        assert changed.rowcount >= 1
+    writer.dispose()
+    shop.pipeline.run(partition=TODAY, assets=SYNC, customerio=customerio.resource())
+
+    sent = _by_email(customerio.fake)[email]
+    assert (sent.get("unsubscribed"), sent.get("email_opt_in")) == (True, False)

@@ -173,7 +173,7 @@ class _Shop:
             email=who.email,
             status=status,
             created_at=at,
-            updated_at=at + timedelta(days=1),
+            updated_at=min(at + timedelta(days=1), self.stop - timedelta(seconds=1)),
             last_subscribed_at=at if status in ("subscribed", "inactive", "bounced") else None,
             confirmed_at=at + timedelta(minutes=5) if status != "unconfirmed" else None,
             source=source,
