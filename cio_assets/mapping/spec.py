@@ -21,9 +21,10 @@ tables. Read from TOML and checked at load; every error names the file, the key 
     status = { sql = "o.status", values = { "wc-completed" = "paid" } }  # unmapped: set aside with the value
     phone = { lookup = "meta", key = "billing_phone" }                 # a key/value table, latest row wins
     subtotal = "o.total_amount - {meta:_shipping}"                     # or inside SQL, as {lookup:key}
-    updated_at = { sql = "GREATEST(o.date_updated_gmt, {note_at})", seen_in = [   # where its changes are indexed
-        { table = "{prefix}wc_orders", alias = "so", key = "so.id", at = "so.date_updated_gmt" },
-        { table = "{prefix}comments", alias = "sc", key = "sc.comment_post_ID", at = "sc.comment_date_gmt" },
+    updated_at = { sql = "GREATEST(o.date_updated_gmt, COALESCE({meta:_edited}, o.date_updated_gmt))", seen_in = [
+        { table = "{prefix}wc_orders", alias = "so", key = "so.id", at = "so.date_updated_gmt" },   # where each
+        { table = "{prefix}wc_orders_meta", alias = "sm", key = "sm.order_id", at = "sm.meta_value",   # change
+          where = "sm.meta_key = '_edited'" },                                                         # shows
     ] }
 
     [orders.lookups.meta]                      # a correlated lookup into a child or key/value table
@@ -38,7 +39,8 @@ tables. Read from TOML and checked at load; every error names the file, the key 
 
 A concept the file leaves out is absent from the shop: it reads as empty, and the event families that need it are
 off (`[mapping] absent = { carts = "why" }` says why, in the run's metadata). A canonical column a concept leaves
-out is NULL. `optional = true` makes a concept absent when its base table is.
+out is NULL. `optional = true` makes a concept absent when its base table is. A concept's `joins` give at most
+one row per base row (a LEFT JOIN that nothing read names is left out of a query).
 
 `seen_in` says how a change shows when the column is computed from several tables (the latest of a row's and
 its child rows' times): each entry names a table, the concept's id in it (`key`) and a time (`at`), ideally an
