@@ -279,20 +279,14 @@ class _Reader:
         }
         if "id" not in columns and "id" in canonical.c:
             raise self.fail(f"{name}.columns", "lacks id: every concept with an id says where its key is")
-        joins = raw.get("joins", [])
-        if not isinstance(joins, list) or not all(isinstance(join, str) for join in joins):
-            raise self.fail(name, "joins: expected a list of SQL JOIN clauses")
-        optional = raw.get("optional", False)
-        if not isinstance(optional, bool):
-            raise self.fail(name, "optional: expected true or false")
         return ConceptSpec(
             name=name,
             table=self.identifier(raw, name, "table"),
             alias=self.identifier(raw, name, "alias", default=name),
-            joins=tuple(self.sub(join) for join in joins),
+            joins=self.joins(raw, name),
             where=self.sql(raw, name, "where"),
             time_zone=self.zone(raw, name, default=None),
-            optional=optional,
+            optional=self.flag(raw, name, "optional"),
             columns=columns,
             lookups=lookups,
         )
@@ -312,9 +306,6 @@ class _Reader:
             raise self.fail(
                 key, "lacks order: a unique column (the table's key) that picks one row of those that match"
             )
-        optional = raw.get("optional", False)
-        if not isinstance(optional, bool):
-            raise self.fail(key, "optional: expected true or false")
         return Lookup(
             table=self.identifier(raw, key, "table"),
             alias=self.identifier(raw, key, "alias"),
@@ -323,7 +314,7 @@ class _Reader:
             key=self.sql(raw, key, "key"),
             order=self.sql(raw, key, "order") or "",
             latest=pick == "latest",
-            optional=optional,
+            optional=self.flag(raw, key, "optional"),
         )
 
     def column(self, key: str, canonical: Table, name: str, raw: Any, lookups: dict[str, Lookup]) -> ColumnSpec:
@@ -379,20 +370,14 @@ class _Reader:
                         else "the SQL of when it changed"
                     ),
                 )
-        joins = raw.get("joins", [])
-        if not isinstance(joins, list) or not all(isinstance(join, str) for join in joins):
-            raise self.fail(where, "joins: expected a list of SQL JOIN clauses")
-        optional = raw.get("optional", False)
-        if not isinstance(optional, bool):
-            raise self.fail(where, "optional: expected true or false")
         return Seen(
             table=self.identifier(raw, where, "table"),
             alias=self.identifier(raw, where, "alias"),
             key=self.sql(raw, where, "key") or "",
             at=self.sql(raw, where, "at") or "",
             where=self.sql(raw, where, "where"),
-            joins=tuple(self.sub(join) for join in joins),
-            optional=optional,
+            joins=self.joins(raw, where),
+            optional=self.flag(raw, where, "optional"),
         )
 
     def values(self, where: str, canonical: Table, name: str, raw: Any) -> dict[Any, Any]:
@@ -451,6 +436,18 @@ class _Reader:
             ZoneInfo(value)
         except (KeyError, ValueError, OSError):
             raise self.fail(key, f"time_zone {value!r}: expected UTC, an IANA zone or {SOURCE_ZONE!r}") from None
+        return value
+
+    def joins(self, raw: dict[str, Any], key: str) -> tuple[str, ...]:
+        joins = raw.get("joins", [])
+        if not isinstance(joins, list) or not all(isinstance(join, str) for join in joins):
+            raise self.fail(key, "joins: expected a list of SQL JOIN clauses")
+        return tuple(self.sub(join) for join in joins)
+
+    def flag(self, raw: dict[str, Any], key: str, name: str) -> bool:
+        value = raw.get(name, False)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"{name}: expected true or false")
         return value
 
     def sub(self, text: str) -> str:
