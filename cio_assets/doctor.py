@@ -79,6 +79,12 @@ class Report:
     def failed(self) -> bool:
         return any(level == ERROR for section in self.sections for level, _ in section.lines)
 
+    def advised_indexes(self) -> list[str]:
+        """Every CREATE INDEX statement the report advises, once each, in order (`make bench BENCH_INDEXES=doctor`
+        applies them, to measure the shop as doctor would have it)."""
+        found = (re.findall(r"CREATE INDEX [^;]+;", line) for section in self.sections for _, line in section.lines)
+        return list(dict.fromkeys(statement for statements in found for statement in statements))
+
     def render(self) -> str:
         out: list[str] = []
         for section in self.sections:
@@ -422,15 +428,17 @@ def _places(
             section.add(WARN, f"{what}: could not be explained ({driver_message(error)[1]})")
             continue
         scans = full_scans(plan, conn.dialect.name, {seen.alias.lower(): sizes.get(seen.table.lower(), 0), **sizes})
+        plain = re.fullmatch(rf"{re.escape(seen.alias)}\.(\w+)", seen.at.strip())
+        if plain is None:  # no index can serve a computed time, whatever the plan reads first
+            read = max((int(re.match(r"\d*", str(row.get("rows") or "")).group() or 0) for row in plan), default=0)
+            detail = scans[0].detail if scans else f"about {read:,} rows"
+            computed = f"its time is read as {seen.at!r}: computed, so no index serves it"
+            section.add(WARN, f"{what}: reads {seen.table} ({detail}) each time. {computed}")
+            continue
         if not scans:
             section.add(OK, f"{what}: by index")
         for scan in scans:
-            plain = re.fullmatch(rf"{re.escape(seen.alias)}\.(\w+)", seen.at.strip())
-            advice = (
-                f"CREATE INDEX ix_{seen.table}_{plain.group(1)} ON {seen.table} ({plain.group(1)});"
-                if plain
-                else f"its time is read as {seen.at!r}: computed, so no index serves it"
-            )
+            advice = f"CREATE INDEX ix_{seen.table}_{plain.group(1)} ON {seen.table} ({plain.group(1)});"
             section.add(WARN, f"{what}: reads {seen.table} ({scan.detail}). {advice}")
 
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from cio_assets.demo.platforms import magento2, woocommerce
-from cio_assets.doctor import Scan, full_scans
+from cio_assets.doctor import OK, WARN, Report, Scan, full_scans
 
 
 def _doctor(url: str, mapping: str, **env: str) -> subprocess.CompletedProcess:
@@ -52,6 +52,10 @@ def test_doctor_reports_a_woocommerce_shop_and_changes_nothing(throwaway_databas
     assert "a day's paid orders: reads wp_wc_order_operational_data" in out
     assert "CREATE INDEX ix_wp_wc_order_operational_data_date_paid_gmt ON wp_wc_order_operational_data" in out
     assert "a person's orders by id: by index" in out  # the guest id 0 does not hide customer_id's index
+    # A customer's change is looked up where it shows: MailPoet by its index; usermeta last_update by no index
+    assert "changes to customers, seen in wp_mailpoet_subscribers: by index" in out
+    assert "changes to customers, seen in wp_usermeta: reads wp_usermeta" in out
+    assert "computed, so no index serves it" in out
     assert _checksums(throwaway_database) == before  # it only reads
 
 
@@ -65,6 +69,14 @@ def test_doctor_names_the_index_a_magento_shop_lacks(throwaway_database):
     assert "changes to carts: reads quote" in done.stdout
     assert "CREATE INDEX ix_quote_updated_at ON quote (updated_at);" in done.stdout
     assert "a day's paid orders: by index" in done.stdout  # from the invoices' created_at index
+    # A customer's change shows in three tables, none with an index on its time: one statement each
+    for table, column in (
+        ("customer_entity", "updated_at"),
+        ("customer_address_entity", "updated_at"),
+        ("newsletter_subscriber", "change_status_at"),
+    ):
+        assert f"changes to customers, seen in {table}: reads {table}" in done.stdout
+        assert f"CREATE INDEX ix_{table}_{column} ON {table} ({column});" in done.stdout
 
 
 def test_doctor_fails_naming_what_the_shop_lacks(throwaway_database):
@@ -131,3 +143,21 @@ def test_doctor_warns_when_the_newest_times_sit_in_the_future(shop, database_url
 )
 def test_a_plan_reads_a_table_whole_only_without_a_usable_index(dialect, plan, scans):
     assert full_scans(plan, dialect, sizes={"o": 5000, "quote": 9}) == scans
+
+
+def test_the_indexes_doctor_advises_are_listed_once_each_in_order():
+    report = Report()
+    plans = report.section("Hot queries (their plans on this shop)")
+    plans.add(
+        WARN, "changes to carts: reads quote (SIMPLE scans about 900 rows). CREATE INDEX ix_q ON quote (updated_at);"
+    )
+    plans.add(OK, "a person's orders by id: by index")
+    plans.add(
+        WARN, "a day's paid orders: reads o (…). CREATE INDEX ix_p ON od (date_paid_gmt); (on the predicate's table)"
+    )
+    plans.add(WARN, "changes to carts again: CREATE INDEX ix_q ON quote (updated_at);")
+
+    assert report.advised_indexes() == [
+        "CREATE INDEX ix_q ON quote (updated_at);",
+        "CREATE INDEX ix_p ON od (date_paid_gmt);",
+    ]

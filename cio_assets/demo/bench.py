@@ -5,8 +5,9 @@ BENCH_ORDERS_PER_CUSTOMER and BENCH_DAYS) into throwaway databases on `CIO_TEST_
 partitions starting where its history starts (`CIO_START_DATE`, set here unless given). BENCH_PLATFORM=woocommerce
 or magento2 generates the shop in that platform's own tables instead (`cio_assets/demo/platforms/`: its own mix of
 about 1.6 orders per customer, guests and unpaid orders included; BENCH_ORDERS_PER_CUSTOMER does not apply), and
-every step reads it through the preset of that name (`CIO_SOURCE_MAPPING`; `cio_assets/demo/writers.py`). It then
-measures:
+every step reads it through the preset of that name (`CIO_SOURCE_MAPPING`; `cio_assets/demo/writers.py`); with
+BENCH_INDEXES=doctor, the shop first gets every index `doctor` advises on it (as the platform declares it by
+default). It then measures:
 1. the initial sync: every partition in one run, delivered over real HTTP; then two of its lower bounds: the
    server copying every row it wrote (INSERT ... SELECT), and Dagster's own bookkeeping for four daily assets
    that do nothing over the same range and over its last BENCH_FEW_PARTITIONS days;
@@ -54,7 +55,9 @@ from cio_assets.demo import floor
 from cio_assets.demo.shop import ShopSize
 from cio_assets.demo.sink import serve_sink
 from cio_assets.demo.writers import ShopWriter, platform, writer_for
+from cio_assets.doctor import diagnose
 from cio_assets.events.log import PARALLEL_CHUNK_DAYS
+from cio_assets.mapping.spec import load as load_mapping
 from cio_assets.schema import state as state_tables
 
 DAYS = int(os.environ.get("BENCH_DAYS", "365"))
@@ -68,6 +71,8 @@ NEW_ORDER_SHARE = float(os.environ.get("BENCH_NEW_ORDER_SHARE", "0.01"))
 
 
 FEW_PARTITIONS = int(os.environ.get("BENCH_FEW_PARTITIONS", "54"))
+# BENCH_INDEXES=doctor: the shop with the indexes `doctor` advises on it (default: as its platform declares it).
+INDEXES = os.environ.get("BENCH_INDEXES", "declared")
 MULTIPROCESS = os.environ.get("BENCH_MULTIPROCESS", "1") != "0"
 
 
@@ -107,6 +112,8 @@ def main() -> None:
         size = ShopSize(customers=customer_count, orders_per_customer=orders_per_customer, days=DAYS, end=SHOP_END)
         counts = writer.generate(size)
         print(f"generated {counts} in {time.monotonic() - started:.1f} s", flush=True)
+        if INDEXES == "doctor":
+            _apply_doctors_indexes(source_url)
         order_count = writer.order_count()
         with server.connect() as conn:  # the figures below depend on it: what fits in memory is not read from disk
             pool = int(conn.execute(text("SELECT @@innodb_buffer_pool_size")).scalar_one())
@@ -148,6 +155,20 @@ def main() -> None:
             for db in (f"{name}_shop", f"{name}_state", f"{name}_few", f"{name}_multi"):
                 conn.execute(text(f"DROP DATABASE IF EXISTS `{db}`"))
         server.dispose()
+
+
+def _apply_doctors_indexes(source_url: str) -> None:
+    """Creates on the shop every index `doctor` advises (the statements it prints), each timed."""
+    engine = create_engine(source_url)
+    try:
+        report = diagnose(engine, load_mapping(_mapping()), _environment().pipeline, source_url)
+        for statement in report.advised_indexes():
+            started = time.monotonic()
+            with engine.begin() as conn:
+                conn.execute(text(statement))
+            print(f"doctor's advice: {statement} ({time.monotonic() - started:.1f} s)", flush=True)
+    finally:
+        engine.dispose()
 
 
 # The tables a first sync fills, and so must write whatever the code around the writes does.
