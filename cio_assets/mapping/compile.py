@@ -156,7 +156,8 @@ class Relations:
             column_spec = spec.columns.get(left.key) if spec else None
             if column_spec is None or not column_spec.seen_in or not isinstance(comparison.right, BindParameter):
                 return None
-            return left, _SQL_OF[comparison.operator], comparison.right.effective_value
+            value = comparison.right.effective_value
+            return None if value is None else (left, _SQL_OF[comparison.operator], value)
 
         def seen_range(clause: Any) -> Any:
             """A lower bound on a column with seen_in (with the upper bounds beside it in an AND): the concept's
