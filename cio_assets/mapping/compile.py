@@ -19,8 +19,8 @@ its MailPoet subscriber's updated_at) is read whole when a query asks for a rang
 where its changes are seen (`seen_in`): then a lower bound on it (`updated_at > :since`, alone or with an upper
 bound) is answered in two steps. First each place it is seen gives the ids whose time falls in the range, each
 through its own index, on a connection of its own; then the concept's rows are read by those ids, the range
-itself still applied to them. `MAX()` of such a column is the latest of its places'. So finding what changed
-costs what changed, not the shop.
+itself still applied to them. Its latest value (the high-water mark) is the latest of its places'. So finding
+what changed costs what changed, not the shop.
 
 The stages never see any of this: `install` hooks the translation into the source engine, so they keep naming
 the concepts, and read results by canonical names only.
@@ -68,8 +68,6 @@ RAW = "__raw"
 MAX_LOOKUP_DEPTH = 3
 # More ids than this from the places a change is seen, and the range is read as it is: a scan is then cheaper.
 MOST_SEEN_IDS = 20_000
-_LOWER = (operators.gt, operators.ge)
-_UPPER = (operators.lt, operators.le)
 _SQL_OF = {operators.gt: ">", operators.ge: ">=", operators.lt: "<", operators.le: "<="}
 
 
