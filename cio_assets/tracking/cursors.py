@@ -3,14 +3,16 @@
 An asset that works from changes keeps a `Cursor` in `cio_cursors`, written in the same transaction as
 what it derived: per tracked table, the newest `updated_at` and the largest id it had seen when it started
 (marks are read before the rows are, so a row written meanwhile is read again next time, never missed),
-the run's clock, and the timestamp floor its rows were judged with. `changed` is the SQL for the rows to
-read again:
+the run's clock, and the timestamp floor its rows were judged with. `changed_keys` finds the ids of the rows
+to read again, one query per reason (each served by its own index), and `changed` the SQL for them by id:
 - `updated_at` after the newest seen, or within `LOOKBACK` of the last run (a transaction that set its
   `updated_at` before that run started but committed after it);
 - an id above the largest seen;
 - a timestamp that was in the future at the last run and is not any more (hygiene sets such rows aside
   until their time comes), for the columns `TRACKED` names.
-A row edited without moving its `updated_at` is not seen; the daily full refresh catches it.
+A row edited without moving its `updated_at` is not seen; the daily full refresh catches it. On a mapped shop,
+`updated_at` may be computed from several tables; the mapping then says where its changes show (`seen_in`), and
+"after the newest seen" is asked there (`mapping/compile.py`).
 """
 
 from __future__ import annotations
