@@ -15,6 +15,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import ClassVar
 
 from sqlalchemy import Engine, create_engine, func, select, text
@@ -155,34 +156,33 @@ class ReferenceWriter(ShopWriter):
         return cart_id
 
 
-class WooCommerceWriter(ShopWriter):
-    """WooCommerce (HPOS) and WordPress users, written by `cio_assets/demo/platforms/woocommerce.py` (with the
-    generator's own mix of orders: `size.orders_per_customer` and `size.steady_rates` do not apply)."""
+class PlatformWriter(ShopWriter):
+    """A platform's shop, written by its generator in `cio_assets/demo/platforms/` (with the generator's own mix of
+    orders: `size.orders_per_customer` and `size.steady_rates` do not apply)."""
+
+    generator: ClassVar[ModuleType]  # the platform's generator module: generate() and add_paid_orders()
+
+    def generate(self, size: ShopSize) -> dict[str, int]:
+        self.generator.generate(self.url, customers=size.customers, end=size.end, days=size.days)
+        return _row_counts(self.engine, self.mapping)
+
+    def add_paid_orders(self, sales: Sequence[Sale], rng: random.Random) -> list[tuple[int, int]]:
+        with self.engine.connect() as conn:
+            return self.generator.add_paid_orders(conn, sales, rng=rng)
+
+
+class WooCommerceWriter(PlatformWriter):
+    """WooCommerce (HPOS) and WordPress users (`platforms/woocommerce.py`)."""
 
     mapping = "woocommerce"
-
-    def generate(self, size: ShopSize) -> dict[str, int]:
-        woocommerce.generate(self.url, customers=size.customers, end=size.end, days=size.days)
-        return _row_counts(self.engine, "woocommerce")
-
-    def add_paid_orders(self, sales: Sequence[Sale], rng: random.Random) -> list[tuple[int, int]]:
-        with self.engine.connect() as conn:
-            return woocommerce.add_paid_orders(conn, sales, rng=rng)
+    generator = woocommerce
 
 
-class Magento2Writer(ShopWriter):
-    """Magento 2, written by `cio_assets/demo/platforms/magento2.py` (with the generator's own mix of orders:
-    `size.orders_per_customer` and `size.steady_rates` do not apply)."""
+class Magento2Writer(PlatformWriter):
+    """Magento 2 (`platforms/magento2.py`), with carts."""
 
     mapping = "magento2"
-
-    def generate(self, size: ShopSize) -> dict[str, int]:
-        magento2.generate(self.url, customers=size.customers, end=size.end, days=size.days)
-        return _row_counts(self.engine, "magento2")
-
-    def add_paid_orders(self, sales: Sequence[Sale], rng: random.Random) -> list[tuple[int, int]]:
-        with self.engine.connect() as conn:
-            return magento2.add_paid_orders(conn, sales, rng=rng)
+    generator = magento2
 
     def add_cart(self, customer_id: int, at: datetime, rng: random.Random) -> int:
         with self.engine.connect() as conn:

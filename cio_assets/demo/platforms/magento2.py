@@ -675,13 +675,6 @@ def add_paid_orders(
     return written
 
 
-def add_paid_order(
-    conn: Connection, customer_id: int | None, paid: datetime, *, prefix: str = "", rng: random.Random | None = None
-) -> tuple[int, int]:
-    """One paid order (`add_paid_orders`), committed; returns its (ID, customer ID)."""
-    return add_paid_orders(conn, [(customer_id, paid)], prefix=prefix, rng=rng)[0]
-
-
 def add_cart(
     conn: Connection, customer_id: int, at: datetime, *, prefix: str = "", rng: random.Random | None = None
 ) -> int:

@@ -495,13 +495,6 @@ def add_paid_orders(
     return written
 
 
-def add_paid_order(
-    conn: Connection, customer_id: int | None, paid: datetime, *, prefix: str = "wp_", rng: random.Random | None = None
-) -> tuple[int, int]:
-    """One paid order (`add_paid_orders`), committed; returns its (ID, customer ID)."""
-    return add_paid_orders(conn, [(customer_id, paid)], prefix=prefix, rng=rng)[0]
-
-
 def _identities(conn: Connection, prefix: str, user_ids: set[int]) -> dict[int, Identity]:
     """The customers' e-mails, and their billing names, country and phone as WordPress reads them (a key's first
     usermeta row)."""
