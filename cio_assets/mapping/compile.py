@@ -130,20 +130,25 @@ class Relations:
             return None
 
         def replace(element: Any) -> Any:
-            if element in by_from:
-                return by_from[element]
+            found = None
             if conn is not None and isinstance(element, BooleanClauseList | BinaryExpression):
                 found = seen_range(element)
-                if found is not None:
-                    return found
+            elif isinstance(element, Select):
+                found = latest_seen(element)
+            return found if found is not None else plain(element)
+
+        def plain(element: Any) -> Any:
+            """A concept table, one of its columns, or a comparison on a null_if column; None for the rest (also
+            `replace` without the range rewrite, for the range itself, kept as the check on the rows read)."""
+            if element in by_from:
+                return by_from[element]
             if isinstance(element, BinaryExpression):
                 return keyed(element)
-            if isinstance(element, Select):
-                return latest_seen(element)
             return concept_column(element)
 
-        def seen_bounds(comparison: Any) -> tuple[Any, str, Any] | None:
-            """(concept column, SQL operator, bound) of `column > :bound` and the like, on a column with seen_in."""
+        def seen_bounds(comparison: Any) -> tuple[Any, ColumnSpec, str, Any] | None:
+            """(concept column, its mapping, SQL operator, bound) of `column > :bound` and the like, on a column with
+            seen_in."""
             if not isinstance(comparison, BinaryExpression) or comparison.operator not in _SQL_OF:
                 return None
             left = comparison.left
@@ -155,7 +160,7 @@ class Relations:
             if column_spec is None or not column_spec.seen_in or not isinstance(comparison.right, BindParameter):
                 return None
             value = comparison.right.effective_value
-            return None if value is None else (left, _SQL_OF[comparison.operator], value)
+            return None if value is None else (left, column_spec, _SQL_OF[comparison.operator], value)
 
         def seen_range(clause: Any) -> Any:
             """A lower bound on a column with seen_in (with the upper bounds beside it in an AND): the concept's
@@ -164,26 +169,17 @@ class Relations:
             if isinstance(clause, BooleanClauseList) and clause.operator is not operators.and_:
                 return None
             bounds = [seen_bounds(part) for part in parts]
-            lower = next((b for b in bounds if b is not None and b[1] in (">", ">=")), None)
+            lower = next((b for b in bounds if b is not None and b[2] in (">", ">=")), None)
             if lower is None:
                 return None
-            column = lower[0]
-            on_column = [b for b in bounds if b is not None and b[0] is column]
-            spec = self.mapping.concepts[str(_concept_of(column.table).name)].columns[column.key]
-            ids = self._seen_ids(conn, spec, [(op, value) for _, op, value in on_column])
+            column, spec = lower[0], lower[1]
+            on_column = [(b[2], b[3]) for b in bounds if b is not None and b[0] is column]
+            ids = self._seen_ids(conn, spec, on_column)
             if ids is None:
                 return None
             rest = [visitors.replacement_traverse(part, {}, plain) for part in parts]
             identity = by_from[column.table].c["id"]
             return and_(identity.in_(sorted(ids)) if ids else false(), *rest)
-
-        def plain(element: Any) -> Any:
-            """`replace` without the range rewrite (for the range itself, kept as the check on the rows read)."""
-            if element in by_from:
-                return by_from[element]
-            if isinstance(element, BinaryExpression):
-                return keyed(element)
-            return concept_column(element)
 
         def latest_seen(statement: Select) -> Any:
             """The latest value of a column with seen_in (`SELECT column … ORDER BY column DESC LIMIT 1`, as
@@ -305,7 +301,7 @@ def from_clause(spec: ConceptSpec, lookups: Lookups, used: str | None = None) ->
         kept: list[str] = []
         for join in reversed(joins):  # a later join may name an earlier one's alias
             left = _LEFT_JOIN.match(join)
-            if left is None or re.search(rf"(?<![\w.]){re.escape(left.group(1))}\.", needed):
+            if left is None or re.search(_alias_ref(left.group(1)), needed):
                 kept.insert(0, join)
                 needed += " " + join
         joins = kept
@@ -384,9 +380,14 @@ class Lookups:
         return _renamed(condition, lookup.alias, alias)
 
 
+def _alias_ref(alias: str) -> str:
+    """A pattern for the table alias `alias` as SQL names it (`um.meta_value`), not inside another name."""
+    return rf"(?<![\w.]){re.escape(alias)}\."
+
+
 def _renamed(sql: str, alias: str, to: str) -> str:
     """The SQL with the table alias `alias` (as in `um.meta_value`) renamed `to`."""
-    return re.sub(rf"(?<![\w.]){re.escape(alias)}\.", f"{to}.", sql)
+    return re.sub(_alias_ref(alias), f"{to}.", sql)
 
 
 def _mapped(value: ColumnElement, values: dict[Any, Any], allowed: tuple[str, ...] | None) -> ColumnElement:
