@@ -303,8 +303,7 @@ def full_scans(plan: list[dict[str, Any]], dialect: str, sizes: dict[str, int] |
             if match:
                 scans.append(Scan(match.group(1), detail))
             continue
-        # MariaDB may add the share a rowid filter keeps: '5 (8%)'.
-        table, rows = str(row.get("table")), int(re.match(r"\d*", str(row.get("rows") or "")).group() or 0)
+        table, rows = str(row.get("table")), plan_rows(row)
         size = (sizes or {}).get(table, 0)
         if str(row.get("type", "")).upper() in ("ALL", "INDEX") and not row.get("possible_keys"):
             scans.append(Scan(table, f"{row.get('select_type')} scans about {rows:,} rows"))
@@ -312,6 +311,12 @@ def full_scans(plan: list[dict[str, Any]], dialect: str, sizes: dict[str, int] |
             by = f"by {row['key']}, " if row.get("key") else ""
             scans.append(Scan(table, f"{by}about {rows:,} of its {size:,} rows"))
     return scans
+
+
+def plan_rows(row: dict[str, Any]) -> int:
+    """The rows a MariaDB/MySQL plan row estimates it reads (MariaDB may add the share a rowid filter keeps:
+    '5 (8%)')."""
+    return int(re.match(r"\d*", str(row.get("rows") or "")).group() or 0)
 
 
 def _per_outer_row(row: dict[str, Any]) -> bool:
@@ -347,9 +352,18 @@ def table_sizes(conn: Connection, mapping: MappingSpec) -> dict[str, int]:
 def explain(conn: Connection, relations: Relations, statement: Select) -> list[dict[str, Any]]:
     translated = relations.translate(statement)
     sql = str(translated.compile(conn.engine, compile_kwargs={"literal_binds": True}))
+    return explain_sql(conn, sql.replace("%%", "%"))
+
+
+def explain_sql(conn: Connection, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The plan of a statement given as SQL text, in the dialect's words."""
     prefix = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN "
-    result = conn.execute(text(prefix + sql.replace("%%", "%")))
-    return [dict(row) for row in result.mappings()]
+    return [dict(row) for row in conn.execute(text(prefix + sql), params or {}).mappings()]
+
+
+def create_index(table: str, column: str) -> str:
+    """The statement doctor advises for an index on one column."""
+    return f"CREATE INDEX ix_{table}_{column} ON {table} ({column});"
 
 
 def aliases(spec: ConceptSpec) -> dict[str, str]:
@@ -381,7 +395,7 @@ def index_advice(mapping: MappingSpec, column: Column, scanned: str) -> str:
     plain = re.fullmatch(r"(\w+)\.(\w+)", (sql or "").strip())
     table = aliases(spec).get(plain.group(1).lower()) if spec and plain else None
     if plain and table:
-        advice = f"CREATE INDEX ix_{table}_{plain.group(2)} ON {table} ({plain.group(2)});"
+        advice = create_index(table, plain.group(2))
         if table.lower() != scanned.lower():  # the index starts the plan from the predicate's table
             advice += f" (on the predicate's table, from which {scanned} is then read by key)"
         return advice
@@ -419,10 +433,8 @@ def _places(
     """A change time the mapping says where it shows (`seen_in`): each place's plan, as the pipeline asks it."""
     for seen in relations.places(column):
         what = f"{query.what}, seen in {seen.table}"
-        sql = seen.select(f"{seen.at} > :after")
-        prefix = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN "
         try:
-            plan = [dict(row) for row in conn.execute(text(prefix + sql), {"after": query.after}).mappings()]
+            plan = explain_sql(conn, seen.select(f"{seen.at} > :after"), {"after": query.after})
         except DBAPIError as error:
             conn.rollback()
             section.add(WARN, f"{what}: could not be explained ({driver_message(error)[1]})")
@@ -430,7 +442,7 @@ def _places(
         scans = full_scans(plan, conn.dialect.name, {seen.alias.lower(): sizes.get(seen.table.lower(), 0), **sizes})
         plain = re.fullmatch(rf"{re.escape(seen.alias)}\.(\w+)", seen.at.strip())
         if plain is None:  # no index can serve a computed time, whatever the plan reads first
-            read = max((int(re.match(r"\d*", str(row.get("rows") or "")).group() or 0) for row in plan), default=0)
+            read = max((plan_rows(row) for row in plan), default=0)
             detail = scans[0].detail if scans else f"about {read:,} rows"
             computed = f"its time is read as {seen.at!r}: computed, so no index serves it"
             section.add(WARN, f"{what}: reads {seen.table} ({detail}) each time. {computed}")
@@ -438,8 +450,7 @@ def _places(
         if not scans:
             section.add(OK, f"{what}: by index")
         for scan in scans:
-            advice = f"CREATE INDEX ix_{seen.table}_{plain.group(1)} ON {seen.table} ({plain.group(1)});"
-            section.add(WARN, f"{what}: reads {seen.table} ({scan.detail}). {advice}")
+            section.add(WARN, f"{what}: reads {seen.table} ({scan.detail}). {create_index(seen.table, plain.group(1))}")
 
 
 # --- the command -------------------------------------------------------------------------------------------
