@@ -57,7 +57,7 @@ from cio_assets.lib.timestamps import Clock, unix
 from cio_assets.lib.writes import KEYS_PER_STATEMENT, insert_frame, replace_all
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import carts, customers, identity_links, orders, subscriptions
-from cio_assets.tracking.cursors import IDENTITY_CURSOR, Cursor, changed, changed_links, read_marks
+from cio_assets.tracking.cursors import IDENTITY_CURSOR, MARKED, Cursor, changed, changed_links, cursor_marks
 from cio_assets.tracking.marks import observe_tables
 
 INPUTS = state_tables.identity_inputs
@@ -210,13 +210,14 @@ def refresh_identity(
 ) -> RefreshSummary:
     """Bring the identity tables up to date with the shop, fully or incrementally (see the module docstring).
     `run_id` lets the steps of one run share their observation of the shop's tables."""
-    marks = read_marks(src, run_id)
+    observed = observe_tables(src, MARKED, run_id)  # the customers' count below comes with the marks
+    marks = cursor_marks(observed)
     cursor = Cursor.load(dst, IDENTITY_CURSOR)
     reason = "asked for in the run config (full_refresh)" if full_refresh else why_full(cursor, canonical_id, clock)
     if reason is not None or cursor is None:
         summary = _full(src, dst, clock, canonical_id, chunk_size, reason or "")
     else:
-        in_shop = int(observe_tables(src, [customers], run_id)[str(customers.name)]["row_count"])  # type: ignore[call-overload]
+        in_shop = int(observed[str(customers.name)]["row_count"])  # type: ignore[call-overload]
         summary = _incremental(src, dst, clock, canonical_id, chunk_size, cursor, in_shop)
     now = unix(clock.now)
     changed_at = (

@@ -76,10 +76,18 @@ class Cursor:
         upsert(conn, cursors, [{"asset": self.asset, "value": value, "updated_at": self.checked_at}])
 
 
+# The tables whose marks a cursor keeps.
+MARKED: tuple[Table, ...] = (*TRACKED, identity_links)
+
+
 def read_marks(conn: Connection, run_id: str | None = None) -> dict[str, dict[str, object]]:
     """Per tracked table its newest `updated_at` (ISO text) and largest id; for identity links, the newest
     `linked_at`. Read before the changes are (observed once per run, see `observe_tables`)."""
-    observed = observe_tables(conn, [*TRACKED, identity_links], run_id)
+    return cursor_marks(observe_tables(conn, MARKED, run_id))
+
+
+def cursor_marks(observed: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """What a cursor keeps of the `MARKED` tables' observation (`read_marks`)."""
     marks: dict[str, dict[str, object]] = {
         str(table.name): {
             "updated_at": observed[str(table.name)].get("max_updated_at"),
