@@ -49,7 +49,11 @@ def _freshness_check(pipeline, settings: Settings) -> dg.AssetCheckEvaluation:
             [*source_tables(load("reference")), paid_orders_fresh],
             selection=dg.AssetSelection.checks(paid_orders_fresh),
             instance=instance,
-            resources={"source": SourceDatabase(url=pipeline.source_url), "settings": settings},
+            resources={
+                "source": SourceDatabase(url=pipeline.source_url),
+                "state": StateDatabase(url=pipeline.state_url),
+                "settings": settings,
+            },
         )
     [evaluation] = result.get_asset_check_evaluations()
     return evaluation
@@ -298,7 +302,11 @@ def test_a_sensor_run_request_runs_the_snapshot_through_the_sync_without_clickin
     with dg.instance_for_test() as instance:
         with dg.build_sensor_context(
             instance=instance,
-            resources={"source": SourceDatabase(url=pipeline.source_url), "settings": Settings()},
+            resources={
+                "source": SourceDatabase(url=pipeline.source_url),
+                "state": StateDatabase(url=pipeline.state_url),
+                "settings": Settings(),
+            },
             repository_def=defs.get_repository_def(),
         ) as context:
             [request] = source_changes.evaluate_tick(context).run_requests

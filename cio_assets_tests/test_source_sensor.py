@@ -4,6 +4,7 @@ database error (on a real MariaDB database that is dropped, or whose table is re
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -18,7 +19,7 @@ from cio_assets.config import AutomationSettings, SettingsError
 from cio_assets.defs.automation.sensor import SourceCursor, advance
 from cio_assets.defs.checks.source import SOURCE_FRESHNESS_CHECK
 from cio_assets.defs.partitions import history
-from cio_assets.defs.resources import Settings, SourceDatabase
+from cio_assets.defs.resources import Settings, SourceDatabase, StateDatabase
 from cio_assets.schema.shop import orders, source_metadata
 from cio_assets_tests.conftest import SERVER_URL
 from cio_assets_tests.definitions import daily_partitions, defs, source_changes
@@ -41,7 +42,12 @@ def _tick(
             instance=instance,
             cursor=cursor,
             repository_def=defs.get_repository_def(),
-            resources={"source": SourceDatabase(url=source_url), "settings": settings or Settings()},
+            resources={
+                "source": SourceDatabase(url=source_url),
+                # A state database of the tick's own (SQLite keeps no marks: each tick reads them all).
+                "state": StateDatabase(url=f"sqlite:///{tempfile.mkdtemp(prefix='cio-sensor-')}/state.db"),
+                "settings": settings or Settings(),
+            },
         ) as context,
     ):
         return source_changes.evaluate_tick(context)

@@ -57,8 +57,19 @@ from cio_assets.lib.timestamps import Clock, unix
 from cio_assets.lib.writes import KEYS_PER_STATEMENT, insert_frame, replace_all
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import carts, customers, identity_links, orders, subscriptions
-from cio_assets.tracking.cursors import IDENTITY_CURSOR, MARKED, Cursor, changed, changed_links, cursor_marks
-from cio_assets.tracking.marks import observe_tables
+from cio_assets.tracking.cursors import (
+    AHEAD,
+    IDENTITY_CURSOR,
+    MARKED,
+    NOTES,
+    Ahead,
+    Cursor,
+    changed,
+    changed_links,
+    cursor_marks,
+    vouching,
+)
+from cio_assets.tracking.marks import noted, observe_tables
 
 INPUTS = state_tables.identity_inputs
 OUTPUTS = (
@@ -210,15 +221,17 @@ def refresh_identity(
 ) -> RefreshSummary:
     """Bring the identity tables up to date with the shop, fully or incrementally (see the module docstring).
     `run_id` lets the steps of one run share their observation of the shop's tables."""
-    observed = observe_tables(src, MARKED, run_id)  # the customers' count below comes with the marks
-    marks = cursor_marks(observed)
+    observed = observe_tables(src, MARKED, run_id, kept=dst.engine)  # the customers' count below comes with the marks
+    marks, now_noted = cursor_marks(observed), noted(run_id)
     cursor = Cursor.load(dst, IDENTITY_CURSOR)
+    cursor = cursor.against(now_noted) if cursor is not None else None
     reason = "asked for in the run config (full_refresh)" if full_refresh else why_full(cursor, canonical_id, clock)
+    ahead: Ahead = {}  # the rows dated after now, for the cursor to keep (`come_due`)
     if reason is not None or cursor is None:
         summary = _full(src, dst, clock, canonical_id, chunk_size, reason or "")
     else:
         in_shop = int(observed[str(customers.name)]["row_count"])  # type: ignore[call-overload]
-        summary = _incremental(src, dst, clock, canonical_id, chunk_size, cursor, in_shop)
+        summary = _incremental(src, dst, clock, canonical_id, chunk_size, cursor, in_shop, ahead)
     now = unix(clock.now)
     changed_at = (
         now if summary.mode == "full" or summary.component_rows or cursor is None else cursor.details["changed_at"]
@@ -228,7 +241,13 @@ def refresh_identity(
     summary.kept_rows = (
         counted if counted is not None else dst.execute(select(func.count()).select_from(INPUTS)).scalar_one()
     )
-    details = {"policy": canonical_id, "changed_at": changed_at, INPUT_ROWS: int(summary.kept_rows)}
+    details = {
+        "policy": canonical_id,
+        "changed_at": changed_at,
+        INPUT_ROWS: int(summary.kept_rows),
+        NOTES: vouching(now_noted),
+        AHEAD: ahead,
+    }
     Cursor(IDENTITY_CURSOR, marks, now, unix(clock.floor), details).save(dst)
     summary.changed_at = int(changed_at)  # type: ignore[call-overload]
     return summary
@@ -247,10 +266,18 @@ def _full(
 
 
 def _incremental(
-    src: Connection, dst: Connection, clock: Clock, canonical_id: str, chunk_size: int, cursor: Cursor, in_shop: int
+    src: Connection,
+    dst: Connection,
+    clock: Clock,
+    canonical_id: str,
+    chunk_size: int,
+    cursor: Cursor,
+    in_shop: int,
+    ahead: Ahead,
 ) -> RefreshSummary:
-    """`in_shop`: how many customers the shop held when the run observed it (before reading any row)."""
-    changed_customers = _changed(customers, src, dst, clock, cursor)
+    """`in_shop`: how many customers the shop held when the run observed it (before reading any row); `ahead`
+    gathers the rows dated after now (`come_due`)."""
+    changed_customers = _changed(customers, src, dst, clock, cursor, ahead)
     fresh = IdentityInputs.read(src, clock, only={customers.name: changed_customers})
     # Changed customers that are no input (now): set aside by the hygiene rules (a duplicated id), so whatever
     # is kept of them goes, as of a deleted customer.
@@ -262,7 +289,7 @@ def _incremental(
         more = IdentityInputs.read(src, clock, only={customers.name: customers.c.id.in_(missing)})
         fresh.customers = pd.concat([fresh.customers, more.customers], ignore_index=True)
     only = {
-        table.name: or_(_changed(table, src, dst, clock, cursor), *_naming(table, deleted))
+        table.name: or_(_changed(table, src, dst, clock, cursor, ahead), *_naming(table, deleted))
         for table in (orders, carts, subscriptions)
     }
     links_where, reload_links = _links_to_read(src, dst, clock, cursor)
@@ -352,10 +379,12 @@ def _frames(result: IdentityResult) -> tuple[pd.DataFrame, ...]:
     return result.identity_map, result.conflicts, result.unresolved, result.invalid_values
 
 
-def _changed(table: Table, src: Connection, dst: Connection, clock: Clock, cursor: Cursor) -> ColumnElement[bool]:
+def _changed(
+    table: Table, src: Connection, dst: Connection, clock: Clock, cursor: Cursor, ahead: Ahead
+) -> ColumnElement[bool]:
     """SQL: the rows of `table` changed since the cursor (`tracking/cursors.py`); for customers also those
     whose `created_at` stopped being in the future, found among the kept inputs (the shop does not index it)."""
-    condition = changed(src, table, cursor, clock)
+    condition = changed(src, table, cursor, clock, ahead)
     if table is not customers:
         return condition
     raw = INPUTS.c.created_at_raw

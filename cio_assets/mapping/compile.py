@@ -29,6 +29,7 @@ the concepts, and read results by canonical names only.
 from __future__ import annotations
 
 import re
+import weakref
 from typing import Any
 
 from sqlalchemy import (
@@ -242,15 +243,49 @@ class Relations:
                     return None
         return ids
 
+    def tables_of(self, name: str) -> frozenset[str]:
+        """The shop's tables (lower case) the concept reads: its base table, its joins and lookups, the tables its
+        filters and expressions name, and the places its changes are seen. Whatever changes the concept changes one
+        of these (`tracking/table_times.py` asks the server when each last changed)."""
+        spec = self.mapping.concepts.get(name)
+        if name not in self.present or spec is None:
+            return frozenset()
+        sql = " ".join(
+            [
+                str(self.selects[name]),
+                *(seen.select("") for column in spec.columns.values() for seen in self.places(column)),
+            ]
+        )
+        if self.tables_found is not None:
+            return frozenset(t for t in self.tables_found if re.search(_name_pattern(t), sql, re.IGNORECASE))
+        return frozenset(found.lower() for found in _TABLE_NAMED.findall(sql))
+
     def install(self, engine: Engine) -> None:
         """Translate every query the engine runs (stages name concepts; the shop has its own tables). Writes are
         left as they are: the pipeline never writes to the shop, and the demo and the tests write its tables."""
+        _INSTALLED[engine] = self
 
         @event.listens_for(engine, "before_execute", retval=True)
         def _translate(conn, clauseelement, multiparams, params, execution_options):
             if isinstance(clauseelement, ClauseElement) and not isinstance(clauseelement, UpdateBase):
                 clauseelement = self.translate(clauseelement, conn)
             return clauseelement, multiparams, params
+
+
+# The mapping each source engine reads through (`install`), for the code that asks about the shop's own tables.
+_INSTALLED: weakref.WeakKeyDictionary[Engine, Relations] = weakref.WeakKeyDictionary()
+# A table named after FROM or JOIN, when the shop's tables are not known.
+_TABLE_NAMED = re.compile(r"\b(?:FROM|JOIN)\s+`?(\w+)`?", re.IGNORECASE)
+
+
+def _name_pattern(table: str) -> str:
+    """A table's name as a whole word of SQL."""
+    return rf"(?<![\w$]){re.escape(table)}(?![\w$])"
+
+
+def relations_of(engine: Engine) -> Relations | None:
+    """The mapping `engine` reads through (None: an engine without one, which names the shop's tables itself)."""
+    return _INSTALLED.get(engine)
 
 
 def _concept_of(source: Any) -> Table | None:

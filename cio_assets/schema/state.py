@@ -134,6 +134,25 @@ cursors = Table(
     Column("updated_at", BigInteger, nullable=False, comment="Unix seconds: the run that wrote it"),
 )
 
+# The shop's high-water marks as last read, per concept, with the server's note of when each of the concept's
+# tables last changed at that reading: while the notes stay the same, the marks are not read again
+# (tracking/marks.py, tracking/table_times.py).
+source_marks = Table(
+    "cio_source_marks",
+    state_metadata,
+    Column(
+        "concept", String(64), primary_key=True, comment="The source concept (customers, orders, ...) or a figure of it"
+    ),
+    Column(
+        "notes",
+        Text,
+        nullable=False,
+        comment="JSON: per shop table it reads, the server's last-change time (Unix seconds)",
+    ),
+    Column("marks", Text, nullable=False, comment="JSON: the marks (or figure) read under those notes"),
+    Column("read_at", BigInteger, nullable=False, comment="Unix seconds, the server's clock: when the notes were read"),
+)
+
 # Per asset and day, when it was last computed and from what (a digest of the shop's high-water marks,
 # identity's last change and the settings), so a re-run with nothing new keeps the day (tracking/computed.py).
 computed_days = Table(

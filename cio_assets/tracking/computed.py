@@ -55,7 +55,7 @@ class Inputs:
         """The high-water marks of `tables`, identity's last change and the settings (`settings_digest`: a digest
         of every setting, so a computation made under other settings is not kept)."""
         fingerprint = {
-            "marks": observe_tables(src, tables, run_id),
+            "marks": observe_tables(src, tables, run_id, kept=dst.engine),
             "identity_changed_at": identity_changed_at(dst),
             "settings": settings_digest,
         }

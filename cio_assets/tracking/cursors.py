@@ -17,11 +17,11 @@ A row edited without moving its `updated_at` is not seen; the daily full refresh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy import Column, ColumnElement, Connection, Table, and_, false, or_, select, true
+from sqlalchemy import Column, ColumnElement, Connection, Engine, Table, false, or_, select, true
 
 from cio_assets.lib.timestamps import Clock, to_source_naive
 from cio_assets.lib.writes import upsert
@@ -36,7 +36,7 @@ from cio_assets.schema.shop import (
     subscriptions,
 )
 from cio_assets.schema.state import cursors
-from cio_assets.tracking.marks import observe_tables
+from cio_assets.tracking.marks import Noted, observe_tables
 
 LOOKBACK = timedelta(minutes=10)
 # Per tracked table, the timestamps whose rows turn valid when the clock passes them (indexed in the
@@ -61,6 +61,8 @@ class Cursor:
     checked_at: int  # Unix seconds: the `now` of that run's hygiene bounds
     floor: int  # Unix seconds: the timestamp floor its rows were judged with
     details: dict[str, object] = field(default_factory=dict)  # what else the asset keeps with it
+    # Tables no write has touched since this cursor's marks were read (`against`; not saved).
+    quiet: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, conn: Connection, asset: str) -> Cursor | None:
@@ -70,20 +72,37 @@ class Cursor:
         data = orjson.loads(raw)
         return cls(asset, data["marks"], data["checked_at"], data["floor"], data.get("details", {}))
 
+    def against(self, now: Noted) -> Cursor:
+        """This cursor, knowing which of its tables the server shows untouched since its marks were read: those
+        whose notes now (`now`, the run's reading, `tracking/marks.py`) are the vouching notes it kept."""
+        kept = self.details.get(NOTES, {})
+        quiet = {table for table, (notes, _) in now.items() if notes is not None and kept.get(table) == notes}  # type: ignore[union-attr]
+        return replace(self, quiet=frozenset(quiet))
+
     def save(self, conn: Connection) -> None:
         data = {"marks": self.marks, "checked_at": self.checked_at, "floor": self.floor, "details": self.details}
         value = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
         upsert(conn, cursors, [{"asset": self.asset, "value": value, "updated_at": self.checked_at}])
 
 
+# The cursor detail that keeps, per table, the server's notes its marks were read under, when they vouch for them.
+NOTES = "notes"
+
+
+def vouching(now: Noted) -> dict[str, object]:
+    """What a cursor keeps under NOTES of the run's reading: the notes that vouch for the marks read after them."""
+    return {table: notes for table, (notes, vouched) in now.items() if vouched}
+
+
 # The tables whose marks a cursor keeps.
 MARKED: tuple[Table, ...] = (*TRACKED, identity_links)
 
 
-def read_marks(conn: Connection, run_id: str | None = None) -> dict[str, dict[str, object]]:
+def read_marks(conn: Connection, run_id: str | None = None, kept: Engine | None = None) -> dict[str, dict[str, object]]:
     """Per tracked table its newest `updated_at` (ISO text) and largest id; for identity links, the newest
-    `linked_at`. Read before the changes are (observed once per run, see `observe_tables`)."""
-    return cursor_marks(observe_tables(conn, MARKED, run_id))
+    `linked_at`. Read before the changes are (observed once per run, see `observe_tables`; `kept`, the state
+    database, as there)."""
+    return cursor_marks(observe_tables(conn, MARKED, run_id, kept))
 
 
 def cursor_marks(observed: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
@@ -103,44 +122,86 @@ def cursor_marks(observed: dict[str, dict[str, object]]) -> dict[str, dict[str, 
 MOST_CHANGED_KEYS = 50_000
 
 
-def changed(conn: Connection, table: Table, cursor: Cursor, clock: Clock) -> ColumnElement[bool]:
+def changed(
+    conn: Connection, table: Table, cursor: Cursor, clock: Clock, ahead: Ahead | None = None
+) -> ColumnElement[bool]:
     """SQL: the rows of `table` (one of `TRACKED`) changed since `cursor`, or whose timestamps stopped being in the
     future, by id: found first, one query per reason (`changed_keys`), so that no reason without an index makes
-    the read that follows a scan of the table with everything it computes."""
-    keys = changed_keys(conn, table.c.id, cursor, clock)
+    the read that follows a scan of the table with everything it computes. `ahead`: see `come_due`."""
+    keys = changed_keys(conn, table.c.id, cursor, clock, ahead=ahead)
     if keys is None or len(keys) > MOST_CHANGED_KEYS:
         return true()
     return table.c.id.in_(sorted(keys)) if keys else false()
 
 
-def changed_keys(conn: Connection, key: Column, cursor: Cursor, clock: Clock, crossing: bool = True) -> set[int] | None:
+def changed_keys(
+    conn: Connection, key: Column, cursor: Cursor, clock: Clock, crossing: bool = True, ahead: Ahead | None = None
+) -> set[int] | None:
     """The values of `key` (a column of a `TRACKED` table: its id, or the id of the row it belongs to) over
     the rows changed since `cursor`; None when every row counts (the table was empty then). One query per
-    reason a row counts, each served by its own index: an OR of them made MariaDB scan the whole table."""
+    reason a row counts, each served by its own index: an OR of them made MariaDB scan the whole table.
+    `crossing`: also the rows whose timestamps stopped being in the future (`come_due`, for the table's id)."""
     table = key.table
-    clauses = _changed_clauses(table, cursor, clock, crossing)  # type: ignore[arg-type]
+    clauses = _changed_clauses(table, cursor, clock)  # type: ignore[arg-type]
     if clauses is None:
         return None
     found: set[int] = set()
     for clause in clauses:
         found.update(int(value) for value in conn.execute(select(key).where(clause)).scalars() if value is not None)
+    if crossing:  # ids: only a table's own timestamps are tracked (`TRACKED`), so `key` is its id where any are
+        found |= come_due(conn, table, cursor, clock, ahead)  # type: ignore[arg-type]
     return found
 
 
-def _changed_clauses(table: Table, cursor: Cursor, clock: Clock, crossing: bool) -> list[ColumnElement[bool]] | None:
+# Per TRACKED timestamp ("orders.paid_at"), the rows dated after the run's clock when it looked: [id, ISO time].
+Ahead = dict[str, list[list[object]]]
+# The cursor detail that keeps them (`come_due`); more rows than MOST_AHEAD, and none are kept.
+AHEAD = "ahead"
+MOST_AHEAD = 1_000
+
+
+def come_due(conn: Connection, table: Table, cursor: Cursor, clock: Clock, ahead: Ahead | None = None) -> set[int]:
+    """The ids of the rows whose `TRACKED` timestamps were in the future at the cursor's run and are not any more
+    (hygiene sets such rows aside until their time comes). A table no write touched since the cursor (`quiet`)
+    holds the very rows it saw dated ahead, which the cursor keeps (AHEAD): no read of the shop at all, where a
+    timestamp without an index (WooCommerce's paid time) was a scan of every order. Otherwise one read per
+    timestamp, of the rows dated after the cursor's run; those still ahead of the clock go into `ahead`, for the
+    next cursor to keep."""
+    mark = cursor.marks.get(str(table.name), {})
+    if mark.get("updated_at") is None and mark.get("id") is None:
+        return set()  # the table was empty: every row is read as new anyway
+    zone = clock.zone_of(table.name)
+    since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), zone)
+    until = to_source_naive(clock.now, zone)
+    kept: Ahead = cursor.details.get(AHEAD, {}) if str(table.name) in cursor.quiet else {}  # type: ignore[assignment]
+    due: set[int] = set()
+    for column in TRACKED[table]:
+        name = f"{table.name}.{column}"
+        if name in kept:
+            rows = [(int(key), datetime.fromisoformat(str(at))) for key, at in kept[name]]  # type: ignore[call-overload]
+        else:
+            found = conn.execute(select(table.c.id, table.c[column]).where(table.c[column] > since))
+            rows = [(int(key), at) for key, at in found if key is not None and at is not None]
+        due.update(key for key, at in rows if since < at <= until)
+        later = sorted((at, key) for key, at in rows if at > until)
+        if ahead is not None and len(later) <= MOST_AHEAD:
+            ahead[name] = [[key, at.isoformat()] for at, key in later]
+    return due
+
+
+def _changed_clauses(table: Table, cursor: Cursor, clock: Clock) -> list[ColumnElement[bool]] | None:
     mark = cursor.marks.get(str(table.name), {})
     if mark.get("updated_at") is None and mark.get("id") is None:
         return None  # the table was empty: every row is new
     zone = clock.zone_of(table.name)
     since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), zone)
-    until = to_source_naive(clock.now, zone)
     clauses: list[ColumnElement[bool]] = []
-    if "updated_at" in table.c:
+    # A table no write touched since the cursor's marks holds no row changed since: only the clock's reasons remain.
+    written = str(table.name) not in cursor.quiet
+    if "updated_at" in table.c and written:
         clauses.append(_changed_after(table.c.updated_at, mark.get("updated_at"), since - LOOKBACK))
-    if mark.get("id") is not None:
+    if mark.get("id") is not None and written:
         clauses.append(table.c.id > int(mark["id"]))  # type: ignore[call-overload]
-    if crossing:
-        clauses.extend(and_(table.c[column] > since, table.c[column] <= until) for column in TRACKED[table])
     return clauses
 
 

@@ -7,16 +7,20 @@ changes keep them in their cursors; the digest of what a day was computed from i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import Column, Connection, Select, Table, and_, func, select
+from sqlalchemy import Column, Connection, Engine, Select, Table, func, select
 
 from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds
+from cio_assets.mapping.compile import relations_of
 from cio_assets.schema.shop import SOURCE_TABLES, is_paid, orders
+from cio_assets.tracking.table_times import NO_READING, read_table_times, recall, remember
 
 Marks = dict[str, object]  # "row_count", "max_id", "max_updated_at" (ISO text), ...
 # Tables observed at once, each on its own connection.
@@ -57,11 +61,45 @@ def observe_table(conn: Connection, table: Table) -> Marks:
     return marks
 
 
-def observe_all(conn: Connection, tables: Iterable[Table] = SOURCE_TABLES) -> dict[str, Marks]:
+def observe_all(
+    conn: Connection, tables: Iterable[Table] = SOURCE_TABLES, kept: Engine | None = None
+) -> dict[str, Marks]:
     """Several tables' marks at once, each on a connection of its own: the counts of the large tables are
-    the server's work, which a second core shares (a no-change run at 100k customers: 0.45 s -> 0.3 s)."""
-    tables = list(tables)
-    if len(tables) < 2 or conn.dialect.name == "sqlite":
+    the server's work, which a second core shares (a no-change run at 100k customers: 0.45 s -> 0.3 s).
+    With `kept` (the state database), a concept none of whose shop tables changed since its marks were last
+    read keeps them (`table_times.py`), and the marks read now are kept for the next time, each in a short
+    transaction of its own (not in the caller's, where concurrent steps would wait on each other's rows); a
+    SQLite state database, which takes one writer at a time, keeps none."""
+    return _observe_all(conn, list(tables), kept)[0]
+
+
+# Per concept, the server's notes on its tables at the reading its marks come from (`TableTimes.of`) and whether
+# they vouch for a value read after it; None when there was no reading, or a table had no note.
+Noted = dict[str, tuple[object, bool]]
+
+
+def _observe_all(conn: Connection, tables: list[Table], kept: Engine | None) -> tuple[dict[str, Marks], Noted]:
+    names = {str(table.name): _shop_tables(conn, table) for table in tables}
+    reading, kept_marks = NO_READING, {}
+    if kept is not None and conn.dialect.name == "mysql":
+        with conn.engine.connect() as own:  # before any mark is read: a write after it shows in the next reading
+            reading = read_table_times(own, {t for shop in names.values() for t in shop})
+        kept_marks = recall(kept, reading, names)
+    observed = _observe(conn, [table for table in tables if str(table.name) not in kept_marks], kept is not None)
+    if kept is not None:
+        remember(kept, reading, {name: (names[name], marks) for name, marks in observed.items()})
+    marks = {name: kept_marks[name] if name in kept_marks else observed[name] for name in names}
+    # Kept marks were read under vouching notes, the very notes seen now.
+    noted = {name: (reading.of(shop), name in kept_marks or reading.vouches_for(shop)) for name, shop in names.items()}
+    return marks, noted
+
+
+def _observe(conn: Connection, tables: list[Table], fresh: bool) -> dict[str, Marks]:
+    """The tables' marks read now; `fresh`: each on a connection of its own, so on a snapshot taken after the
+    caller's reading of the tables' notes (the caller's own connection may hold an older one)."""
+    if not tables:
+        return {}
+    if (len(tables) < 2 and not fresh) or conn.dialect.name == "sqlite":
         return {str(table.name): observe_table(conn, table) for table in tables}
 
     def observe(table: Table) -> Marks:
@@ -72,54 +110,108 @@ def observe_all(conn: Connection, tables: Iterable[Table] = SOURCE_TABLES) -> di
         return dict(zip((str(t.name) for t in tables), pool.map(observe, tables), strict=True))
 
 
-# The current run's observations (run id -> table name -> marks), for the steps running in this process.
+def _shop_tables(conn: Connection, table: Table) -> frozenset[str]:
+    """The shop's own tables a concept reads (the concept's own name on an engine without a mapping)."""
+    relations = relations_of(conn.engine)
+    return relations.tables_of(str(table.name)) if relations is not None else frozenset([str(table.name).lower()])
+
+
+# The current run's observations (run id -> table name -> marks, and the notes they were read under), for the
+# steps running in this process.
 _observed: dict[str, dict[str, Marks]] = {}
+_noted: dict[str, Noted] = {}
 
 
-def observe_tables(conn: Connection, tables: Iterable[Table], run_id: str | None) -> dict[str, Marks]:
+def observe_tables(
+    conn: Connection, tables: Iterable[Table], run_id: str | None, kept: Engine | None = None
+) -> dict[str, Marks]:
     """Each table's marks, observed once per run: hygiene, identity, the snapshot and the event log all ask,
     and a count of a large table costs a fraction of a second each time. Marks seen earlier in the run are
     never newer than the rows a later step reads, so a step that uses them at worst reads again, or computes
-    again, on the next run. Without a run id (a direct call), every table is observed now."""
+    again, on the next run. Without a run id (a direct call), every table is observed now. `kept`: as for
+    `observe_all`."""
     tables = list(tables)
     if run_id is None:
-        return observe_all(conn, tables)
+        return observe_all(conn, tables, kept)
     if run_id not in _observed:
         _observed.clear()  # keep only the latest run's
-        _observed[run_id] = {}
+        _noted.clear()
+        _observed[run_id], _noted[run_id] = {}, {}
     seen = _observed[run_id]
-    seen.update(observe_all(conn, [table for table in tables if str(table.name) not in seen]))
+    marks, noted = _observe_all(conn, [table for table in tables if str(table.name) not in seen], kept)
+    seen.update(marks)
+    _noted[run_id].update(noted)
     return {str(table.name): seen[str(table.name)] for table in tables}
 
 
-def paid_in_future(conn: Connection, zone: ZoneInfo, now: datetime, within: timedelta) -> tuple[int, datetime | None]:
-    """How many paid orders are dated after `now` (up to `within` later), and the latest of them (aware, UTC): a
-    few are bad rows; the shop's recent orders hours ahead are the signature of a wrong time zone. By the paid_at
-    index, so its cost is the rows in the window."""
-    ahead = and_(
-        is_paid(orders),
-        orders.c.paid_at > to_source_naive(now, zone),
-        orders.c.paid_at <= to_source_naive(now + within, zone),
-    )
-    rows, latest = conn.execute(select(func.count(), func.max(orders.c.paid_at)).where(ahead)).one()
-    if not rows:
-        return 0, None
-    (seconds,) = to_unix_seconds(pd.Series([latest]), zone)
-    return int(rows), datetime.fromtimestamp(int(seconds), UTC)
+def noted(run_id: str | None) -> Noted:
+    """The notes the run's observed marks were read under (`Noted`), per concept; empty without a run id."""
+    return dict(_noted.get(run_id, {})) if run_id is not None else {}
 
 
-def newest_paid_at(conn: Connection, zone: ZoneInfo, now: datetime) -> datetime | None:
-    """When the newest paid order was paid (orders store naive times in `zone`), as an aware UTC instant. Rows dated
-    after `now` (bad rows, which hygiene sets aside) are not evidence of a live shop, so they are ignored."""
-    # The newest row first, by the paid_at index: MAX() with this bound made MariaDB scan every order.
-    statement = (
+# Paid orders dated after now kept with their times at most: a shop with more recomputes them each time.
+MOST_AHEAD = 1_000
+# The name the paid times are kept under (`table_times.remember`), beside the concepts' marks.
+PAID_TIMES = "orders:paid_times"
+
+
+@dataclass(frozen=True)
+class PaidTimes:
+    """When the newest paid order at `at` was paid, and when every paid order dated after `at` is (bad rows, or a
+    zone mistake's signature): while no write touches the orders, this answers for any later moment which is the
+    newest paid order and which are ahead of it. Unix seconds, UTC."""
+
+    at: int
+    newest: int | None
+    ahead: tuple[int, ...]  # sorted
+
+    def newest_by(self, now: datetime) -> datetime | None:
+        """When the newest paid order dated at or before `now` was paid (rows dated later are not evidence of a
+        live shop)."""
+        due = [self.newest or 0, *(t for t in self.ahead if t <= now.timestamp())]
+        return datetime.fromtimestamp(max(due), UTC) if max(due) else None
+
+    def ahead_of(self, now: datetime, within: timedelta) -> tuple[int, datetime | None]:
+        """How many paid orders are dated after `now` (up to `within` later), and the latest of them."""
+        ahead = [t for t in self.ahead if now.timestamp() < t <= (now + within).timestamp()]
+        return len(ahead), datetime.fromtimestamp(max(ahead), UTC) if ahead else None
+
+
+def paid_times(conn: Connection, zone: ZoneInfo, now: datetime, kept: Engine | None = None) -> PaidTimes:
+    """The paid orders' times as of `now` (orders store naive times in `zone`). With `kept` (the state database),
+    those kept from an earlier moment while no write has touched the orders' tables since
+    (`table_times.py`): a shop without an index on its paid time (WooCommerce's `date_paid_gmt`) then reads none of
+    it for a sensor tick or a run with nothing new."""
+    if kept is None or conn.dialect.name != "mysql":
+        return _read_paid_times(conn, zone, now)
+    tables = {PAID_TIMES: _shop_tables(conn, orders)}
+    with conn.engine.connect() as own:  # the notes first: a write after them shows in the next reading
+        reading = read_table_times(own, tables[PAID_TIMES])
+        found = recall(kept, reading, tables).get(PAID_TIMES)
+        if found is not None and found["at"] <= now.timestamp():
+            return PaidTimes(found["at"], found["newest"], tuple(found["ahead"]))
+        paid = _read_paid_times(own, zone, now)
+    if len(paid.ahead) <= MOST_AHEAD:  # only a complete list answers for a later moment
+        remember(kept, reading, {PAID_TIMES: (tables[PAID_TIMES], dataclasses.asdict(paid))})
+    return paid
+
+
+def _read_paid_times(conn: Connection, zone: ZoneInfo, now: datetime) -> PaidTimes:
+    """Two reads: the newest row at or before `now` first, by the paid_at index (MAX() with this bound made MariaDB
+    scan every order), then the rows dated after it (at most MOST_AHEAD + 1)."""
+    bound = to_source_naive(now, zone)
+    newest = conn.execute(
         select(orders.c.paid_at)
-        .where(is_paid(orders), orders.c.paid_at <= to_source_naive(now, zone))
+        .where(is_paid(orders), orders.c.paid_at <= bound)
         .order_by(orders.c.paid_at.desc())
         .limit(1)
-    )
-    value = conn.execute(statement).scalar_one_or_none()
-    if value is None:
-        return None
-    (seconds,) = to_unix_seconds(pd.Series([value]), zone)
-    return datetime.fromtimestamp(int(seconds), UTC)
+    ).scalar_one_or_none()
+    ahead = conn.execute(
+        select(orders.c.paid_at)
+        .where(is_paid(orders), orders.c.paid_at > bound)
+        .order_by(orders.c.paid_at)
+        .limit(MOST_AHEAD + 1)
+    ).scalars()
+    seconds = to_unix_seconds(pd.Series([newest, *ahead], dtype="object"), zone)
+    first = None if newest is None else int(seconds.iloc[0])
+    return PaidTimes(int(now.timestamp()), first, tuple(int(t) for t in seconds.iloc[1:]))

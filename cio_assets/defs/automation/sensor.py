@@ -36,13 +36,14 @@ from datetime import datetime
 
 import dagster as dg
 import orjson
+from sqlalchemy import Engine
 
 from cio_assets.config import AutomationSettings
 from cio_assets.defs.assets.sources import observation
 from cio_assets.defs.automation.job import refresh
 from cio_assets.defs.checks.source import read_source_freshness
 from cio_assets.defs.partitions import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG, history, run_covers
-from cio_assets.defs.resources import Settings, SourceDatabase
+from cio_assets.defs.resources import Settings, SourceDatabase, StateDatabase
 from cio_assets.events.idle_carts import idle_deadlines
 from cio_assets.lib.engines import DatabaseError
 from cio_assets.lib.timestamps import utc_now
@@ -159,6 +160,16 @@ def _waiting(run: dg.DagsterRun) -> dg.SensorResult:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _kept_in(state: StateDatabase, context: dg.SensorEvaluationContext) -> Engine | None:
+    """The state database, where the marks are kept between ticks (`tracking/marks.py`); None when it cannot be
+    reached: the tick then reads every mark, as it would without it."""
+    try:
+        return state.engine
+    except DatabaseError as error:
+        context.log.warning(f"Every mark is read this tick: {error}")
+        return None
+
+
 def source_changes_sensor(
     partitions: dg.TimeWindowPartitionsDefinition, automation: AutomationSettings
 ) -> dg.SensorDefinition:
@@ -178,7 +189,7 @@ def source_changes_sensor(
         ),
     )
     def source_changes(
-        context: dg.SensorEvaluationContext, source: SourceDatabase, settings: Settings
+        context: dg.SensorEvaluationContext, source: SourceDatabase, state: StateDatabase, settings: Settings
     ) -> dg.SensorResult:
         today = partitions.get_last_partition_key()
         # Most ticks while a run is going end here, before reading the shop at all.
@@ -189,9 +200,10 @@ def source_changes_sensor(
         now = utc_now()
         checked = datetime.fromisoformat(kept.carts_checked_at) if kept.carts_checked_at else None
         try:
+            state_engine = _kept_in(state, context)
             with source.connect() as conn:
-                observed = observe_all(conn, SOURCE_TABLES)
-                freshness = read_source_freshness(conn, source, settings)
+                observed = observe_all(conn, SOURCE_TABLES, state_engine)
+                freshness = read_source_freshness(conn, source, settings, state_engine)
                 idle = (
                     idle_deadlines(
                         conn, settings.zones(source.mapping_spec), settings.cart_idle, settings.chunk_size, checked, now

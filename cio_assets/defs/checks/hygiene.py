@@ -8,7 +8,7 @@ partitioned: the check judges the rows currently set aside (not released).
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, select
 
 from cio_assets.defs.metadata import markdown_table
 from cio_assets.defs.resources import Settings, SourceDatabase, StateDatabase
@@ -33,9 +33,10 @@ def read_rejections(state: Connection) -> pd.DataFrame:
     )
 
 
-def read_table_rows(source: Connection, run_id: str | None = None) -> dict[str, int]:
-    """Rows per source table the hygiene rules judge (as the run observed them, when it already did)."""
-    observed = observe_tables(source, REJECTING_TABLES, run_id)
+def read_table_rows(source: Connection, run_id: str | None = None, kept: Engine | None = None) -> dict[str, int]:
+    """Rows per source table the hygiene rules judge (as the run observed them, when it already did; `kept`, the
+    state database, keeps counts while the shop's tables have not changed: `tracking/marks.py`)."""
+    observed = observe_tables(source, REJECTING_TABLES, run_id, kept)
     return {name: int(marks["row_count"] or 0) for name, marks in observed.items()}  # type: ignore[call-overload]
 
 
@@ -91,5 +92,5 @@ def rejected_rows_share(
     with state.connect() as state_conn:
         rejections = read_rejections(state_conn)
     with source.connect() as source_conn:
-        table_rows = read_table_rows(source_conn, context.run.run_id)
+        table_rows = read_table_rows(source_conn, context.run.run_id, kept=state.engine)
     return share_result(rejections, table_rows, settings.check_max_rejected_share)

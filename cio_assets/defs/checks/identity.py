@@ -71,7 +71,7 @@ def read_identity_counts(
         .order_by(u.source_table, u.source_key)
         .limit(SAMPLE_ROWS),
     )
-    observed = observe_tables(source, [carts, orders], run_id)
+    observed = observe_tables(source, [carts, orders], run_id, kept=state.engine)
     marks = orjson.dumps(observed[orders.name], option=orjson.OPT_SORT_KEYS).decode()
     now = int(time.time())
     if _still_counts(previous, marks, now):

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import dagster as dg
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from cio_assets.defs.catalog import source_key
-from cio_assets.defs.resources import Settings, SourceDatabase
+from cio_assets.defs.resources import Settings, SourceDatabase, StateDatabase
 from cio_assets.lib.timestamps import utc_now
 from cio_assets.schema.shop import orders
-from cio_assets.tracking.marks import newest_paid_at, paid_in_future
+from cio_assets.tracking.marks import paid_times
 
 SOURCE_FRESHNESS_CHECK = "paid_orders_fresh"
 
@@ -117,12 +117,17 @@ class SourceFreshness:
 FUTURE_WINDOW = timedelta(hours=26)
 
 
-def read_source_freshness(conn: Connection, source: SourceDatabase, settings: Settings) -> SourceFreshness:
+def read_source_freshness(
+    conn: Connection, source: SourceDatabase, settings: Settings, kept: Engine | None = None
+) -> SourceFreshness:
+    """The check's figures now; `kept` (the state database) keeps the paid orders' times while no write touches the
+    orders (`tracking/marks.py`), so a tick or a run with nothing new reads none of them."""
     now = utc_now()
     zone = settings.zones(source.mapping_spec).of(orders.name)
-    future_paid, latest_future = paid_in_future(conn, zone, now, FUTURE_WINDOW)
+    paid = paid_times(conn, zone, now, kept)
+    future_paid, latest_future = paid.ahead_of(now, FUTURE_WINDOW)
     return SourceFreshness(
-        newest_paid_at=newest_paid_at(conn, zone, now),
+        newest_paid_at=paid.newest_by(now),
         checked_at=now,
         max_lag_minutes=settings.source_max_lag_minutes,
         source=source.origin.url,
@@ -140,6 +145,6 @@ def read_source_freshness(conn: Connection, source: SourceDatabase, settings: Se
         "wrong time zone). Warns; delivery goes on with what the source holds."
     ),
 )
-def paid_orders_fresh(source: SourceDatabase, settings: Settings) -> dg.AssetCheckResult:
+def paid_orders_fresh(source: SourceDatabase, state: StateDatabase, settings: Settings) -> dg.AssetCheckResult:
     with source.connect() as conn:
-        return read_source_freshness(conn, source, settings).check_result()
+        return read_source_freshness(conn, source, settings, kept=state.engine).check_result()
