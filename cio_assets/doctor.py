@@ -51,6 +51,7 @@ from cio_assets.schema.shop import (
     subscriptions,
     vocabulary,
 )
+from cio_assets.tracking.table_times import SETTLE, read_table_times
 
 OK, WARN, ERROR = "ok", "warn", "error"
 _MARK = {OK: "  ✓", WARN: "  !", ERROR: "  ✗"}
@@ -120,6 +121,7 @@ def diagnose(engine: Engine, mapping: MappingSpec, settings: PipelineSettings, w
         _times(report, conn, mapping, settings, relations)
         _families(report, mapping, settings)
         _plans(report, conn, mapping, relations)
+        _notes(report, conn, relations)
     return report
 
 
@@ -213,6 +215,37 @@ def _times(report: Report, conn: Connection, mapping: MappingSpec, settings: Pip
                 )
             else:
                 section.add(OK, f"{name}.{column.name} (zone {zone.key}): newest {_ago(-ahead)} ago")
+
+
+def _notes(report: Report, conn: Connection, relations: Relations) -> None:
+    """Whether a run or a sensor tick with nothing new can leave the shop unread: the server's notes on when each
+    table a concept reads was last written (`tracking/table_times.py`)."""
+    section = report.section("With nothing written (the server's note of each table's last write)")
+    concepts = {name: relations.tables_of(name) for name in _present(relations)}
+    with conn.engine.connect() as own:
+        reading = read_table_times(own, {table for tables in concepts.values() for table in tables})
+    if reading.read_at is None:
+        section.add(WARN, f"{conn.dialect.name} keeps no such notes: every run and sensor tick reads every mark")
+        return
+    for name, tables in concepts.items():
+        missing = sorted(table for table in tables if reading.notes.get(table) is None)
+        if missing:
+            section.add(
+                WARN,
+                f"{name}: no note for {', '.join(missing)} (not written since the server started, or altered "
+                "since): its marks are read in every run and tick until the next write",
+            )
+        elif tables:
+            last = timedelta(seconds=reading.read_at - max(int(reading.notes[table] or 0) for table in tables))
+            section.add(OK, f"{name}: {', '.join(sorted(tables))} last written {_ago(last)} ago")
+    if reading.sees_open:
+        section.add(OK, "open transactions are visible (PROCESS): a note is trusted once its second has passed")
+    else:
+        section.add(
+            WARN,
+            "open transactions are not visible (no PROCESS privilege): a note is trusted only once "
+            f"{_ago(SETTLE)} old; GRANT PROCESS ON *.* to the pipeline's user to trust it at once",
+        )
 
 
 def _present(relations: Relations) -> list[str]:

@@ -56,6 +56,9 @@ def test_doctor_reports_a_woocommerce_shop_and_changes_nothing(throwaway_databas
     assert "changes to customers, seen in wp_mailpoet_subscribers: by index" in out
     assert "changes to customers, seen in wp_usermeta: reads wp_usermeta" in out
     assert "computed, so no index serves it" in out
+    # The tables a run with nothing new leaves unread, and whether a note is trusted at once
+    assert "customers: wp_mailpoet_subscribers, wp_usermeta, wp_users last written" in out
+    assert "open transactions are visible (PROCESS)" in out
     assert _checksums(throwaway_database) == before  # it only reads
 
 

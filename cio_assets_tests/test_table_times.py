@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 
 from cio_assets.defs.assets.rejected_rows import rejected_rows
 from cio_assets.hygiene.refresh import may_have_changed
@@ -25,7 +25,7 @@ from cio_assets.schema.state import create_state_tables
 from cio_assets.schema.state import rejected_rows as rejected_rows_table
 from cio_assets.tracking.cursors import AHEAD, Cursor, come_due
 from cio_assets.tracking.marks import observe_all, paid_times
-from cio_assets.tracking.table_times import SETTLE, _settled
+from cio_assets.tracking.table_times import SETTLE, _settled, read_table_times
 from cio_assets_tests.shop import ShopBuilder
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -227,3 +227,25 @@ def test_listed_rows_of_an_untouched_table_are_judged_again_only_for_a_time_ahea
 )
 def test_a_concept_is_watched_through_every_table_its_mapping_reads(preset, concept, tables):
     assert compile_mapping(load(preset)).tables_of(concept) == frozenset(tables)
+
+
+def test_without_the_process_privilege_a_recent_note_vouches_for_nothing(shop: ShopBuilder, source_engine: Engine):
+    """The open transactions cannot be seen: a note is trusted only once older than SETTLE."""
+    shop.customer(1)
+    settle()
+    database = source_engine.url.database
+    with source_engine.begin() as conn:
+        conn.execute(text("DROP USER IF EXISTS 'cio_no_process'@'%'"))
+        conn.execute(text("CREATE USER 'cio_no_process'@'%' IDENTIFIED BY 'pw'"))
+        conn.execute(text(f"GRANT SELECT ON `{database}`.* TO 'cio_no_process'@'%'"))
+    reader = create_engine(source_engine.url.set(username="cio_no_process", password="pw"))
+    try:
+        with reader.connect() as conn:
+            reading = read_table_times(conn, ["customers"])
+        assert not reading.sees_open
+        assert reading.of(["customers"]) is not None  # the note itself is there
+        assert not reading.vouches_for(["customers"])  # but a second old, not SETTLE
+    finally:
+        reader.dispose()
+        with source_engine.begin() as conn:
+            conn.execute(text("DROP USER IF EXISTS 'cio_no_process'@'%'"))

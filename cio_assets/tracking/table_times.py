@@ -55,6 +55,7 @@ class TableTimes:
     notes: dict[str, int | None]
     settled: frozenset[str]
     read_at: int | None  # the server's clock at the reading (Unix seconds); None: no reading (not MySQL)
+    sees_open: bool = False  # whether the open transactions were seen (the PROCESS privilege)
 
     def of(self, tables: Iterable[str]) -> dict[str, object] | None:
         """The notes of `tables` (lower case) with the database's name, or None when one of them has none."""
@@ -79,7 +80,10 @@ def read_table_times(conn: Connection, tables: Iterable[str]) -> TableTimes:
     if conn.dialect.name != "mysql" or not names:
         return NO_READING
     if not conn.dialect.is_mariadb:  # type: ignore[attr-defined]
-        conn.execute(text("SET SESSION information_schema_stats_expiry = 0"))
+        try:
+            conn.execute(text("SET SESSION information_schema_stats_expiry = 0"))
+        except DBAPIError:  # MySQL before 8.0 has no such cache
+            conn.rollback()
     database = str(conn.execute(text("SELECT DATABASE()")).scalar_one())
     notes: dict[str, int | None] = dict.fromkeys(names)
     for name, note in conn.execute(_NOTES, {"names": names}):
@@ -93,7 +97,7 @@ def read_table_times(conn: Connection, tables: Iterable[str]) -> TableTimes:
     settled = frozenset(
         name for name, note in notes.items() if note is not None and _settled(note, int(now), oldest, open_count)
     )
-    return TableTimes(database, notes, settled, int(now))
+    return TableTimes(database, notes, settled, int(now), sees_open=open_count is not None)
 
 
 def _settled(note: int, now: int, oldest_open: object, open_count: int | None) -> bool:
