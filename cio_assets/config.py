@@ -512,7 +512,10 @@ class AutomationSettings(SettingsModel):
         "'off': they wait to be turned on in the UI (`make dev` sets it, so the demo never launches runs by itself).",
     )
     sensor_interval_seconds: Annotated[int, whole(5)] = setting(
-        15, "Seconds between the source sensor's ticks (the daemon evaluates sensors every 5 s at most)."
+        5,
+        "Seconds between the source sensor's ticks (the daemon evaluates sensors every 5 s at most). A tick with "
+        "nothing written reads only the server's notes on the shop's tables, and ticks while a run is going read "
+        "nothing; a longer interval saves the reads of the ticks that follow writes.",
     )
     finalize_hour: Annotated[int, whole(0, 23)] = setting(
         2, "The hour (business time zone) at which the daily schedule rebuilds and delivers yesterday once more."

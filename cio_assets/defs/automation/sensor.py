@@ -1,6 +1,6 @@
 """React to the shop: when a source table moved, or a cart went idle, refresh the partition. The way to run live.
 
-`source_changes` ticks every `CIO_SENSOR_INTERVAL_SECONDS` (15 s by default). Each tick reads every source
+`source_changes` ticks every `CIO_SENSOR_INTERVAL_SECONDS` (5 s by default). Each tick reads every source
 table's high-water marks: its largest id and its latest change time (`tracking/marks.py`). Its cursor keeps,
 as JSON, the highest value of every mark it has seen, and a mark only ever moves forward: a source restored
 from an older backup, or a future timestamp corrected, never makes the sensor launch again what it already
