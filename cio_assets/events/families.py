@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Table, and_, exists, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Table, and_, exists, false, or_, select, true
 
 from cio_assets.contract import HELD, TRUNCATED, quarantine_rows
 from cio_assets.customerio.limits import MAX_EVENT_PROPERTIES_BYTES, MAX_ITEM_BYTES, fit_line_items
@@ -277,9 +277,6 @@ def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
         upper = column < to_source_naive(activity_high, column_zone)
         return upper if activity_low is None else and_(column >= to_source_naive(activity_low, column_zone), upper)
 
-    item_activity = exists().where(
-        cart_items.c.cart_id == carts.c.id, active_between(cart_items.c.updated_at, item_zone)
-    )
     statement = select(
         carts.c.id,
         carts.c.customer_id,
@@ -291,7 +288,7 @@ def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
     ).where(
         abandonable(),
         x.restrict(carts),
-        or_(active_between(carts.c.updated_at, zone), item_activity),
+        _active(x.conn, active_between(carts.c.updated_at, zone), active_between(cart_items.c.updated_at, item_zone)),
     )
     for frame in read_pages(x.conn, statement, carts.c.id, x.chunk_size):
         activity = last_activity(frame["updated_at"], frame["last_item_at"], x.clock.zones)
@@ -306,6 +303,25 @@ def cart_abandoned(x: Extraction) -> Iterator[FamilyResult]:
             for i, t in zip(frame["id"], frame["last_activity"], strict=True)
         ]
         yield _events(x, CART_ABANDONED, frame, properties)
+
+
+# More carts active in the range than this, and they are read by the activity itself rather than by id.
+MOST_ACTIVE_CARTS = 50_000
+
+
+def _active(
+    conn: Connection, cart_active: ColumnElement[bool], line_active: ColumnElement[bool]
+) -> ColumnElement[bool]:
+    """SQL: the carts active in the range, themselves or through a line: found first, one query for each (a shop
+    that does not index the change times, Magento's quotes and their lines, then reads each table once, where an
+    OR with a probe of every cart's lines read them all per cart: 1.6 s for a live run's day at 100,000
+    customers), then read by id; for a range with more of them (a backfill), by the activity itself."""
+    found = set(conn.execute(select(carts.c.id).where(cart_active)).scalars())
+    found.update(conn.execute(select(cart_items.c.cart_id).where(line_active)).scalars())
+    if len(found) > MOST_ACTIVE_CARTS:
+        lines = exists().where(cart_items.c.cart_id == carts.c.id, line_active)
+        return or_(cart_active, lines)
+    return carts.c.id.in_(sorted(int(cart) for cart in found if cart is not None)) if found else false()
 
 
 def _abandoned_in_range(frame: pd.DataFrame, x: Extraction) -> pd.DataFrame:
