@@ -61,8 +61,8 @@ def refresh_rejections(
     now = unix(clock.now)
     marks = read_marks(src, run_id, kept=dst.engine)
     inputs = Inputs.read(src, dst, SOURCES, settings_digest, now, run_id)
-    cursor = Cursor.load(dst, ASSET)
-    cursor = cursor.against(noted(run_id)) if cursor is not None else None
+    now_noted = noted(run_id)
+    cursor = Cursor.load(dst, ASSET, now_noted)
     previous = previous_rejections(dst)
     listed = previous[previous["released_at"].isna()]
     kept = None if full_refresh else skip_reason(dst, ASSET, [WHOLE], inputs, ())
@@ -85,7 +85,7 @@ def refresh_rejections(
     listing = merge_rejections(previous, current, now)
     replace_all(dst, state_tables.rejected_rows, listing, chunk_size)
     record(dst, ASSET, [WHOLE], inputs)
-    details = {"settings": settings_digest, NOTES: vouching(noted(run_id))}
+    details = {"settings": settings_digest, NOTES: vouching(now_noted)}
     Cursor(ASSET, marks, now, unix(clock.floor), details).save(dst)
     released = int((listing["released_at"] == now).sum())
     return HygieneRun(mode, reason, current, released)

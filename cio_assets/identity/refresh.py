@@ -223,8 +223,7 @@ def refresh_identity(
     `run_id` lets the steps of one run share their observation of the shop's tables."""
     observed = observe_tables(src, MARKED, run_id, kept=dst.engine)  # the customers' count below comes with the marks
     marks, now_noted = cursor_marks(observed), noted(run_id)
-    cursor = Cursor.load(dst, IDENTITY_CURSOR)
-    cursor = cursor.against(now_noted) if cursor is not None else None
+    cursor = Cursor.load(dst, IDENTITY_CURSOR, now_noted)
     reason = "asked for in the run config (full_refresh)" if full_refresh else why_full(cursor, canonical_id, clock)
     ahead: Ahead = {}  # the rows dated after now, for the cursor to keep (`come_due`)
     if reason is not None or cursor is None:

@@ -88,6 +88,7 @@ class Relations:
         # Each concept whole (the source check and doctor read these), and as each query reads it.
         self.selects = {name: self._select(name, None) for name in CONCEPTS}
         self._narrow: dict[tuple[str, frozenset[str]], Subquery] = {}
+        self._tables: dict[str, frozenset[str]] = {}
 
     def _select(self, name: str, columns: frozenset[str] | None) -> Select:
         spec = self.mapping.concepts.get(name)
@@ -246,7 +247,13 @@ class Relations:
     def tables_of(self, name: str) -> frozenset[str]:
         """The shop's tables (lower case) the concept reads: its base table, its joins and lookups, the tables its
         filters and expressions name, and the places its changes are seen. Whatever changes the concept changes one
-        of these (`tracking/table_times.py` asks the server when each last changed)."""
+        of these (`tracking/table_times.py` asks the server when each last changed). Found once per concept: every
+        observation of the shop asks."""
+        if name not in self._tables:
+            self._tables[name] = self._tables_read(name)
+        return self._tables[name]
+
+    def _tables_read(self, name: str) -> frozenset[str]:
         spec = self.mapping.concepts.get(name)
         if name not in self.present or spec is None:
             return frozenset()

@@ -17,8 +17,8 @@ A row edited without moving its `updated_at` is not seen; the daily full refresh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import orjson
 from sqlalchemy import Column, ColumnElement, Connection, Engine, Table, false, or_, select, true
@@ -36,9 +36,12 @@ from cio_assets.schema.shop import (
     subscriptions,
 )
 from cio_assets.schema.state import cursors
-from cio_assets.tracking.marks import Noted, observe_tables
+from cio_assets.tracking.marks import MOST_AHEAD, Noted, observe_tables
+from cio_assets.tracking.table_times import SETTLE
 
-LOOKBACK = timedelta(minutes=10)
+# How long a transaction may stay open between stamping its change and committing it: one window for the cursors
+# and for the server's notes (`table_times.py`).
+LOOKBACK = SETTLE
 # Per tracked table, the timestamps whose rows turn valid when the clock passes them (indexed in the
 # reference schema; customers' created_at is not, and identity finds those among the inputs it keeps).
 TRACKED: dict[Table, tuple[str, ...]] = {
@@ -61,23 +64,22 @@ class Cursor:
     checked_at: int  # Unix seconds: the `now` of that run's hygiene bounds
     floor: int  # Unix seconds: the timestamp floor its rows were judged with
     details: dict[str, object] = field(default_factory=dict)  # what else the asset keeps with it
-    # Tables no write has touched since this cursor's marks were read (`against`; not saved).
+    # Tables no write has touched since this cursor's marks were read (`load`; not saved).
     quiet: frozenset[str] = frozenset()
 
     @classmethod
-    def load(cls, conn: Connection, asset: str) -> Cursor | None:
+    def load(cls, conn: Connection, asset: str, now: Noted | None = None) -> Cursor | None:
+        """The asset's cursor; with `now` (the run's reading of the server's notes, `tracking/marks.py`), knowing
+        which of its tables no write touched since its marks were read: those whose notes now are the vouching
+        notes it kept (`quiet`)."""
         raw = conn.execute(select(cursors.c.value).where(cursors.c.asset == asset)).scalar_one_or_none()
         if raw is None:
             return None
         data = orjson.loads(raw)
-        return cls(asset, data["marks"], data["checked_at"], data["floor"], data.get("details", {}))
-
-    def against(self, now: Noted) -> Cursor:
-        """This cursor, knowing which of its tables the server shows untouched since its marks were read: those
-        whose notes now (`now`, the run's reading, `tracking/marks.py`) are the vouching notes it kept."""
-        kept = self.details.get(NOTES, {})
-        quiet = {table for table, (notes, _) in now.items() if notes is not None and kept.get(table) == notes}  # type: ignore[union-attr]
-        return replace(self, quiet=frozenset(quiet))
+        details = data.get("details", {})
+        kept = details.get(NOTES, {})
+        quiet = {table for table, (notes, _) in (now or {}).items() if notes is not None and kept.get(table) == notes}
+        return cls(asset, data["marks"], data["checked_at"], data["floor"], details, frozenset(quiet))
 
     def save(self, conn: Connection) -> None:
         data = {"marks": self.marks, "checked_at": self.checked_at, "floor": self.floor, "details": self.details}
@@ -157,7 +159,6 @@ def changed_keys(
 Ahead = dict[str, list[list[object]]]
 # The cursor detail that keeps them (`come_due`); more rows than MOST_AHEAD, and none are kept.
 AHEAD = "ahead"
-MOST_AHEAD = 1_000
 
 
 def come_due(conn: Connection, table: Table, cursor: Cursor, clock: Clock, ahead: Ahead | None = None) -> set[int]:
@@ -167,12 +168,10 @@ def come_due(conn: Connection, table: Table, cursor: Cursor, clock: Clock, ahead
     timestamp without an index (WooCommerce's paid time) was a scan of every order. Otherwise one read per
     timestamp, of the rows dated after the cursor's run; those still ahead of the clock go into `ahead`, for the
     next cursor to keep."""
-    mark = cursor.marks.get(str(table.name), {})
-    if mark.get("updated_at") is None and mark.get("id") is None:
+    since = _since(table, cursor, clock)
+    if since is None:
         return set()  # the table was empty: every row is read as new anyway
-    zone = clock.zone_of(table.name)
-    since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), zone)
-    until = to_source_naive(clock.now, zone)
+    until = to_source_naive(clock.now, clock.zone_of(table.name))
     kept: Ahead = cursor.details.get(AHEAD, {}) if str(table.name) in cursor.quiet else {}  # type: ignore[assignment]
     due: set[int] = set()
     for column in TRACKED[table]:
@@ -189,12 +188,19 @@ def come_due(conn: Connection, table: Table, cursor: Cursor, clock: Clock, ahead
     return due
 
 
-def _changed_clauses(table: Table, cursor: Cursor, clock: Clock) -> list[ColumnElement[bool]] | None:
+def _since(table: Table, cursor: Cursor, clock: Clock) -> datetime | None:
+    """The cursor's run, as `table` stores its times; None when the table was empty then."""
     mark = cursor.marks.get(str(table.name), {})
     if mark.get("updated_at") is None and mark.get("id") is None:
+        return None
+    return to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), clock.zone_of(table.name))
+
+
+def _changed_clauses(table: Table, cursor: Cursor, clock: Clock) -> list[ColumnElement[bool]] | None:
+    mark = cursor.marks.get(str(table.name), {})
+    since = _since(table, cursor, clock)
+    if since is None:
         return None  # the table was empty: every row is new
-    zone = clock.zone_of(table.name)
-    since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), zone)
     clauses: list[ColumnElement[bool]] = []
     # A table no write touched since the cursor's marks holds no row changed since: only the clock's reasons remain.
     written = str(table.name) not in cursor.quiet

@@ -149,7 +149,8 @@ def noted(run_id: str | None) -> Noted:
     return dict(_noted.get(run_id, {})) if run_id is not None else {}
 
 
-# Paid orders dated after now kept with their times at most: a shop with more recomputes them each time.
+# Rows dated after now kept with their times at most (the paid orders here, each tracked timestamp's in the
+# cursors): a shop with more reads them again each time.
 MOST_AHEAD = 1_000
 # The name the paid times are kept under (`table_times.remember`), beside the concepts' marks.
 PAID_TIMES = "orders:paid_times"

@@ -32,7 +32,7 @@ from cio_assets.lib.writes import upsert
 from cio_assets.schema.state import source_marks
 
 # How long a transaction may stay open between stamping a change and committing it, when the server does not
-# say which are open (the cursors' look-back: `cursors.LOOKBACK`).
+# say which are open (the cursors look back as far: `cursors.LOOKBACK`).
 SETTLE = timedelta(minutes=10)
 
 _NOTES = text(
