@@ -1,7 +1,8 @@
 """The code location's shape, as the README's diagram draws it: the shop's tables (external, read only) →
 hygiene and identity → the daily attribute snapshot and event log, guarded by blocking checks → the two syncs,
 which take turns on Customer.io and are watched for freshness; every asset backfills a range in one run, and
-every trigger launches the one `refresh` job; and `dg`, Dagster's project tooling, sees the same project."""
+every trigger of delivery launches the one `refresh` job (the read-back of a sync runs apart, as `read_back`); and
+`dg`, Dagster's project tooling, sees the same project."""
 
 import os
 import subprocess
@@ -120,10 +121,14 @@ def test_each_source_asset_says_where_the_mapping_reads_it_from(preset, concept,
     assert said in (spec.description or "")
 
 
-def test_every_trigger_launches_the_refresh_job_which_leaves_the_shop_alone():
+def test_every_trigger_of_delivery_launches_the_refresh_job_which_leaves_the_shop_alone():
     job = defs.resolve_job_def("refresh")
 
-    assert {sensor.job_name for sensor in defs.sensors} == {"refresh"}
+    # The read-back of each sync runs apart, in the `read_back` job its own sensor launches.
+    assert {sensor.name: sensor.job_name for sensor in defs.sensors} == {
+        "source_changes": "refresh",
+        "read_back_after_sync": "read_back",
+    }
     assert {schedule.job_name for schedule in defs.schedules} == {"refresh"}
     selected = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
     assert not selected & _sources(*SHOP_TABLES)  # the shop is read, never materialised
@@ -146,7 +151,7 @@ def test_dg_lists_the_project_as_dagster_s_own_tooling_sees_it(tmp_path):
     assert {asset["asset_key"] for asset in found["assets"]} == {
         key.to_user_string() for key in graph.get_all_asset_keys()
     }
-    assert [job["name"] for job in found["jobs"]] == ["refresh"]
+    assert sorted(job["name"] for job in found["jobs"]) == ["read_back", "refresh"]
     assert [(s["name"], s["cron_schedule"]) for s in found["schedules"]] == [("finalize_yesterday", "0 2 * * *")]
-    assert [sensor["name"] for sensor in found["sensors"]] == ["source_changes"]
+    assert sorted(sensor["name"] for sensor in found["sensors"]) == ["read_back_after_sync", "source_changes"]
     assert {resource["name"] for resource in found["resources"]} >= {"settings", "source", "state", "customerio"}

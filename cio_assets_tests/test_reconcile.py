@@ -40,7 +40,8 @@ def _reading(customerio, **overrides) -> CustomerIO:
 
 
 class Run:
-    """One in-process run of the sync and the check, with what the instance recorded about the check."""
+    """One in-process run of the sync, then one of the check alone (as `read_back` runs it, after the sync's run),
+    with what the instance recorded about the check."""
 
     def __init__(
         self,
@@ -53,17 +54,19 @@ class Run:
             "dagster/asset_partition_range_start": partition_range[0],
             "dagster/asset_partition_range_end": partition_range[1],
         }
+        resources = {
+            "settings": settings or Settings(),
+            "source": SourceDatabase(url=pipeline.source_url),
+            "state": StateDatabase(url=pipeline.state_url),
+            "customerio": resource,
+        }
         with dg.instance_for_test() as instance:
+            dg.materialize(SYNC, tags=tags, instance=instance, resources=resources)
             self.result = dg.materialize(
                 [*SYNC, customerio_people_reconciled],
-                tags=tags,
+                selection=dg.AssetSelection.checks(customerio_people_reconciled),
                 instance=instance,
-                resources={
-                    "settings": settings or Settings(),
-                    "source": SourceDatabase(url=pipeline.source_url),
-                    "state": StateDatabase(url=pipeline.state_url),
-                    "customerio": resource,
-                },
+                resources=resources,
             )
             run_id = self.result.run_id
             self.messages = [e.user_message for e in instance.all_logs(run_id) if e.user_message]

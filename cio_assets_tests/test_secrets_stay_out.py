@@ -266,6 +266,17 @@ def _build_shop(source_url: str) -> None:
 
 def _materialize(world: SecretWorld, home: Path, *selection: str, **overrides: str) -> subprocess.Popen:
     """Start `dagster asset materialize` on the real definitions, with every setting from the environment."""
+    command = [DAGSTER, "asset", "materialize", "-m", "cio_assets.definitions", "--select", "*", *selection]
+    return _start(world, home, command, **overrides)
+
+
+def _read_back(world: SecretWorld, home: Path) -> subprocess.Popen:
+    """Start a run of the `read_back` job, as the read_back_after_sync sensor launches it after a sync's run."""
+    return _start(world, home, [DAGSTER, "job", "execute", "-m", "cio_assets.definitions", "-j", "read_back"])
+
+
+def _start(world: SecretWorld, home: Path, command: list[str], **overrides: str) -> subprocess.Popen:
+    """Start a `dagster` command on the real definitions, with every setting from the environment."""
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CIO_", "DAGSTER_"))}
@@ -280,14 +291,13 @@ def _materialize(world: SecretWorld, home: Path, *selection: str, **overrides: s
         CIO_SITE_ID=world.fake.site_id,
         CIO_API_KEY=world.fake.api_key,
         CIO_TRACK_URL=world.track_url,
-        CIO_APP_API_KEY=world.fake.app_api_key,  # the read-back reconciliation runs after the people sync
+        CIO_APP_API_KEY=world.fake.app_api_key,  # the read-back reconciliation, in a read_back run after the sync
         CIO_APP_URL=world.track_url,
         CIO_RECONCILE_SETTLE_SECONDS="0",
         CIO_RATE_LIMIT="1000",
         CIO_ACCEPT_NEW_LEDGER="1",
     )
     env.update(overrides)
-    command = [DAGSTER, "asset", "materialize", "-m", "cio_assets.definitions", "--select", "*", *selection]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=home)
 
 
@@ -351,19 +361,27 @@ def test_secrets_and_personal_data_stay_out_of_output_logs_and_run_storage(secre
     ]
     day, no_state, no_customerio = (_finish(process) for process in started)
     backfill = _finish(_materialize(secret_world, homes[0], "--partition-range", "2026-10-01...2026-10-03"))
+    read_back = _finish(_read_back(secret_world, homes[0]))
 
     assert day.returncode == 0, day.stderr.decode()[-3000:]
     assert backfill.returncode == 0, backfill.stderr.decode()[-3000:]
+    assert read_back.returncode == 0, read_back.stderr.decode()[-3000:]
     assert {e["identifiers"]["id"] for e in secret_world.fake.events} >= {"1", "2"}  # delivery happened
     assert no_state.returncode != 0 and no_customerio.returncode != 0
     assert b"Cannot connect to the state database (CIO_STATE_URL) at mysql+mysqldb://" in no_state.stderr
     assert b"within the 1 s retry budget (CIO_RETRY_BUDGET_SECONDS)" in no_customerio.stderr
 
-    runs = {"day": day, "state down": no_state, "Customer.io down": no_customerio, "range": backfill}
+    runs = {
+        "day": day,
+        "state down": no_state,
+        "Customer.io down": no_customerio,
+        "range": backfill,
+        "read-back": read_back,
+    }
     output = [(f"{name} {stream}", content) for name, run in runs.items() for stream, content in run_streams(run)]
     files = [(str(path), path.read_bytes()) for path in sorted(tmp_path.rglob("*")) if path.is_file()]
     events = {run_id: texts for home in homes for run_id, texts in _event_texts(home).items()}
-    assert len(events) == 4
+    assert len(events) == 5
     event_texts = [(f"event log of run {run_id}", "\n".join(texts).encode()) for run_id, texts in events.items()]
 
     # What is searched is the real thing: compute logs were written, error texts were read, data was sent.
@@ -373,6 +391,8 @@ def test_secrets_and_personal_data_stay_out_of_output_logs_and_run_storage(secre
     assert any(b"within the 1 s retry budget" in content for _, content in event_texts)
     assert PEOPLE[0].first_name.encode() in b"".join(orjson.dumps(p) for p in secret_world.fake.people.values())
     assert secret_world.fake.app_requests, "the reconciliation read people back with the App API key"
+    # ... in the read_back run: a run that syncs people leaves the read-back to it, its events waiting for nothing
+    assert any(b"customerio_people_reconciled skipped: this run syncs" in content for _, content in event_texts)
 
     # The secrets: nowhere at all (output, instance storage and compute logs, outbox, event texts).
     fake = secret_world.fake

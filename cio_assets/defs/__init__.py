@@ -1,7 +1,7 @@
 """All Dagster wiring: the resources, the partitions, one module per asset, the checks and the automation.
 
 Nothing else in the package imports this one. The stages below it take engines, clients and plain values; here
-they become assets, checks, a job, a sensor and a schedule. `build_definitions(env)` puts everything together
+they become assets, checks, jobs, sensors and a schedule. `build_definitions(env)` puts everything together
 from the settings read from the environment (`config.Environment.read()`, called by `definitions.py`).
 """
 
@@ -18,7 +18,8 @@ from cio_assets.defs.assets.identity_map import identity_map
 from cio_assets.defs.assets.rejected_rows import rejected_rows
 from cio_assets.defs.assets.sources import source_tables
 from cio_assets.defs.automation.freshness import sync_freshness_policy, with_sync_freshness
-from cio_assets.defs.automation.job import refresh
+from cio_assets.defs.automation.job import read_back, refresh
+from cio_assets.defs.automation.read_back import read_back_sensor
 from cio_assets.defs.automation.schedule import finalize_yesterday_schedule
 from cio_assets.defs.automation.sensor import source_changes_sensor
 from cio_assets.defs.checks import build_checks
@@ -43,9 +44,10 @@ def build_definitions(env: Environment) -> dg.Definitions:
             ]
         ),
         asset_checks=build_checks(partitions, owned=pipeline),
-        jobs=[refresh],
+        # `refresh` delivers; `read_back` reads the latest people sync back, in a run of its own.
+        jobs=[refresh, read_back],
         schedules=[finalize_yesterday_schedule(partitions, env.automation)],
-        sensors=[source_changes_sensor(partitions, env.automation)],
+        sensors=[source_changes_sensor(partitions, env.automation), read_back_sensor(env.automation)],
         resources=resources(env),
         # CIO_EXECUTOR: in_process (the default, and the demo's), multiprocess or celery.
         executor=executor_named(env.automation.executor),

@@ -132,11 +132,23 @@ def run_refresh(
     shop against the clock, and a generated sample is not live.
 
     `resources` replace the definitions' own of the same name. They are bound through a copy of the
-    definitions: a selection rebuilds the job from its assets, which keep the resources they were bound to."""
+    definitions: a selection rebuilds the job from its assets, which keep the resources they were bound to.
+    A selection of assets also brings back every check on them, so the copy holds only the checks the job runs,
+    and its job names them: the read-back (`customerio_people_reconciled`) is not one of them, it runs in a run
+    of its own (`read_back`) so that it never holds up the events."""
+    job = defs.resolve_job_def(refresh.name)
+    checks = job.asset_layer.asset_graph.asset_check_keys
     run_defs = dg.Definitions(
         assets=defs.assets,
-        asset_checks=defs.asset_checks,
-        jobs=[refresh],
+        asset_checks=[c for c in defs.asset_checks or [] if set(c.check_keys) <= checks],
+        jobs=[
+            dg.define_asset_job(
+                refresh.name,
+                selection=dg.AssetSelection.assets(*job.asset_layer.executable_asset_keys).without_checks()
+                | dg.AssetSelection.checks(*checks),
+                description=refresh.description,
+            )
+        ],
         resources={**(defs.resources or {}), **resources},
         executor=defs.executor,
     )

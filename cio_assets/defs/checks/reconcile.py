@@ -3,6 +3,13 @@
 `CIO_RECONCILE_SAMPLE` people are read back through the App API and compared attribute by attribute with the
 people ledger (`delivery/reconcile.py` says whom, and how values compare). Skipped, not passed, when there is
 nothing to read back: a dry run, no App API key, no people sync yet.
+
+It runs in a run of its own, the `read_back` job, launched after each sync's run by the `read_back_after_sync`
+sensor (`defs/automation/read_back.py`): Dagster starts `customerio_events` only after the checks on
+`customerio_people` in the same run, and the read-back may wait `CIO_RECONCILE_SETTLE_SECONDS`. `refresh` leaves it
+out; a run that selects `customerio_people` by hand (`dagster asset materialize --select '*'`, the UI's
+Materialize) brings in every check on it, so there the check skips, naming `read_back`, rather than hold up that
+run's events.
 """
 
 from collections.abc import Iterator
@@ -41,6 +48,18 @@ def latest_people_sync(instance: dg.DagsterInstance) -> PeopleSync | None:
     materialization = entry.asset_materialization
     dry_run = materialization is not None and bool(getattr(materialization.metadata.get("dry_run"), "value", False))
     return PeopleSync(entry.run_id, int(started), dry_run)
+
+
+def syncs_people(job: dg.JobDefinition) -> bool:
+    """Whether a run of `job` materialises `customerio_people`, so that its `customerio_events` would wait for this
+    check."""
+    return PEOPLE_ASSET in set(job.asset_layer.executable_asset_keys)
+
+
+SYNCING_RUN = (
+    "this run syncs customerio_people, and its customerio_events would wait for the read-back: people are read "
+    "back after the run, in a run of the read_back job (the read_back_after_sync sensor launches it)"
+)
 
 
 def skip_reason(customerio: CustomerIO, sync: PeopleSync | None) -> str | None:
@@ -102,6 +121,9 @@ def reconcile_metadata(sample: Sample, reading: Reading, sync: PeopleSync) -> di
 def customerio_people_reconciled(
     context: dg.AssetCheckExecutionContext, state: StateDatabase, customerio: CustomerIO
 ) -> Iterator[dg.AssetCheckResult]:
+    if syncs_people(context.job_def):
+        context.log.info(f"{CHECK_NAME} skipped: {SYNCING_RUN}")
+        return
     sync = latest_people_sync(context.instance)
     reason = skip_reason(customerio, sync)
     if sync is None or reason is not None:
