@@ -517,6 +517,14 @@ class AutomationSettings(SettingsModel):
         "nothing written reads only the server's notes on the shop's tables, and ticks while a run is going read "
         "nothing; a longer interval saves the reads of the ticks that follow writes.",
     )
+    change_capture: Annotated[str, choice("poll", "binlog")] = setting(
+        "poll",
+        "How the source sensor sees the shop change. 'poll': each concept's marks (largest id, latest change time, "
+        "row count, and the rows changed within CIO_CHANGE_LOOKBACK_SECONDS). 'binlog': also the server's binary "
+        "log, from the position the sensor saved: every committed insert, update and delete, in tables without a "
+        "change time too, and a deleted row's person (needs binlog_format=ROW, binlog_row_image=FULL and a user "
+        "with REPLICATION SLAVE and REPLICATION CLIENT; `make doctor` says whether the server allows it).",
+    )
     finalize_hour: Annotated[int, whole(0, 23)] = setting(
         2, "The hour (business time zone) at which the daily schedule rebuilds and delivers yesterday once more."
     )
@@ -590,6 +598,13 @@ class PipelineSettings(SettingsModel):
     )
     cart_idle_minutes: Annotated[int, whole(1)] = setting(
         60, "A cart idle this long without an order is abandoned (>= 1)."
+    )
+    change_lookback_seconds: Annotated[int, whole(1)] = setting(
+        600,
+        "How long a shop's transaction may stay open between stamping a change time and committing (>= 1). Rows "
+        "changed within this window before the newest change seen are read again and compared by content, so an "
+        "edit in the same second as the last one seen, or a late commit, is never missed; the cost follows the rows "
+        "changed within it.",
     )
     vip_tiers: Annotated[
         str, entries(parse_vip_tiers, "expected 'name:minimum' entries such as 'silver:250,gold:500'")
@@ -721,7 +736,7 @@ class PipelineSettings(SettingsModel):
 
     def clock(self, now: datetime, mapping: MappingSpec) -> Clock:
         """How a run that started at `now` reads the shop's times."""
-        return Clock(self.zones(mapping), self.floor_utc, now)
+        return Clock(self.zones(mapping), self.floor_utc, now, self.change_lookback)
 
     def zones(self, mapping: MappingSpec) -> SourceZones:
         """The time zone each concept's naive timestamps are in: the mapping's (WooCommerce's *_gmt columns are
@@ -737,6 +752,10 @@ class PipelineSettings(SettingsModel):
     @property
     def cart_idle(self) -> timedelta:
         return timedelta(minutes=self.cart_idle_minutes)
+
+    @property
+    def change_lookback(self) -> timedelta:
+        return timedelta(seconds=self.change_lookback_seconds)
 
     @property
     def tiers(self) -> list[tuple[str, float]]:

@@ -51,7 +51,9 @@ from cio_assets.schema.shop import (
     subscriptions,
     vocabulary,
 )
-from cio_assets.tracking.table_times import SETTLE, read_table_times
+from cio_assets.tracking.binlog import key_rules
+from cio_assets.tracking.binlog import readiness as binlog_readiness
+from cio_assets.tracking.table_times import read_table_times
 
 OK, WARN, ERROR = "ok", "warn", "error"
 _MARK = {OK: "  ✓", WARN: "  !", ERROR: "  ✗"}
@@ -121,7 +123,8 @@ def diagnose(engine: Engine, mapping: MappingSpec, settings: PipelineSettings, w
         _times(report, conn, mapping, settings, relations)
         _families(report, mapping, settings)
         _plans(report, conn, mapping, relations)
-        _notes(report, conn, relations)
+        _notes(report, conn, relations, settings.change_lookback)
+        _binlog(report, conn, relations)
     return report
 
 
@@ -217,13 +220,40 @@ def _times(report: Report, conn: Connection, mapping: MappingSpec, settings: Pip
                 section.add(OK, f"{name}.{column.name} (zone {zone.key}): newest {_ago(-ahead)} ago")
 
 
-def _notes(report: Report, conn: Connection, relations: Relations) -> None:
+def _binlog(report: Report, conn: Connection, relations: Relations) -> None:
+    """Whether the server and the user allow binlog capture (CIO_CHANGE_CAPTURE=binlog, `tracking/binlog.py`), and
+    which of the mapping's tables it would see changed that polling cannot (no change time)."""
+    section = report.section("Binlog capture (CIO_CHANGE_CAPTURE=binlog)")
+    if conn.dialect.name != "mysql":
+        section.add(WARN, f"{conn.dialect.name} keeps no binlog: polling only (CIO_CHANGE_CAPTURE=poll)")
+        return
+    try:
+        problems = binlog_readiness(conn)
+    except DBAPIError as error:
+        conn.rollback()
+        problems = [f"the server's settings could not be read: {error.orig}"]
+    for problem in problems:
+        section.add(WARN, f"{problem}; until then, keep CIO_CHANGE_CAPTURE=poll")
+    if not problems:
+        rules = key_rules(relations.mapping)
+        tables = sorted({table for name in relations.present for table in relations.tables_of(name)})
+        unmapped = [table for table in tables if table not in rules]
+        section.add(OK, "the server logs rows and the user may read them: CIO_CHANGE_CAPTURE=binlog works here")
+        if unmapped:
+            section.add(
+                OK,
+                f"rows of {', '.join(unmapped)} are not traced to a key: a change there launches a run, and the "
+                "run finds what changed by its marks",
+            )
+
+
+def _notes(report: Report, conn: Connection, relations: Relations, settle: timedelta) -> None:
     """Whether a run or a sensor tick with nothing new can leave the shop unread: the server's notes on when each
     table a concept reads was last written (`tracking/table_times.py`)."""
     section = report.section("With nothing written (the server's note of each table's last write)")
     concepts = {name: relations.tables_of(name) for name in _present(relations)}
     with conn.engine.connect() as own:
-        reading = read_table_times(own, {table for tables in concepts.values() for table in tables})
+        reading = read_table_times(own, {table for tables in concepts.values() for table in tables}, settle)
     if reading.read_at is None:
         section.add(WARN, f"{conn.dialect.name} keeps no such notes: every run and sensor tick reads every mark")
         return
@@ -244,7 +274,8 @@ def _notes(report: Report, conn: Connection, relations: Relations) -> None:
         section.add(
             WARN,
             "open transactions are not visible (no PROCESS privilege): a note is trusted only once "
-            f"{_ago(SETTLE)} old; GRANT PROCESS ON *.* to the pipeline's user to trust it at once",
+            f"{_ago(settle)} old (CIO_CHANGE_LOOKBACK_SECONDS); GRANT PROCESS ON *.* to the pipeline's user to trust "
+            "it at once",
         )
 
 

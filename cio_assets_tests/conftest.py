@@ -22,6 +22,8 @@ from cio_assets.defs.assets.shared import REFRESHING
 from cio_assets.defs.resources import CustomerIO, Settings, SourceDatabase, StateDatabase
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import source_metadata
+from cio_assets_tests.binlog_server import MISSING as MISSING_BINLOG_SERVER
+from cio_assets_tests.binlog_server import binlog_server
 from cio_assets_tests.definitions import (
     TEST_PARTITIONS,
     attribute_snapshot,
@@ -63,18 +65,28 @@ def database_urls() -> Iterator[tuple[str, str]]:
 
 
 @contextmanager
-def own_database(name: str) -> Iterator[str]:
-    """A database of this name on the test server (one left over is dropped first); its URL. Dropped at the end."""
-    server = create_engine(SERVER_URL)
+def own_database(name: str, server_url: str = SERVER_URL) -> Iterator[str]:
+    """A database of this name on the test server (or `server_url`'s; one left over is dropped first); its URL.
+    Dropped at the end."""
+    server = create_engine(server_url)
     with server.begin() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
     try:
-        yield make_url(SERVER_URL).set(database=name).render_as_string(hide_password=False)
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with server.begin() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
         server.dispose()
+
+
+@pytest.fixture(scope="session")
+def binlog_server_url() -> Iterator[str]:
+    """A MariaDB of the session's own that logs rows (`binlog_server.py`): its URL, without a database."""
+    if MISSING_BINLOG_SERVER:
+        pytest.skip(MISSING_BINLOG_SERVER)
+    with binlog_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ and the key; compiled into the pipeline's queries so that they read a shop's own
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from cio_assets.lib.engines import Database, Origin
 from cio_assets.mapping.compile import UNMAPPED, compile_mapping
 from cio_assets.mapping.spec import PRESETS, MappingError, load
 from cio_assets.schema.shop import CONCEPTS, SOURCE_TABLES, customers, orders
-from cio_assets.tracking.marks import observe_table
+from cio_assets.tracking.marks import LATELY, observe_table
 
 MINIMAL = """
 [customers]
@@ -391,12 +391,21 @@ def test_a_change_is_found_where_the_mapping_says_it_shows_then_read_by_id(seen_
 
 
 def test_the_latest_change_is_the_latest_of_the_places_it_shows(seen_shop):
-    engine, _ = seen_shop
+    engine, ran = seen_shop
 
     with engine.connect() as conn:
-        marks = observe_table(conn, customers)
+        marks = observe_table(conn, customers, PipelineSettings().clock(datetime.now(UTC), load("reference")))
 
-    assert marks == {"row_count": 3, "max_id": 3, "max_updated_at": "2026-04-01T00:00:00"}
+    assert {name: value for name, value in marks.items() if name != LATELY} == {
+        "row_count": 3,
+        "max_id": 3,
+        "max_updated_at": "2026-04-01T00:00:00",
+    }
+    # The rows changed lately (within ten minutes of 2026-04-01: Bob, by his consent) are found where their changes
+    # show, then read by id, never computed for every customer.
+    assert str(marks[LATELY]).startswith("1:")
+    read = [s for s in ran if "customers" in s and "LIMIT" not in s and "count(" not in s]
+    assert len(read) == 1 and "customers.id IN (" in read[0], read
 
 
 def test_a_join_nothing_read_names_is_left_out(seen_shop):

@@ -5,11 +5,9 @@ database error (on a real MariaDB database that is dropped, or whose table is re
 from __future__ import annotations
 
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -21,38 +19,15 @@ from cio_assets.config import AutomationSettings, SettingsError
 from cio_assets.defs.automation.sensor import SourceCursor, advance
 from cio_assets.defs.checks.source import SOURCE_FRESHNESS_CHECK
 from cio_assets.defs.partitions import history
-from cio_assets.defs.resources import Settings, SourceDatabase, StateDatabase
+from cio_assets.defs.resources import Settings
 from cio_assets.schema.shop import orders, source_metadata
 from cio_assets_tests.conftest import SERVER_URL
-from cio_assets_tests.definitions import daily_partitions, defs, source_changes
+from cio_assets_tests.definitions import daily_partitions, source_changes
 from cio_assets_tests.shop import ShopBuilder
+from cio_assets_tests.ticks import tick as _tick
 
 # The partition an instant falls in (the first one for anything before it), as the sensor places a cart gone idle.
 partition_of = history(daily_partitions).key_of
-
-
-def _tick(
-    source_url: str,
-    cursor: str | None = None,
-    settings: Settings | None = None,
-    instance: dg.DagsterInstance | None = None,  # one holding runs; a throwaway one if None
-    state_url: str | None = None,  # where marks are kept; a SQLite file of the tick's own (keeping none) if None
-) -> dg.SensorExecutionData:
-    """One evaluation as the daemon runs it: the returned cursor is the one the daemon would keep."""
-    with (
-        nullcontext(instance) if instance else dg.instance_for_test() as instance,
-        dg.build_sensor_context(
-            instance=instance,
-            cursor=cursor,
-            repository_def=defs.get_repository_def(),
-            resources={
-                "source": SourceDatabase(url=source_url),
-                "state": StateDatabase(url=state_url or f"sqlite:///{tempfile.mkdtemp(prefix='cio-sensor-')}/state.db"),
-                "settings": settings or Settings(),
-            },
-        ) as context,
-    ):
-        return source_changes.evaluate_tick(context)
 
 
 def _observed(tick: dg.SensorExecutionData) -> dict[str, dict]:
@@ -65,6 +40,10 @@ def _freshness(tick: dg.SensorExecutionData) -> list[dg.AssetCheckEvaluation]:
 
 def _marks(tick: dg.SensorExecutionData) -> dict:
     return SourceCursor.parse(tick.cursor).marks
+
+
+def _high_water(tick: dg.SensorExecutionData, table: str) -> dict:
+    return {name: value for name, value in _marks(tick)[table].items() if name.startswith("max_")}
 
 
 def _minutes_ago(minutes: int) -> datetime:
@@ -88,7 +67,8 @@ def test_observations_carry_row_counts_and_high_water_marks(shop, pipeline):
     assert tick.run_requests[0].partition_key == daily_partitions.get_last_partition_key()
     assert tick.run_requests[0].job_name in (None, "refresh")
     assert tick.run_requests[0].tags["cio/changed_tables"] == "customers, order_items, orders"
-    assert _marks(tick)["source/orders"] == {"max_id": 41, "max_updated_at": "2026-10-02T10:00:00"}
+    assert _high_water(tick, "source/orders") == {"max_id": 41, "max_updated_at": "2026-10-02T10:00:00"}
+    assert _marks(tick)["source/orders"]["row_count"] == 1
 
 
 def test_an_unchanged_shop_requests_nothing_and_a_new_order_requests_a_refresh(shop, pipeline):
@@ -99,7 +79,7 @@ def test_an_unchanged_shop_requests_nothing_and_a_new_order_requests_a_refresh(s
     shop.order(1, id=42, paid_at="2026-10-02 10:00")
     changed = _tick(pipeline.source_url, cursor=first.cursor)
 
-    assert unchanged.run_requests == [] and "No high-water mark moved" in (unchanged.skip_message or "")
+    assert unchanged.run_requests == [] and "No mark moved" in (unchanged.skip_message or "")
     assert _observed(unchanged) == {}  # nothing moved: nothing observed
     assert _marks(unchanged) == _marks(first)
     assert len(changed.run_requests) == 1
@@ -132,6 +112,24 @@ def test_an_unchanged_shop_requests_nothing_and_a_new_order_requests_a_refresh(s
             [],
             id="earlier_time_kept",
         ),
+        # a row count moves when it differs at all: rows deleted, or inserted late under a lower id
+        pytest.param({"t": {"row_count": 9}}, {"t": {"row_count": 8}}, {"t": {"row_count": 8}}, ["t"], id="fewer_rows"),
+        # the rows changed lately hold something else (a same-second edit, a late commit): moved
+        pytest.param(
+            {"t": {"max_id": 3, "changed_lately": "2:aa"}},
+            {"t": {"max_id": 3, "changed_lately": "2:bb"}},
+            {"t": {"max_id": 3, "changed_lately": "2:bb"}},
+            ["t"],
+            id="changed_lately_differs",
+        ),
+        # the same digest and count: nothing moved
+        pytest.param(
+            {"t": {"row_count": 2, "changed_lately": "2:aa"}},
+            {"t": {"row_count": 2, "changed_lately": "2:aa"}},
+            {"t": {"row_count": 2, "changed_lately": "2:aa"}},
+            [],
+            id="same_digest",
+        ),
         # a table the source no longer reports keeps its marks; another table's move is reported alone
         pytest.param(
             {"a": {"max_id": 1}, "b": {"max_id": 1}},
@@ -156,28 +154,35 @@ ORDER = {
 }
 
 
-def test_a_source_behind_the_cursor_launches_nothing_until_it_passes_it(shop, pipeline, source_engine: Engine):
+def test_a_source_behind_the_cursor_keeps_its_high_water_marks_and_launches_each_change_once(
+    shop, pipeline, source_engine: Engine
+):
     shop.customer(1)
     shop.order(1, id=7, paid_at="2026-10-02 10:00")
     first = _tick(pipeline.source_url)
-    # The newest order disappears (a restore from an older backup): the marks read lower than kept.
+    # The newest order disappears (deleted, or a restore from an older backup): the maxima read lower than kept.
     with source_engine.begin() as conn:
         conn.execute(text("DELETE FROM order_items WHERE order_id = 7"))
         conn.execute(text("DELETE FROM orders WHERE id = 7"))
     behind = _tick(pipeline.source_url, cursor=first.cursor)
-    with source_engine.begin() as conn:  # an order re-inserted below the kept marks
+    unchanged = _tick(pipeline.source_url, cursor=behind.cursor)
+    with source_engine.begin() as conn:  # an order inserted below the kept marks (a late commit's lower id)
         conn.execute(
             orders.insert(),
             [{**ORDER, "id": 5, "paid_at": datetime(2026, 10, 2, 9), "updated_at": datetime(2026, 10, 2, 9)}],
         )
-    still_behind = _tick(pipeline.source_url, cursor=behind.cursor)
+    still_behind = _tick(pipeline.source_url, cursor=unchanged.cursor)
     shop.order(1, id=8, paid_at="2026-10-02 11:00")
     passed = _tick(pipeline.source_url, cursor=still_behind.cursor)
 
-    assert behind.run_requests == [] and _marks(behind) == _marks(first)
-    assert still_behind.run_requests == [] and _marks(still_behind) == _marks(first)
+    # The delete and the insert below the marks each launch a refresh (the row count differs); the high-water
+    # marks stay where they were until passed, so nothing already launched is launched again for them.
+    assert len(behind.run_requests) == 1 and _high_water(behind, "source/orders") == _high_water(first, "source/orders")
+    assert unchanged.run_requests == []
+    assert len(still_behind.run_requests) == 1
+    assert _high_water(still_behind, "source/orders") == _high_water(first, "source/orders")
     assert len(passed.run_requests) == 1
-    assert _marks(passed)["source/orders"] == {"max_id": 8, "max_updated_at": "2026-10-02T11:00:00"}
+    assert _high_water(passed, "source/orders") == {"max_id": 8, "max_updated_at": "2026-10-02T11:00:00"}
 
 
 def test_a_cursor_of_an_older_sensor_starts_afresh(shop, pipeline):

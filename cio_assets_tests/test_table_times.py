@@ -29,6 +29,12 @@ from cio_assets.tracking.table_times import SETTLE, _settled, read_table_times
 from cio_assets_tests.shop import ShopBuilder
 
 UTC_ZONE = ZoneInfo("UTC")
+LOOKBACK = timedelta(minutes=10)
+
+
+def _clock() -> Clock:
+    """A run's clock now, on a shop that stores UTC."""
+    return Clock(SourceZones(), datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC), LOOKBACK)
 
 
 @contextmanager
@@ -68,9 +74,9 @@ def test_marks_are_kept_while_no_write_touches_the_table_and_read_again_after_an
     shop.customer(1)
     settle()
     with source_engine.connect() as conn:
-        first = observe_all(conn, [customers], kept)
+        first = observe_all(conn, _clock(), [customers], kept)
         with statements_on(source_engine) as statements:
-            again = observe_all(conn, [customers], kept)
+            again = observe_all(conn, _clock(), [customers], kept)
     assert again == first
     assert reads_of(statements, "customers") == []  # the server's notes only
 
@@ -78,12 +84,12 @@ def test_marks_are_kept_while_no_write_touches_the_table_and_read_again_after_an
     with source_engine.begin() as conn:
         conn.execute(text("UPDATE customers SET first_name = 'Grace' WHERE id = 1"))
     with source_engine.connect() as conn, statements_on(source_engine) as statements:
-        observe_all(conn, [customers], kept)
+        observe_all(conn, _clock(), [customers], kept)
     assert reads_of(statements, "customers")
 
     shop.customer(2)
     with source_engine.connect() as conn:
-        assert observe_all(conn, [customers], kept)["customers"]["row_count"] == 2
+        assert observe_all(conn, _clock(), [customers], kept)["customers"]["row_count"] == 2
 
 
 def test_a_transaction_open_since_the_note_keeps_the_marks_from_being_kept(
@@ -109,11 +115,11 @@ def test_a_transaction_open_since_the_note_keeps_the_marks_from_being_kept(
         pytest.skip("no two writes fell within one second on this machine")
     settle()
     with source_engine.connect() as conn:
-        assert observe_all(conn, [customers], kept)["customers"]["row_count"] == 2
+        assert observe_all(conn, _clock(), [customers], kept)["customers"]["row_count"] == 2
     late.commit()
     late.close()
     with source_engine.connect() as conn:
-        assert observe_all(conn, [customers], kept)["customers"]["row_count"] == 3
+        assert observe_all(conn, _clock(), [customers], kept)["customers"]["row_count"] == 3
 
 
 @pytest.mark.parametrize(
@@ -175,7 +181,7 @@ def test_an_order_dated_ahead_comes_due_from_the_cursor_while_no_write_touches_t
         {AHEAD: kept_ahead},
         quiet=quiet,
     )
-    clock = Clock(SourceZones(), floor=datetime(2000, 1, 1, tzinfo=UTC), now=now + timedelta(minutes=10))
+    clock = Clock(SourceZones(), datetime(2000, 1, 1, tzinfo=UTC), now + timedelta(minutes=10), LOOKBACK)
     ahead: dict = {}
     with source_engine.connect() as conn, statements_on(source_engine) as statements:
         due = come_due(conn, orders, cursor, clock, ahead)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from cio_assets_tests.processes import free_port, stop
 
 # The key under which W3C WebDriver returns an element reference.
 ELEMENT_KEY = "element-6066-11e4-a52e-4f735466cecf"
@@ -60,12 +61,6 @@ def find_browser() -> Browser | None:
     return Browser(chromium=chromium, chromedriver=chromedriver)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def chromedriver(browser: Browser, log_path: Path, ready_within: float = 30.0) -> Iterator[httpx.Client]:
     """Start chromedriver on a free loopback port; yield an HTTP client for it; stop it afterwards."""
@@ -79,12 +74,7 @@ def chromedriver(browser: Browser, log_path: Path, ready_within: float = 30.0) -
                 _wait_ready(http, process, ready_within, log_path)
                 yield http
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, within=10)
 
 
 def _wait_ready(http: httpx.Client, process: subprocess.Popen[bytes], within: float, log_path: Path) -> None:

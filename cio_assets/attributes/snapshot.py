@@ -21,6 +21,7 @@ from cio_assets.attributes.queries import CHANGE_TABLES, as_of_instants, changed
 from cio_assets.attributes.schema import attribute_snapshot_schema
 from cio_assets.contract import ContractTally, split_by_contract
 from cio_assets.hygiene.rejections import released_rows
+from cio_assets.identity.captured import captured_people
 from cio_assets.identity.erasure import erased_set
 from cio_assets.identity.lookup import load_resolver, require_identity
 from cio_assets.identity.membership import chunk_people, guest_spellings
@@ -32,9 +33,15 @@ from cio_assets.lib.timestamps import Clock, unix
 from cio_assets.lib.writes import insert_frame, replace_days
 from cio_assets.schema.shop import customers, order_items, orders, refunds, subscriptions
 from cio_assets.schema.state import attribute_snapshot as SNAPSHOT
-from cio_assets.schema.state import still_not_null
+from cio_assets.schema.state import identity_map, still_not_null
+from cio_assets.tracking.binlog import captured_since, read_through, release, save_through
+from cio_assets.tracking.computed import last_computed
+from cio_assets.tracking.cursors import deleted_since
 
 ASSET = "attribute_snapshot"
+# The tables whose rows carry a person's figures: a row deleted from one changes them (identity handles a deleted
+# customer itself).
+HOLD_FIGURES = (orders, refunds, subscriptions)
 SCHEMA_CHECK = "attribute_snapshot_schema"
 # The shop's tables the snapshot reads: any row added, deleted or edited in one of them recomputes.
 SOURCES = (customers, orders, order_items, refunds, subscriptions)
@@ -54,6 +61,11 @@ class SnapshotRun:
     erased_left_out: int = 0
     unresolved: int = 0  # changed source rows that resolve to nobody
     released: int = 0  # source rows released from quarantine during the range
+    # Everyone's state on the range's last day computed again: identity found rows deleted from the shop since the
+    # latest day was computed. A deleted row (an order, a refund) leaves no change time to find its person by; the
+    # people sync sends only what differs from what Customer.io holds.
+    everyone_again: bool = False
+    captured_people: int = 0  # people whose rows binlog capture saw change, computed again on the last day
 
 
 def compute_snapshot(
@@ -78,6 +90,21 @@ def compute_snapshot(
     released = {table.name: released_rows(dst, table, prange) for table in CHANGE_TABLES}
     run.released = int(sum(len(rows) for rows in released.values()))
     changes = changed_people(src, resolver, prange, clock, chunk_size, released)
+    latest = last_computed(dst, ASSET)
+    last_day = prange.keys[-1]
+    # What leaves no change time to find its person by counts on the latest day only: older days keep their rows.
+    reaches = latest is None or last_day >= latest[0]
+    run.everyone_again = reaches and latest is not None and deleted_since(dst, HOLD_FIGURES, latest[1])
+    if run.everyone_again:
+        everyone = dst.execute(select(identity_map.c.person_id).distinct()).scalars().all()
+        changes.pairs = _on_day(changes.pairs, everyone, last_day)
+        log(f"rows were deleted from the shop since the latest day was computed: everyone's {last_day} again")
+    captured, through = captured_since(dst, read_through(dst, ASSET)) if reaches else ({}, None)
+    if captured:
+        found = captured_people(src, resolver, captured)
+        run.captured_people = len(found)
+        changes.pairs = _on_day(changes.pairs, sorted(found), last_day)
+        log(f"{len(found)} people whose rows binlog capture saw change: their {last_day} again")
     run.unresolved = changes.unresolved
     require_identity(resolver, changes.unresolved)
     tally.note(changes.held)
@@ -106,7 +133,16 @@ def compute_snapshot(
         run.totals.update(run_figures(rows))  # update keeps zeros, where + drops them
         run.without_profile += without_profile
         log(f"chunk {number}: {len(rows)} rows ({tally.written} so far)")
+    if through is not None:
+        save_through(dst, ASSET, through, unix(clock.now))
+        release(dst)
     return run
+
+
+def _on_day(pairs: pd.DataFrame, people: list[str], day: str) -> pd.DataFrame:
+    """The (person, day) pairs with each of `people` on `day` too."""
+    more = pd.DataFrame({"person_id": pd.Series(people, dtype="object"), "day": day})
+    return pd.concat([pairs, more], ignore_index=True).drop_duplicates(ignore_index=True)
 
 
 def _require_nullable_consent(dst: Connection) -> None:

@@ -59,8 +59,8 @@ def refresh_rejections(
 ) -> HygieneRun:
     """Judge the rows that may have changed and replace the listing, in `dst`'s transaction with the cursor."""
     now = unix(clock.now)
-    marks = read_marks(src, run_id, kept=dst.engine)
-    inputs = Inputs.read(src, dst, SOURCES, settings_digest, now, run_id)
+    marks = read_marks(src, clock, run_id, kept=dst.engine)
+    inputs = Inputs.read(src, dst, SOURCES, settings_digest, clock, run_id)
     now_noted = noted(run_id)
     cursor = Cursor.load(dst, ASSET, now_noted)
     previous = previous_rejections(dst)

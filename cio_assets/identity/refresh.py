@@ -6,10 +6,9 @@ timestamp floor changed, and when asked (`full_refresh` in the run config; the d
 
 An incremental refresh reads only the source rows that changed since the cursor:
 - customers, orders, carts and subscriptions whose `updated_at` is after the newest the cursor saw, or
-  within `LOOKBACK` of the last run (a transaction that commits late), or whose id is above the largest
-  seen; rows whose
-  timestamps have since stopped being in the future; and for customers found deleted (their count
-  disagrees), the orders, carts and subscriptions that named them;
+  within the look-back window (CIO_CHANGE_LOOKBACK_SECONDS) of the last run (a transaction that commits late),
+  or whose id is above the largest seen; rows whose timestamps have since stopped being in the future; and for
+  customers found deleted (their count disagrees), the orders, carts and subscriptions that named them;
 - identity links the same way by `linked_at` (and those without one), all of them when their count
   disagrees with what is kept.
 Every identifier such a row carries, now or before the change, is a seed; the rows kept in
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 from sqlalchemy import ColumnElement, Connection, Table, and_, delete, false, func, or_, select, true, tuple_
 
+from cio_assets.identity.captured import rows_to_read
 from cio_assets.identity.inputs import (
     CARTS,
     CUSTOMERS,
@@ -57,8 +57,10 @@ from cio_assets.lib.timestamps import Clock, unix
 from cio_assets.lib.writes import KEYS_PER_STATEMENT, insert_frame, replace_all
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import carts, customers, identity_links, orders, subscriptions
+from cio_assets.tracking.binlog import DELETES, captured_since, read_through, save_through
 from cio_assets.tracking.cursors import (
     AHEAD,
+    DELETED,
     IDENTITY_CURSOR,
     MARKED,
     NOTES,
@@ -67,6 +69,7 @@ from cio_assets.tracking.cursors import (
     changed,
     changed_links,
     cursor_marks,
+    rows_deleted,
     vouching,
 )
 from cio_assets.tracking.marks import noted, observe_tables
@@ -221,17 +224,23 @@ def refresh_identity(
 ) -> RefreshSummary:
     """Bring the identity tables up to date with the shop, fully or incrementally (see the module docstring).
     `run_id` lets the steps of one run share their observation of the shop's tables."""
-    observed = observe_tables(src, MARKED, run_id, kept=dst.engine)  # the customers' count below comes with the marks
+    observed = observe_tables(
+        src, clock, MARKED, run_id, kept=dst.engine
+    )  # the customers' count below comes with the marks
     marks, now_noted = cursor_marks(observed), noted(run_id)
     cursor = Cursor.load(dst, IDENTITY_CURSOR, now_noted)
+    # The rows binlog capture saw change (`tracking/binlog.py`), read again whatever their change times say.
+    captured, through = captured_since(dst, read_through(dst, IDENTITY_CURSOR))
     reason = "asked for in the run config (full_refresh)" if full_refresh else why_full(cursor, canonical_id, clock)
     ahead: Ahead = {}  # the rows dated after now, for the cursor to keep (`come_due`)
     if reason is not None or cursor is None:
         summary = _full(src, dst, clock, canonical_id, chunk_size, reason or "")
     else:
         in_shop = int(observed[str(customers.name)]["row_count"])  # type: ignore[call-overload]
-        summary = _incremental(src, dst, clock, canonical_id, chunk_size, cursor, in_shop, ahead)
+        also = rows_to_read(captured)
+        summary = _incremental(src, dst, clock, canonical_id, chunk_size, cursor, in_shop, ahead, also)
     now = unix(clock.now)
+    save_through(dst, IDENTITY_CURSOR, through, now)
     changed_at = (
         now if summary.mode == "full" or summary.component_rows or cursor is None else cursor.details["changed_at"]
     )
@@ -240,12 +249,19 @@ def refresh_identity(
     summary.kept_rows = (
         counted if counted is not None else dst.execute(select(func.count()).select_from(INPUTS)).scalar_one()
     )
+    # When rows were last found deleted from each table: what derives from them is computed again (`deleted_since`).
+    deleted: dict[str, int] = dict(cursor.details.get(DELETED, {})) if cursor is not None else {}  # type: ignore[call-overload]
+    if cursor is not None:
+        # Deletes binlog capture saw name their rows' people already (`identity/captured.py`).
+        seen = {concept for concept, keys in captured.items() if DELETES in keys}
+        deleted.update(dict.fromkeys((t for t in rows_deleted(src, cursor, marks) if t not in seen), now))
     details = {
         "policy": canonical_id,
         "changed_at": changed_at,
         INPUT_ROWS: int(summary.kept_rows),
         NOTES: vouching(now_noted),
         AHEAD: ahead,
+        DELETED: deleted,
     }
     Cursor(IDENTITY_CURSOR, marks, now, unix(clock.floor), details).save(dst)
     summary.changed_at = int(changed_at)  # type: ignore[call-overload]
@@ -273,10 +289,12 @@ def _incremental(
     cursor: Cursor,
     in_shop: int,
     ahead: Ahead,
+    also: dict[str, list[int]],
 ) -> RefreshSummary:
     """`in_shop`: how many customers the shop held when the run observed it (before reading any row); `ahead`
-    gathers the rows dated after now (`come_due`)."""
-    changed_customers = _changed(customers, src, dst, clock, cursor, ahead)
+    gathers the rows dated after now (`come_due`); `also`: per table, the ids of rows to read again whatever
+    their change times say (binlog capture saw them change)."""
+    changed_customers = _changed(customers, src, dst, clock, cursor, ahead, also)
     fresh = IdentityInputs.read(src, clock, only={customers.name: changed_customers})
     # Changed customers that are no input (now): set aside by the hygiene rules (a duplicated id), so whatever
     # is kept of them goes, as of a deleted customer.
@@ -288,7 +306,7 @@ def _incremental(
         more = IdentityInputs.read(src, clock, only={customers.name: customers.c.id.in_(missing)})
         fresh.customers = pd.concat([fresh.customers, more.customers], ignore_index=True)
     only = {
-        table.name: or_(_changed(table, src, dst, clock, cursor, ahead), *_naming(table, deleted))
+        table.name: or_(_changed(table, src, dst, clock, cursor, ahead, also), *_naming(table, deleted))
         for table in (orders, carts, subscriptions)
     }
     links_where, reload_links = _links_to_read(src, dst, clock, cursor)
@@ -379,11 +397,21 @@ def _frames(result: IdentityResult) -> tuple[pd.DataFrame, ...]:
 
 
 def _changed(
-    table: Table, src: Connection, dst: Connection, clock: Clock, cursor: Cursor, ahead: Ahead
+    table: Table,
+    src: Connection,
+    dst: Connection,
+    clock: Clock,
+    cursor: Cursor,
+    ahead: Ahead,
+    also: dict[str, list[int]] | None = None,
 ) -> ColumnElement[bool]:
-    """SQL: the rows of `table` changed since the cursor (`tracking/cursors.py`); for customers also those
-    whose `created_at` stopped being in the future, found among the kept inputs (the shop does not index it)."""
+    """SQL: the rows of `table` changed since the cursor (`tracking/cursors.py`), and those of `also`; for
+    customers also those whose `created_at` stopped being in the future, found among the kept inputs (the shop
+    does not index it)."""
     condition = changed(src, table, cursor, clock, ahead)
+    captured = (also or {}).get(str(table.name), [])
+    if captured:
+        condition = or_(condition, *(table.c.id.in_(chunk) for chunk in chunks(captured, KEYS_PER_STATEMENT)))
     if table is not customers:
         return condition
     raw = INPUTS.c.created_at_raw

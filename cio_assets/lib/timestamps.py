@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -30,11 +30,14 @@ class SourceZones:
 class Clock:
     """How one run reads the shop's times: the zone each table stores its naive DATETIMEs in, and the sane range
     of instants [floor, now] (aware, UTC). Hygiene sets aside a row dated outside it; the contracts refuse a derived
-    row dated outside it. Every step of a run uses the same `now`."""
+    row dated outside it. Every step of a run uses the same `now`. `lookback`: how long a transaction may stay open
+    between stamping a change time and committing (CIO_CHANGE_LOOKBACK_SECONDS): rows changed within it before the
+    newest change seen are read again (`tracking/`)."""
 
     zones: SourceZones
     floor: datetime
     now: datetime
+    lookback: timedelta
 
     def zone_of(self, table: str) -> ZoneInfo:
         return self.zones.of(table)

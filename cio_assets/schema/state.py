@@ -134,6 +134,24 @@ cursors = Table(
     Column("updated_at", BigInteger, nullable=False, comment="Unix seconds: the run that wrote it"),
 )
 
+# The keys of the shop's rows changed as binlog capture read them (CIO_CHANGE_CAPTURE=binlog, tracking/binlog.py), for
+# the runs to compute their people again; dropped once every run that reads them has.
+captured_changes = Table(
+    "cio_captured_changes",
+    state_metadata,
+    Column(
+        "seq",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+        comment="Order of capture",
+    ),
+    Column("concept", String(64), nullable=False, comment="The source concept the row belongs to (orders, ...)"),
+    Column("key_name", String(64), nullable=False, comment="The concept's key: id, customer_id, email, order_id, ..."),
+    Column("key_value", String(255), nullable=False, comment="The key's value, as text"),
+    Column("captured_at", BigInteger, nullable=False, comment="Unix seconds: the sensor tick that read it"),
+)
+
 # The shop's high-water marks as last read, per concept, with the server's note of when each of the concept's
 # tables last changed at that reading: while the notes stay the same, the marks are not read again
 # (tracking/marks.py, tracking/table_times.py).

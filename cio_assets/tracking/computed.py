@@ -1,10 +1,12 @@
 """Skipping what the shop has not changed: a re-run costs nothing when nothing it reads moved.
 
 Each asset that rebuilds from the shop records, per day it computed (`cio_computed_days`; hygiene, which
-is not partitioned, under the day "all"), when and from what: a digest of the high-water marks of the
-source tables it reads (row count, largest id, latest change time, as the sensor observes them), of the
-identity map's last change and of the settings. A later run skips a day, keeping the rows it holds, when
-- the digest is the same: no row added, deleted or moved its change time, identity and settings unchanged;
+is not partitioned, under the day "all"), when and from what: a digest of the marks of the source tables it
+reads (row count, largest id, latest change time and what the rows changed lately hold, as the sensor observes
+them: `marks.py`), of the identity map's last change and of the settings. A later run skips a day, keeping the
+rows it holds, when
+- the digest is the same: no row added or deleted, no change time moved, no row changed within the look-back
+  window before the newest change (a same-second edit, a late commit), identity and settings unchanged;
 - no source row was released from quarantine since it was computed;
 - nothing the clock drives has come due since (the event log: a cart crossing the idle window).
 Hygiene, when it keeps its listing, still judges the rows already listed again (a fix in place, a row
@@ -12,8 +14,9 @@ dated in the future reaching its time), which costs what is listed, not the shop
 A run that skips says so in its metadata (`run_mode: unchanged`), and its figures still describe the day,
 read back from the tables (`defs/assets/kept.py`). `full_refresh: true` in the run config always recomputes.
 
-Not seen (until a run with `full_refresh`, which the daily schedule launches): a row edited without
-moving its change time, in a table with no other mark that moved.
+Not seen (until a run with `full_refresh`, which the daily schedule launches): a row edited without moving its
+change time, older than the look-back window, in a table with no other mark that moved; a row of a table without
+a change time (an order line) edited in place.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ import orjson
 from sqlalchemy import Connection, Table, func, select
 
 from cio_assets.lib.chunking import chunks
+from cio_assets.lib.timestamps import Clock, unix
 from cio_assets.lib.writes import upsert
 from cio_assets.schema.state import computed_days, rejected_rows
+from cio_assets.tracking.binlog import newest_captured
 from cio_assets.tracking.cursors import identity_changed_at
 from cio_assets.tracking.marks import observe_tables
 
@@ -49,18 +54,21 @@ class Inputs:
         dst: Connection,
         tables: Sequence[Table],
         settings_digest: str,
-        at: int,
+        clock: Clock,
         run_id: str | None = None,
     ) -> Inputs:
-        """The high-water marks of `tables`, identity's last change and the settings (`settings_digest`: a digest
-        of every setting, so a computation made under other settings is not kept)."""
+        """The high-water marks of `tables` (with what their rows changed lately hold), identity's last change and
+        the settings (`settings_digest`: a digest of every setting, so a computation made under other settings is
+        not kept), as the run with `clock` reads them."""
         fingerprint = {
-            "marks": observe_tables(src, tables, run_id, kept=dst.engine),
+            "marks": observe_tables(src, clock, tables, run_id, kept=dst.engine),
             "identity_changed_at": identity_changed_at(dst),
+            # A change only binlog capture saw (an order line edited in place) moves no mark.
+            "captured": newest_captured(dst),
             "settings": settings_digest,
         }
         text = orjson.dumps(fingerprint, option=orjson.OPT_SORT_KEYS)
-        return cls(hashlib.sha256(text).hexdigest(), at)
+        return cls(hashlib.sha256(text).hexdigest(), unix(clock.now))
 
 
 def computed_at(dst: Connection, asset: str, days: Sequence[str], inputs: Inputs) -> int | None:
@@ -81,6 +89,15 @@ def record(dst: Connection, asset: str, days: Sequence[str], inputs: Inputs) -> 
     for chunk in chunks(sorted(days), 500):
         rows = [{"asset": asset, "day": day, "digest": inputs.digest, "computed_at": inputs.at} for day in chunk]
         upsert(dst, computed_days, rows)
+
+
+def last_computed(dst: Connection, asset: str) -> tuple[str, int] | None:
+    """The latest day `asset` computed, and when it last computed it (Unix seconds); None before its first run."""
+    t = computed_days
+    found = dst.execute(
+        select(t.c.day, t.c.computed_at).where(t.c.asset == asset, t.c.day != WHOLE).order_by(t.c.day.desc()).limit(1)
+    ).one_or_none()
+    return None if found is None else (str(found[0]), int(found[1]))
 
 
 def released_since(dst: Connection, tables: Sequence[Table], since: int) -> int:

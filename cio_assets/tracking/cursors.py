@@ -5,23 +5,26 @@ what it derived: per tracked table, the newest `updated_at` and the largest id i
 (marks are read before the rows are, so a row written meanwhile is read again next time, never missed),
 the run's clock, and the timestamp floor its rows were judged with. `changed_keys` finds the ids of the rows
 to read again, one query per reason (each served by its own index), and `changed` the SQL for them by id:
-- `updated_at` after the newest seen, or within `LOOKBACK` of the last run (a transaction that set its
-  `updated_at` before that run started but committed after it);
+- `updated_at` after the newest seen, or within the look-back window (`Clock.lookback`,
+  CIO_CHANGE_LOOKBACK_SECONDS) of the last run (a transaction that set its `updated_at` before that run started
+  but committed after it);
 - an id above the largest seen;
 - a timestamp that was in the future at the last run and is not any more (hygiene sets such rows aside
   until their time comes), for the columns `TRACKED` names.
-A row edited without moving its `updated_at` is not seen; the daily full refresh catches it. On a mapped shop,
-`updated_at` may be computed from several tables; the mapping then says where its changes show (`seen_in`), and
-"after the newest seen" is asked there (`mapping/compile.py`).
+A row edited without moving its `updated_at` is not seen; the daily full refresh catches it. A row deleted is
+found by the counts (`rows_deleted`): fewer rows than the cursor saw plus those added above its largest id. On a
+mapped shop, `updated_at` may be computed from several tables; the mapping then says where its changes show
+(`seen_in`), and "after the newest seen" is asked there (`mapping/compile.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import Column, ColumnElement, Connection, Engine, Table, false, or_, select, true
+from sqlalchemy import Column, ColumnElement, Connection, Engine, Table, false, func, or_, select, true
 
 from cio_assets.lib.timestamps import Clock, to_source_naive
 from cio_assets.lib.writes import upsert
@@ -37,11 +40,7 @@ from cio_assets.schema.shop import (
 )
 from cio_assets.schema.state import cursors
 from cio_assets.tracking.marks import MOST_AHEAD, Noted, observe_tables
-from cio_assets.tracking.table_times import SETTLE
 
-# How long a transaction may stay open between stamping its change and committing it: one window for the cursors
-# and for the server's notes (`table_times.py`).
-LOOKBACK = SETTLE
 # Per tracked table, the timestamps whose rows turn valid when the clock passes them (indexed in the
 # reference schema; customers' created_at is not, and identity finds those among the inputs it keeps).
 TRACKED: dict[Table, tuple[str, ...]] = {
@@ -100,11 +99,13 @@ def vouching(now: Noted) -> dict[str, object]:
 MARKED: tuple[Table, ...] = (*TRACKED, identity_links)
 
 
-def read_marks(conn: Connection, run_id: str | None = None, kept: Engine | None = None) -> dict[str, dict[str, object]]:
+def read_marks(
+    conn: Connection, clock: Clock, run_id: str | None = None, kept: Engine | None = None
+) -> dict[str, dict[str, object]]:
     """Per tracked table its newest `updated_at` (ISO text) and largest id; for identity links, the newest
     `linked_at`. Read before the changes are (observed once per run, see `observe_tables`; `kept`, the state
     database, as there)."""
-    return cursor_marks(observe_tables(conn, MARKED, run_id, kept))
+    return cursor_marks(observe_tables(conn, clock, MARKED, run_id, kept))
 
 
 def cursor_marks(observed: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
@@ -113,11 +114,31 @@ def cursor_marks(observed: dict[str, dict[str, object]]) -> dict[str, dict[str, 
         str(table.name): {
             "updated_at": observed[str(table.name)].get("max_updated_at"),
             "id": observed[str(table.name)].get("max_id"),
+            "rows": observed[str(table.name)].get("row_count"),
         }
         for table in TRACKED
     }
     marks[str(identity_links.name)] = {"linked_at": observed[str(identity_links.name)].get("max_linked_at")}
     return marks
+
+
+def rows_deleted(conn: Connection, cursor: Cursor, marks: dict[str, dict[str, object]]) -> list[str]:
+    """The `TRACKED` tables rows were deleted from since `cursor` (`marks`: the cursor marks read now): fewer rows
+    now than the cursor counted plus those added since above its largest id (counted by the id's index, so the
+    cost is the rows added). A deleted row leaves no change time to find it by: only its count shows it. Tables
+    the cursor did not count (an older cursor) are not judged."""
+    deleted = []
+    for table in TRACKED:
+        then, now = cursor.marks.get(str(table.name), {}), marks[str(table.name)]
+        if then.get("rows") is None or now.get("rows") is None or now["rows"] == then["rows"]:
+            continue
+        added = 0
+        if then.get("id") is not None and now.get("id") is not None and now["id"] != then["id"]:
+            statement = select(func.count()).select_from(table).where(table.c.id > int(then["id"]))  # type: ignore[call-overload]
+            added = int(conn.execute(statement).scalar_one())
+        if int(now["rows"]) < int(then["rows"]) + added:  # type: ignore[call-overload]
+            deleted.append(str(table.name))
+    return deleted
 
 
 # More changed rows than this, and every row is read again: one read of the table is then cheaper than the keys.
@@ -205,7 +226,7 @@ def _changed_clauses(table: Table, cursor: Cursor, clock: Clock) -> list[ColumnE
     # A table no write touched since the cursor's marks holds no row changed since: only the clock's reasons remain.
     written = str(table.name) not in cursor.quiet
     if "updated_at" in table.c and written:
-        clauses.append(_changed_after(table.c.updated_at, mark.get("updated_at"), since - LOOKBACK))
+        clauses.append(_changed_after(table.c.updated_at, mark.get("updated_at"), since - clock.lookback))
     if mark.get("id") is not None and written:
         clauses.append(table.c.id > int(mark["id"]))  # type: ignore[call-overload]
     return clauses
@@ -221,12 +242,12 @@ def _changed_after(column: Column, newest_seen: object, window: datetime) -> Col
 
 
 def changed_links(cursor: Cursor, clock: Clock) -> ColumnElement[bool]:
-    """SQL: identity links made after the newest the cursor saw, within `LOOKBACK` of its run, or without a
+    """SQL: identity links made after the newest the cursor saw, within the look-back window of its run, or without a
     time (links have neither an id nor an `updated_at`)."""
     since = to_source_naive(datetime.fromtimestamp(cursor.checked_at, UTC), clock.zone_of(identity_links.name))
     linked_at = identity_links.c.linked_at
     newest = cursor.marks.get(str(identity_links.name), {}).get("linked_at")
-    clauses = [linked_at >= since - LOOKBACK, linked_at.is_(None)]
+    clauses = [linked_at >= since - clock.lookback, linked_at.is_(None)]
     if newest is not None:
         clauses.append(linked_at > datetime.fromisoformat(str(newest)))
     return or_(*clauses)
@@ -234,6 +255,18 @@ def changed_links(cursor: Cursor, clock: Clock) -> ColumnElement[bool]:
 
 # The cursor identity keeps (`identity/refresh.py`): its details say when the identity tables last changed.
 IDENTITY_CURSOR = "identity_map"
+
+
+# The identity cursor's detail that keeps, per TRACKED table, when identity last found rows deleted from it (Unix
+# seconds): what is derived from those rows (a person's order count) must be computed again (`deleted_since`).
+DELETED = "deleted_at"
+
+
+def deleted_since(conn: Connection, tables: Iterable[Table], since: int) -> bool:
+    """Whether identity found rows deleted from one of `tables` after `since` (Unix seconds)."""
+    cursor = Cursor.load(conn, IDENTITY_CURSOR)
+    found: dict[str, int] = cursor.details.get(DELETED, {}) if cursor is not None else {}  # type: ignore[assignment]
+    return any(found.get(str(table.name), 0) > since for table in tables)
 
 
 def identity_changed_at(conn: Connection) -> int | None:

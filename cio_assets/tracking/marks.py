@@ -1,28 +1,42 @@
-"""The shop's tables observed: row count, largest id and latest change time (the high-water marks), and the
-newest paid order (how fresh the shop is).
+"""The shop's tables observed: row count, largest id and latest change time (the high-water marks), what the rows
+changed lately hold, and the newest paid order (how fresh the shop is).
 
 The source sensor compares the marks between ticks to see that the shop moved; the assets that work from
 changes keep them in their cursors; the digest of what a day was computed from includes them (`computed.py`).
+
+A high-water mark alone misses two kinds of change: an edit stamped in the same second as the newest change
+already seen (`ON UPDATE CURRENT_TIMESTAMP` stamps two writes within a second alike), and a late commit (a
+transaction stamps its change when its statement runs and commits after a later stamp was seen). Neither moves
+a mark. So each concept with a change time also has `LATELY`: a digest of every column of the rows changed
+within the look-back window (`Clock.lookback`, CIO_CHANGE_LOOKBACK_SECONDS) before its newest change, read
+through the change time's index. Any committed edit within the window changes it, and reading it costs the rows
+changed in the window, not the shop. A delete, or an insert committed late under a higher id, changes the row
+count.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import orjson
 import pandas as pd
 from sqlalchemy import Column, Connection, Engine, Select, Table, func, select
 
-from cio_assets.lib.timestamps import to_source_naive, to_unix_seconds
+from cio_assets.lib.timestamps import Clock, to_source_naive, to_unix_seconds
 from cio_assets.mapping.compile import relations_of
 from cio_assets.schema.shop import SOURCE_TABLES, is_paid, orders
 from cio_assets.tracking.table_times import NO_READING, read_table_times, recall, remember
 
-Marks = dict[str, object]  # "row_count", "max_id", "max_updated_at" (ISO text), ...
+Marks = dict[str, object]  # "row_count", "max_id", "max_updated_at" (ISO text), LATELY, ...
+# The mark of the rows changed lately: "<rows>:<digest>" of every column of the rows whose change time falls in the
+# look-back window before the newest change (`changed_lately`).
+LATELY = "changed_lately"
 # Tables observed at once, each on its own connection.
 OBSERVERS = 3
 
@@ -52,17 +66,32 @@ def latest(column: Column) -> Select:
     return select(column).where(column.is_not(None)).order_by(column.desc()).limit(1)
 
 
-def observe_table(conn: Connection, table: Table) -> Marks:
-    """The table's marks (None for the maxima of an empty table)."""
-    marks = {}
+def observe_table(conn: Connection, table: Table, clock: Clock) -> Marks:
+    """The table's marks (None for the maxima of an empty table), with `LATELY` for a table with a change time."""
+    marks: Marks = {}
     for name, statement in high_water_marks(table).items():
         value = conn.execute(statement).scalar_one_or_none()
         marks[name] = value.isoformat() if hasattr(value, "isoformat") else value
+    if "updated_at" in table.c and "id" in table.c and marks.get("max_updated_at") is not None:
+        marks[LATELY] = changed_lately(conn, table, datetime.fromisoformat(str(marks["max_updated_at"])), clock)
     return marks
 
 
+def changed_lately(conn: Connection, table: Table, newest: datetime, clock: Clock) -> str:
+    """ "<rows>:<digest>" of every column of the rows whose change time is within the look-back window before
+    `newest` (the latest change time; before now, when a row is dated ahead of the clock, so that a row dated in
+    2099 does not hide today's changes). Read by the change time's index, or on a mapped shop through the places
+    its changes are seen (`mapping/compile.py`). The window is measured from the data, not the clock: while nothing
+    is written, the digest stays the same however late it is read."""
+    now = to_source_naive(clock.now, clock.zone_of(str(table.name)))
+    since = min(newest, now) - clock.lookback
+    rows = conn.execute(select(table).where(table.c.updated_at >= since).order_by(table.c.id)).all()
+    text = orjson.dumps([list(row) for row in rows], default=str, option=orjson.OPT_NON_STR_KEYS)
+    return f"{len(rows)}:{hashlib.sha256(text).hexdigest()[:16]}"
+
+
 def observe_all(
-    conn: Connection, tables: Iterable[Table] = SOURCE_TABLES, kept: Engine | None = None
+    conn: Connection, clock: Clock, tables: Iterable[Table] = SOURCE_TABLES, kept: Engine | None = None
 ) -> dict[str, Marks]:
     """Several tables' marks at once, each on a connection of its own: the counts of the large tables are
     the server's work, which a second core shares (a no-change run at 100k customers: 0.45 s -> 0.3 s).
@@ -70,7 +99,7 @@ def observe_all(
     read keeps them (`table_times.py`), and the marks read now are kept for the next time, each in a short
     transaction of its own (not in the caller's, where concurrent steps would wait on each other's rows); a
     SQLite state database, which takes one writer at a time, keeps none."""
-    return _observe_all(conn, list(tables), kept)[0]
+    return _observe_all(conn, clock, list(tables), kept)[0]
 
 
 # Per concept, the server's notes on its tables at the reading its marks come from (`TableTimes.of`) and whether
@@ -78,14 +107,16 @@ def observe_all(
 Noted = dict[str, tuple[object, bool]]
 
 
-def _observe_all(conn: Connection, tables: list[Table], kept: Engine | None) -> tuple[dict[str, Marks], Noted]:
+def _observe_all(
+    conn: Connection, clock: Clock, tables: list[Table], kept: Engine | None
+) -> tuple[dict[str, Marks], Noted]:
     names = {str(table.name): _shop_tables(conn, table) for table in tables}
     reading, kept_marks = NO_READING, {}
     if kept is not None and conn.dialect.name == "mysql":
         with conn.engine.connect() as own:  # before any mark is read: a write after it shows in the next reading
-            reading = read_table_times(own, {t for shop in names.values() for t in shop})
+            reading = read_table_times(own, {t for shop in names.values() for t in shop}, clock.lookback)
         kept_marks = recall(kept, reading, names)
-    observed = _observe(conn, [table for table in tables if str(table.name) not in kept_marks], kept is not None)
+    observed = _observe(conn, clock, [table for table in tables if str(table.name) not in kept_marks], kept is not None)
     if kept is not None:
         remember(kept, reading, {name: (names[name], marks) for name, marks in observed.items()})
     marks = {name: kept_marks[name] if name in kept_marks else observed[name] for name in names}
@@ -94,17 +125,17 @@ def _observe_all(conn: Connection, tables: list[Table], kept: Engine | None) -> 
     return marks, noted
 
 
-def _observe(conn: Connection, tables: list[Table], fresh: bool) -> dict[str, Marks]:
+def _observe(conn: Connection, clock: Clock, tables: list[Table], fresh: bool) -> dict[str, Marks]:
     """The tables' marks read now; `fresh`: each on a connection of its own, so on a snapshot taken after the
     caller's reading of the tables' notes (the caller's own connection may hold an older one)."""
     if not tables:
         return {}
     if (len(tables) < 2 and not fresh) or conn.dialect.name == "sqlite":
-        return {str(table.name): observe_table(conn, table) for table in tables}
+        return {str(table.name): observe_table(conn, table, clock) for table in tables}
 
     def observe(table: Table) -> Marks:
         with conn.engine.connect() as own:
-            return observe_table(own, table)
+            return observe_table(own, table, clock)
 
     with ThreadPoolExecutor(OBSERVERS, thread_name_prefix="observe") as pool:
         return dict(zip((str(t.name) for t in tables), pool.map(observe, tables), strict=True))
@@ -123,7 +154,7 @@ _noted: dict[str, Noted] = {}
 
 
 def observe_tables(
-    conn: Connection, tables: Iterable[Table], run_id: str | None, kept: Engine | None = None
+    conn: Connection, clock: Clock, tables: Iterable[Table], run_id: str | None, kept: Engine | None = None
 ) -> dict[str, Marks]:
     """Each table's marks, observed once per run: hygiene, identity, the snapshot and the event log all ask,
     and a count of a large table costs a fraction of a second each time. Marks seen earlier in the run are
@@ -132,13 +163,13 @@ def observe_tables(
     `observe_all`."""
     tables = list(tables)
     if run_id is None:
-        return observe_all(conn, tables, kept)
+        return observe_all(conn, clock, tables, kept)
     if run_id not in _observed:
         _observed.clear()  # keep only the latest run's
         _noted.clear()
         _observed[run_id], _noted[run_id] = {}, {}
     seen = _observed[run_id]
-    marks, noted = _observe_all(conn, [table for table in tables if str(table.name) not in seen], kept)
+    marks, noted = _observe_all(conn, clock, [table for table in tables if str(table.name) not in seen], kept)
     seen.update(marks)
     _noted[run_id].update(noted)
     return {str(table.name): seen[str(table.name)] for table in tables}

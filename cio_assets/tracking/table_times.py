@@ -10,7 +10,8 @@ The note is `information_schema.TABLES.UPDATE_TIME`, which MariaDB and MySQL kee
   that started in that same second and commits later leaves the note as it was. A reading therefore vouches
   for a table only when no transaction still open then started at or before its note
   (`information_schema.INNODB_TRX`, which needs the PROCESS privilege; without it, only once the note is older
-  than `SETTLE`, the same late-commit window the cursors look back over), and the note is a second it has left;
+  than the late-commit window the cursors look back over, CIO_CHANGE_LOOKBACK_SECONDS), and the note is a second
+  it has left;
 - MySQL 8 serves the column from a cache kept a day unless `information_schema_stats_expiry` is 0, which the
   reading sets for its session.
 A kept value is used again only while every one of its tables shows the very note it was read under
@@ -31,8 +32,9 @@ from sqlalchemy.exc import DBAPIError
 from cio_assets.lib.writes import upsert
 from cio_assets.schema.state import source_marks
 
-# How long a transaction may stay open between stamping a change and committing it, when the server does not
-# say which are open (the cursors look back as far: `cursors.LOOKBACK`).
+# How long a transaction may stay open between stamping a change and committing it, when the server does not say
+# which are open and the caller does not say either (`Clock.lookback`, CIO_CHANGE_LOOKBACK_SECONDS, whose default
+# this is).
 SETTLE = timedelta(minutes=10)
 
 _NOTES = text(
@@ -73,9 +75,10 @@ class TableTimes:
 NO_READING = TableTimes("", {}, frozenset(), None)
 
 
-def read_table_times(conn: Connection, tables: Iterable[str]) -> TableTimes:
+def read_table_times(conn: Connection, tables: Iterable[str], settle: timedelta = SETTLE) -> TableTimes:
     """The notes of `tables` (the shop's own names) in the connection's database. Anything but MySQL or MariaDB,
-    or a server that refuses the read, gives no reading: every mark is then read as it always was."""
+    or a server that refuses the read, gives no reading: every mark is then read as it always was. `settle`: how
+    long a transaction may stay open, for when the open ones cannot be seen."""
     names = sorted({table.lower() for table in tables})
     if conn.dialect.name != "mysql" or not names:
         return NO_READING
@@ -95,18 +98,20 @@ def read_table_times(conn: Connection, tables: Iterable[str]) -> TableTimes:
         now = int(conn.execute(text("SELECT UNIX_TIMESTAMP(UTC_TIMESTAMP())")).scalar_one())
         oldest, open_count = None, None
     settled = frozenset(
-        name for name, note in notes.items() if note is not None and _settled(note, int(now), oldest, open_count)
+        name
+        for name, note in notes.items()
+        if note is not None and _settled(note, int(now), oldest, open_count, settle)
     )
     return TableTimes(database, notes, settled, int(now), sees_open=open_count is not None)
 
 
-def _settled(note: int, now: int, oldest_open: object, open_count: int | None) -> bool:
+def _settled(note: int, now: int, oldest_open: object, open_count: int | None, settle: timedelta = SETTLE) -> bool:
     """No write still to commit can leave `note` as it is: the server's clock has left that second, and every
-    transaction open now started after it (or, when they cannot be seen, the note is older than SETTLE)."""
+    transaction open now started after it (or, when they cannot be seen, the note is older than `settle`)."""
     if note >= now:
         return False
     if open_count is None:
-        return note < now - SETTLE.total_seconds()
+        return note < now - settle.total_seconds()
     # One second of slack: the two clocks are read a moment apart.
     return not open_count or (oldest_open is not None and int(oldest_open) > note + 1)  # type: ignore[call-overload]
 

@@ -30,7 +30,7 @@ from cio_assets.defs.metadata import add_partition_metadata, markdown_table
 from cio_assets.defs.partitions import context_range
 from cio_assets.defs.resources import Settings, SourceDatabase, StateDatabase
 from cio_assets.lib.frames import listing_per_day, merge_days
-from cio_assets.lib.timestamps import unix, utc_now
+from cio_assets.lib.timestamps import utc_now
 from cio_assets.schema import state as state_tables
 from cio_assets.tracking.computed import Inputs, record, skip_reason
 
@@ -68,7 +68,7 @@ def attribute_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDe
         clock = settings.clock(utc_now(), source.mapping_spec)
         with source.connect() as src, state.begin() as dst:
             inputs = Inputs.read(
-                src, dst, SOURCES, settings.fingerprint(source.mapping_spec), unix(clock.now), context.run.run_id
+                src, dst, SOURCES, settings.fingerprint(source.mapping_spec), clock, context.run.run_id
             )
             kept = None if config.full_refresh else skip_reason(dst, ASSET, prange.keys, inputs, CHANGE_TABLES)
             if kept is not None:
@@ -124,6 +124,8 @@ def attribute_snapshot_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDe
                 "run_erased_left_out": run.erased_left_out,
                 "run_unresolved_change_rows": run.unresolved,
                 "run_released_from_quarantine": run.released,
+                "run_everyone_after_deletes": run.everyone_again,
+                "run_captured_people": run.captured_people,
                 "run_includes_history_before_start": prange.includes_history,
                 "run_adjusted_sample": markdown_table(adjusted[["day", "item_key", "outcome", "reason"]]),
                 "run_duration_s": round(time.time() - started, 2),

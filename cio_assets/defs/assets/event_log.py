@@ -76,7 +76,9 @@ def event_log_asset(partitions: dg.TimeWindowPartitionsDefinition) -> dg.AssetsD
         clock = settings.clock(utc_now(), source.mapping_spec)
         now = unix(clock.now)
         with source.connect() as src, state.begin() as dst:
-            inputs = Inputs.read(src, dst, SOURCES, settings.fingerprint(source.mapping_spec), now, context.run.run_id)
+            inputs = Inputs.read(
+                src, dst, SOURCES, settings.fingerprint(source.mapping_spec), clock, context.run.run_id
+            )
 
             def carts_due(computed_at: int) -> bool:
                 # A day that had not ended when it was computed may gain abandoned carts by the clock alone.

@@ -14,7 +14,7 @@ from cio_assets.defs.catalog import SOURCE_GROUP, code_reference, pii_tags, sour
 from cio_assets.mapping.spec import MappingSpec
 from cio_assets.schema import shop
 from cio_assets.schema.shop import SOURCE_TABLES
-from cio_assets.tracking.marks import Marks
+from cio_assets.tracking.marks import LATELY, Marks
 
 
 def source_tables(mapping: MappingSpec) -> list[dg.AssetSpec]:
@@ -45,8 +45,9 @@ def _read_from(mapping: MappingSpec, concept: str) -> str:
 
 
 def observation(table: Table, marks: Marks) -> dg.AssetObservation:
-    """A table's row count and high-water marks, as an observation of its asset."""
+    """A table's row count and high-water marks, as an observation of its asset (not the digest of the rows changed
+    lately, which says nothing to a reader)."""
     marks = dict(marks)
     metadata: dict[str, object] = {"dagster/row_count": int(marks.pop("row_count") or 0)}  # type: ignore[call-overload]
-    metadata.update({key: value for key, value in marks.items() if value is not None})
+    metadata.update({key: value for key, value in marks.items() if value is not None and key != LATELY})
     return dg.AssetObservation(asset_key=source_key(table), metadata=metadata)

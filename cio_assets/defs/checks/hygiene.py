@@ -14,6 +14,7 @@ from cio_assets.defs.metadata import markdown_table
 from cio_assets.defs.resources import Settings, SourceDatabase, StateDatabase
 from cio_assets.hygiene.rules import REJECTING_TABLES
 from cio_assets.lib.reads import read_frame
+from cio_assets.lib.timestamps import Clock, utc_now
 from cio_assets.schema.state import rejected_rows
 from cio_assets.tracking.marks import observe_tables
 
@@ -33,10 +34,12 @@ def read_rejections(state: Connection) -> pd.DataFrame:
     )
 
 
-def read_table_rows(source: Connection, run_id: str | None = None, kept: Engine | None = None) -> dict[str, int]:
+def read_table_rows(
+    source: Connection, clock: Clock, run_id: str | None = None, kept: Engine | None = None
+) -> dict[str, int]:
     """Rows per source table the hygiene rules judge (as the run observed them, when it already did; `kept`, the
     state database, keeps counts while the shop's tables have not changed: `tracking/marks.py`)."""
-    observed = observe_tables(source, REJECTING_TABLES, run_id, kept)
+    observed = observe_tables(source, clock, REJECTING_TABLES, run_id, kept)
     return {name: int(marks["row_count"] or 0) for name, marks in observed.items()}  # type: ignore[call-overload]
 
 
@@ -92,5 +95,6 @@ def rejected_rows_share(
     with state.connect() as state_conn:
         rejections = read_rejections(state_conn)
     with source.connect() as source_conn:
-        table_rows = read_table_rows(source_conn, context.run.run_id, kept=state.engine)
+        clock = settings.clock(utc_now(), source.mapping_spec)
+        table_rows = read_table_rows(source_conn, clock, context.run.run_id, kept=state.engine)
     return share_result(rejections, table_rows, settings.check_max_rejected_share)

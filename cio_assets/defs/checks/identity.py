@@ -21,6 +21,7 @@ from cio_assets.defs.checks.delivery import latest_materialization
 from cio_assets.defs.metadata import markdown_table
 from cio_assets.defs.resources import Settings, SourceDatabase, StateDatabase
 from cio_assets.lib.reads import read_frame
+from cio_assets.lib.timestamps import Clock, utc_now
 from cio_assets.schema import state as state_tables
 from cio_assets.schema.shop import carts, is_paid, orders
 from cio_assets.tracking.marks import observe_tables
@@ -48,6 +49,7 @@ class IdentityCounts:
 def read_identity_counts(
     state: Connection,
     source: Connection,
+    clock: Clock,
     run_id: str | None = None,
     previous: Mapping[str, object] | None = None,
     people: int | None = None,
@@ -71,7 +73,7 @@ def read_identity_counts(
         .order_by(u.source_table, u.source_key)
         .limit(SAMPLE_ROWS),
     )
-    observed = observe_tables(source, [carts, orders], run_id, kept=state.engine)
+    observed = observe_tables(source, clock, [carts, orders], run_id, kept=state.engine)
     marks = orjson.dumps(observed[orders.name], option=orjson.OPT_SORT_KEYS).decode()
     now = int(time.time())
     if _still_counts(previous, marks, now):
@@ -180,7 +182,10 @@ def identity_map_health(
 ) -> dg.AssetCheckResult:
     previous = previous_metadata(context.instance, dg.AssetCheckKey(dg.AssetKey(ASSET), HEALTH))
     with state.connect() as state_conn, source.connect() as source_conn:
-        counts = read_identity_counts(state_conn, source_conn, context.run.run_id, previous, _mapped_people(context))
+        clock = settings.clock(utc_now(), source.mapping_spec)
+        counts = read_identity_counts(
+            state_conn, source_conn, clock, context.run.run_id, previous, _mapped_people(context)
+        )
     return health_result(
         counts,
         settings.check_max_conflict_share,
