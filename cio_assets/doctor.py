@@ -236,7 +236,7 @@ def _binlog(report: Report, conn: Connection, relations: Relations) -> None:
         section.add(WARN, f"{problem}; until then, keep CIO_CHANGE_CAPTURE=poll")
     if not problems:
         rules = key_rules(relations.mapping)
-        tables = sorted({table for name in relations.present for table in relations.tables_of(name)})
+        tables = sorted(relations.all_tables())
         unmapped = [table for table in tables if table not in rules]
         section.add(OK, "the server logs rows and the user may read them: CIO_CHANGE_CAPTURE=binlog works here")
         if unmapped:

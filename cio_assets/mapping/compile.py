@@ -253,6 +253,10 @@ class Relations:
             self._tables[name] = self._tables_read(name)
         return self._tables[name]
 
+    def all_tables(self) -> frozenset[str]:
+        """The shop's tables (lower case) any present concept reads (`tables_of`)."""
+        return frozenset(table for name in self.present for table in self.tables_of(name))
+
     def _tables_read(self, name: str) -> frozenset[str]:
         spec = self.mapping.concepts.get(name)
         if name not in self.present or spec is None:

@@ -51,8 +51,7 @@ def read_binlog(
         if saved is None:
             with engine.connect() as conn:
                 return BinlogTick(_shown(server_position(conn)))
-        relations = source.relations
-        tables = {table for name in relations.present for table in relations.tables_of(name)}
+        tables = set(source.relations.all_tables())
         found = capture(engine, key_rules(source.mapping_spec), tables, Position(str(saved["file"]), int(saved["pos"])))  # type: ignore[call-overload]
     except PositionPurged as error:
         with engine.connect() as conn:
